@@ -1,0 +1,242 @@
+package coord
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Config configures a Node. The zero value of every field but DataDir has a
+// working default: a Config holding only DataDir opens a single-member
+// cluster on loopback. Open copies the Config; changing it afterwards has no
+// effect.
+//
+// The fields mirror etcd's member flags where there is one.
+type Config struct {
+	// Name is this member's name, unique in the cluster (etcd --name).
+	// Default "default".
+	Name string
+	// DataDir holds the Raft log, snapshots and this member's identity
+	// (etcd --data-dir). Required. Reopening the same DataDir recovers
+	// everything; InitialCluster is then not needed and is ignored.
+	DataDir string
+	// RaftAddress is the host:port this member listens on for peer traffic
+	// and that peers dial (etcd --listen-peer-urls and
+	// --initial-advertise-peer-urls). Default "127.0.0.1:2380".
+	RaftAddress string
+	// InitialCluster maps every founding member's name to its RaftAddress
+	// (etcd --initial-cluster). It must name this member with its
+	// RaftAddress. Default: this member alone. Every founding member must be
+	// given the same map; members' Raft IDs are derived from it.
+	InitialCluster map[string]string
+	// ClusterToken keeps clusters apart: members with different tokens never
+	// exchange messages (etcd --initial-cluster-token). Default
+	// "coordkit-cluster".
+	ClusterToken string
+	// Join starts a member that was added to a running cluster with
+	// AddMember, instead of founding one (etcd --initial-cluster-state
+	// existing). Dynamic membership is not available yet: Open refuses Join
+	// with an error.
+	Join bool
+	// Shards is the number of Raft groups keys are spread over by their first
+	// path segment. It is fixed when the cluster is created; reopening with
+	// another non-zero count is an error. Default 1 (see the README for the
+	// measured trade-off).
+	Shards int
+	// RequestTimeout bounds a call whose context has no deadline. Default 5s.
+	RequestTimeout time.Duration
+	// HeartbeatInterval is the Raft heartbeat period (etcd
+	// --heartbeat-interval). Default 100ms. Minimum 1ms.
+	HeartbeatInterval time.Duration
+	// ElectionTimeout is how long a follower waits without hearing from a
+	// leader before it campaigns (etcd --election-timeout). Default 1s. It
+	// must be at least 5 heartbeats. Lease TTLs must be at least twice it.
+	ElectionTimeout time.Duration
+	// MaxKeyBytes bounds key length. Default 4096.
+	MaxKeyBytes int
+	// MaxValueBytes bounds value length. Default 1 MiB.
+	MaxValueBytes int
+	// MaxTxnOps bounds the operations (and compares) in one Txn branch.
+	// Default 128, as in etcd.
+	MaxTxnOps int
+	// MaxRequestBytes bounds one encoded request. Default 1.5 MiB, as in etcd.
+	MaxRequestBytes int
+	// HistoryRetention is how many revisions of history each shard keeps for
+	// watches and reads at old revisions; the shard's leader compacts older
+	// history automatically. Default 10000; negative turns automatic
+	// compaction off (Compact still works).
+	HistoryRetention int64
+	// SnapshotEntries: a replica snapshots its state every this many applied
+	// entries, and the Raft log before the snapshot is compacted. Default
+	// 10000.
+	SnapshotEntries uint64
+	// CompactionOverhead is how many entries are kept in the log behind a
+	// snapshot, so that a slightly lagging follower catches up from the log
+	// rather than by snapshot. Default 5000.
+	CompactionOverhead uint64
+	// Logger receives this member's logs and dragonboat's. dragonboat's
+	// logging is process-wide: with several Nodes in one process, its lines
+	// go to the Logger of the Node opened last. Its Info lines are logged at
+	// Debug. Default slog.Default().
+	Logger *slog.Logger
+
+	// test hooks, set through coord/internal/hooks only.
+	testTransport any
+}
+
+const (
+	defaultName              = "default"
+	defaultRaftAddress       = "127.0.0.1:2380"
+	defaultClusterToken      = "coordkit-cluster"
+	defaultShards            = 1
+	maxShards                = 1024
+	defaultRequestTimeout    = 5 * time.Second
+	defaultHeartbeat         = 100 * time.Millisecond
+	defaultElection          = time.Second
+	defaultMaxKeyBytes       = 4096
+	defaultMaxValueBytes     = 1 << 20
+	defaultMaxTxnOps         = 128
+	defaultMaxRequestBytes   = 3 << 19 // 1.5 MiB
+	defaultHistoryRetention  = 10000
+	defaultSnapshotEntries   = 10000
+	defaultCompactionOverhad = 5000
+)
+
+func configError(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
+}
+
+// withDefaults returns a copy of c with every zero field filled.
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = defaultName
+	}
+	if c.RaftAddress == "" {
+		c.RaftAddress = defaultRaftAddress
+	}
+	if c.ClusterToken == "" {
+		c.ClusterToken = defaultClusterToken
+	}
+	if c.InitialCluster == nil {
+		c.InitialCluster = map[string]string{c.Name: c.RaftAddress}
+	} else {
+		ic := make(map[string]string, len(c.InitialCluster))
+		for k, v := range c.InitialCluster {
+			ic[k] = v
+		}
+		c.InitialCluster = ic
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = defaultRequestTimeout
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = defaultHeartbeat
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = defaultElection
+	}
+	if c.MaxKeyBytes == 0 {
+		c.MaxKeyBytes = defaultMaxKeyBytes
+	}
+	if c.MaxValueBytes == 0 {
+		c.MaxValueBytes = defaultMaxValueBytes
+	}
+	if c.MaxTxnOps == 0 {
+		c.MaxTxnOps = defaultMaxTxnOps
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = defaultMaxRequestBytes
+	}
+	if c.HistoryRetention == 0 {
+		c.HistoryRetention = defaultHistoryRetention
+	}
+	if c.SnapshotEntries == 0 {
+		c.SnapshotEntries = defaultSnapshotEntries
+	}
+	if c.CompactionOverhead == 0 {
+		c.CompactionOverhead = defaultCompactionOverhad
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// validate checks a Config that went through withDefaults. Shards is checked
+// against the persisted count separately.
+func (c *Config) validate() error {
+	if c.DataDir == "" {
+		return configError("DataDir", "required")
+	}
+	if err := validAddress(c.RaftAddress); err != nil {
+		return configError("RaftAddress", "%v", err)
+	}
+	if c.Join {
+		return configError("Join", "joining a running cluster needs dynamic membership, which is not available yet")
+	}
+	addr, ok := c.InitialCluster[c.Name]
+	if !ok {
+		return configError("InitialCluster", "does not name this member %q", c.Name)
+	}
+	if addr != c.RaftAddress {
+		return configError("InitialCluster", "gives member %q address %q, but RaftAddress is %q", c.Name, addr, c.RaftAddress)
+	}
+	seen := map[string]string{}
+	for name, a := range c.InitialCluster {
+		if name == "" {
+			return configError("InitialCluster", "empty member name")
+		}
+		if err := validAddress(a); err != nil {
+			return configError("InitialCluster", "member %q: %v", name, err)
+		}
+		if other, dup := seen[a]; dup {
+			return configError("InitialCluster", "members %q and %q share address %q", other, name, a)
+		}
+		seen[a] = name
+	}
+	if c.Shards < 0 || c.Shards > maxShards {
+		return configError("Shards", "%d is outside 1..%d", c.Shards, maxShards)
+	}
+	if c.RequestTimeout < 0 {
+		return configError("RequestTimeout", "negative")
+	}
+	if c.HeartbeatInterval < time.Millisecond {
+		return configError("HeartbeatInterval", "%v is below 1ms", c.HeartbeatInterval)
+	}
+	if c.ElectionTimeout < 5*c.HeartbeatInterval {
+		return configError("ElectionTimeout", "%v is below 5 heartbeats (%v)", c.ElectionTimeout, 5*c.HeartbeatInterval)
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"MaxKeyBytes", c.MaxKeyBytes}, {"MaxValueBytes", c.MaxValueBytes}, {"MaxTxnOps", c.MaxTxnOps}, {"MaxRequestBytes", c.MaxRequestBytes}} {
+		if f.v < 0 {
+			return configError(f.name, "negative")
+		}
+	}
+	if c.MaxKeyBytes+c.MaxValueBytes > c.MaxRequestBytes {
+		return configError("MaxRequestBytes", "%d cannot hold a key of MaxKeyBytes and a value of MaxValueBytes", c.MaxRequestBytes)
+	}
+	return nil
+}
+
+func validAddress(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %v", a, err)
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host", a)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p <= 0 || p > 65535 {
+		return fmt.Errorf("%q has a bad port", a)
+	}
+	return nil
+}
+
+// minLeaseTTL is the shortest TTL the cluster can keep alive through an
+// election: a keep-alive must be able to commit after a leader is lost.
+func (c *Config) minLeaseTTL() time.Duration { return 2 * c.ElectionTimeout }

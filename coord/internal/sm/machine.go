@@ -1,0 +1,379 @@
+package sm
+
+import (
+	"bufio"
+	"hash/fnv"
+	"io"
+	"sync/atomic"
+
+	dbsm "github.com/lni/dragonboat/v4/statemachine"
+)
+
+// LeaseInfo describes a lease held by a shard.
+type LeaseInfo struct {
+	ID    int64
+	TTL   int64  // ms
+	Renew uint64 // Raft index of the grant or last keep-alive
+}
+
+// Listener learns what apply did. Its methods run on the apply goroutine
+// after the new View is published; they must be quick and must not block
+// (hand work to other goroutines). They are notifications only: nothing they
+// do may feed back into the replicated state.
+type Listener interface {
+	// Applied reports the view after a batch and the events it produced,
+	// ordered by revision.
+	Applied(v *View, events []Event)
+	// LeaseRenewed reports a grant, keep-alive or materialisation, applied at
+	// Raft index renew.
+	LeaseRenewed(id, ttl int64, renew uint64)
+	// LeaseGone reports a revoke or expiry.
+	LeaseGone(id int64)
+	// LeasesReset reports the complete lease table after a snapshot was
+	// recovered; every earlier notification is void.
+	LeasesReset(leases []LeaseInfo)
+}
+
+type applyCtx struct {
+	txnCtx
+	leaseRenewed []lease
+	leaseGone    []int64
+}
+
+// Machine is one shard replica's state machine. It implements dragonboat's
+// IConcurrentStateMachine: Update runs on one goroutine at a time, Lookup and
+// SaveSnapshot run concurrently with it and only ever touch immutable Views.
+type Machine struct {
+	st       *state
+	view     atomic.Pointer[View]
+	listener Listener
+}
+
+var _ dbsm.IConcurrentStateMachine = (*Machine)(nil)
+
+// New returns an empty machine. l may be nil.
+func New(l Listener) *Machine {
+	m := &Machine{st: newState(), listener: l}
+	m.view.Store(m.st.clone())
+	return m
+}
+
+// View returns the latest published view. It never blocks.
+func (m *Machine) View() *View { return m.view.Load() }
+
+// Update applies a batch of committed entries.
+func (m *Machine) Update(entries []dbsm.Entry) ([]dbsm.Entry, error) {
+	var all []Event
+	var renewed []lease
+	var gone []int64
+	for i := range entries {
+		e := &entries[i]
+		res := m.applyEntry(e.Index, e.Cmd, &all, &renewed, &gone)
+		e.Result = dbsm.Result{Value: uint64(res.Code), Data: EncodeResult(res)}
+	}
+	v := m.st.clone()
+	m.view.Store(v)
+	if l := m.listener; l != nil {
+		for _, le := range renewed {
+			l.LeaseRenewed(le.id, le.ttl, le.renew)
+		}
+		for _, id := range gone {
+			l.LeaseGone(id)
+		}
+		l.Applied(v, all)
+	}
+	return entries, nil
+}
+
+// Apply applies one encoded command at Raft index index and returns its
+// result and events. It is the pure core of Update, exported for tests.
+func (m *Machine) Apply(index uint64, cmd []byte) (*Result, []Event) {
+	var ev []Event
+	var renewed []lease
+	var gone []int64
+	res := m.applyEntry(index, cmd, &ev, &renewed, &gone)
+	m.view.Store(m.st.clone())
+	return res, ev
+}
+
+func (m *Machine) applyEntry(index uint64, raw []byte, all *[]Event, renewed *[]lease, gone *[]int64) *Result {
+	s := m.st
+	s.applied = index
+	cmd, err := DecodeCommand(raw)
+	if err != nil {
+		return &Result{Code: CodeBadCommand, Revision: s.rev}
+	}
+	t := &applyCtx{txnCtx: txnCtx{rev: s.rev + 1}}
+	res := s.apply(t, cmd, index)
+	if t.wrote {
+		s.rev = t.rev
+	}
+	res.Revision = s.rev
+	*all = append(*all, t.events...)
+	*renewed = append(*renewed, t.leaseRenewed...)
+	*gone = append(*gone, t.leaseGone...)
+	return res
+}
+
+func (s *state) apply(t *applyCtx, cmd *Command, index uint64) *Result {
+	switch cmd.Kind {
+	case CmdTxn:
+		if dupKeys(&cmd.Txn) {
+			return &Result{Code: CodeDuplicateKey}
+		}
+		return s.applyTxn(t, &cmd.Txn, index)
+	case CmdCompact:
+		switch {
+		case cmd.Revision > s.rev:
+			return &Result{Code: CodeFutureRevision}
+		case cmd.Revision <= s.compactRev:
+			return &Result{Code: CodeCompacted}
+		}
+		s.compact(cmd.Revision)
+		return &Result{}
+	case CmdGrant:
+		if cmd.LeaseID <= 0 || cmd.TTL <= 0 {
+			return &Result{Code: CodeBadCommand}
+		}
+		if s.hasLease(cmd.LeaseID) {
+			return &Result{Code: CodeLeaseExists}
+		}
+		l := lease{id: cmd.LeaseID, ttl: cmd.TTL, renew: index}
+		s.leases.ReplaceOrInsert(l)
+		t.leaseRenewed = append(t.leaseRenewed, l)
+		return &Result{TTL: l.ttl}
+	case CmdKeepAlive:
+		l, ok := s.leases.Get(lease{id: cmd.LeaseID})
+		if !ok {
+			return &Result{Code: CodeLeaseNotFound}
+		}
+		l.renew = index
+		s.leases.ReplaceOrInsert(l)
+		t.leaseRenewed = append(t.leaseRenewed, l)
+		return &Result{TTL: l.ttl}
+	case CmdRevoke:
+		if !s.hasLease(cmd.LeaseID) {
+			return &Result{Code: CodeLeaseNotFound}
+		}
+		s.revokeLease(t, cmd.LeaseID)
+		return &Result{}
+	case CmdExpire:
+		for _, it := range cmd.Expire {
+			if l, ok := s.leases.Get(lease{id: it.ID}); ok && l.renew == it.Renew {
+				s.revokeLease(t, it.ID)
+			}
+		}
+		return &Result{}
+	}
+	return &Result{Code: CodeBadCommand}
+}
+
+// dupKeys reports whether one branch of a Txn writes the same key twice
+// (etcd refuses such a Txn: the outcome would depend on op order).
+func dupKeys(txn *Txn) bool {
+	for _, ops := range [][]Op{txn.Then, txn.Else} {
+		seen := map[string]bool{}
+		for i := range ops {
+			if ops[i].Kind != OpPut {
+				continue
+			}
+			if seen[ops[i].Key] {
+				return true
+			}
+			seen[ops[i].Key] = true
+		}
+	}
+	return false
+}
+
+// Lookup returns the latest View; the caller reads from it. dragonboat calls
+// it after a ReadIndex completes, which makes the read linearizable.
+func (m *Machine) Lookup(interface{}) (interface{}, error) { return m.view.Load(), nil }
+
+// PrepareSnapshot captures the current view; Update is not running.
+func (m *Machine) PrepareSnapshot() (interface{}, error) { return m.view.Load(), nil }
+
+// SaveSnapshot writes the captured view while Update goes on.
+func (m *Machine) SaveSnapshot(ctx interface{}, w io.Writer, _ dbsm.ISnapshotFileCollection, done <-chan struct{}) error {
+	return ctx.(*View).WriteTo(w, done)
+}
+
+// RecoverFromSnapshot replaces the state with the snapshot's.
+func (m *Machine) RecoverFromSnapshot(r io.Reader, _ []dbsm.SnapshotFile, _ <-chan struct{}) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	st, err := decodeSnapshot(b)
+	if err != nil {
+		return err
+	}
+	m.st = st
+	v := st.clone()
+	m.view.Store(v)
+	if m.listener != nil {
+		m.listener.LeasesReset(v.Leases())
+		m.listener.Applied(v, nil)
+	}
+	return nil
+}
+
+// Close releases nothing: the state is plain memory.
+func (m *Machine) Close() error { return nil }
+
+// ErrStopped is returned by WriteTo when done closes mid-way.
+var ErrStopped = dbsm.ErrSnapshotStopped
+
+const snapshotMagic = "CKSN"
+
+// WriteTo encodes the view as a snapshot. It stops early, returning
+// ErrStopped, when done is closed.
+func (v *View) WriteTo(w io.Writer, done <-chan struct{}) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	e := &encoder{b: make([]byte, 0, 64<<10)}
+	flush := func() error {
+		_, err := bw.Write(e.b)
+		e.b = e.b[:0]
+		return err
+	}
+	e.b = append(e.b, snapshotMagic...)
+	e.u8(codecVersion)
+	e.svar(v.st.rev)
+	e.svar(v.st.compactRev)
+	e.uvar(v.st.applied)
+	e.uvar(uint64(v.st.leases.Len()))
+	v.st.leases.Ascend(func(l lease) bool {
+		e.svar(l.id)
+		e.svar(l.ttl)
+		e.uvar(l.renew)
+		return true
+	})
+	e.uvar(uint64(v.st.hist.Len()))
+	var err error
+	n := 0
+	v.st.hist.Ascend(func(r rec) bool {
+		e.str(r.key)
+		e.svar(r.rev)
+		if r.kv == nil {
+			e.u8(0)
+		} else {
+			e.u8(1)
+			e.bytes(r.kv.Value)
+			e.svar(r.kv.CreateRevision)
+			e.svar(r.kv.Version)
+			e.svar(r.kv.Lease)
+		}
+		if len(e.b) >= 60<<10 {
+			if err = flush(); err != nil {
+				return false
+			}
+		}
+		n++
+		if n%4096 == 0 {
+			select {
+			case <-done:
+				err = ErrStopped
+				return false
+			default:
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+func decodeSnapshot(b []byte) (*state, error) {
+	if len(b) < len(snapshotMagic) || string(b[:len(snapshotMagic)]) != snapshotMagic {
+		return nil, errDecode
+	}
+	d := &decoder{b: b[len(snapshotMagic):]}
+	if d.u8() != codecVersion {
+		return nil, errDecode
+	}
+	s := newState()
+	s.rev = d.svar()
+	s.compactRev = d.svar()
+	s.applied = d.uvar()
+	n := d.count()
+	for i := 0; i < n && d.err == nil; i++ {
+		l := lease{id: d.svar(), ttl: d.svar(), renew: d.uvar()}
+		s.leases.ReplaceOrInsert(l)
+	}
+	n = d.count()
+	var last rec
+	for i := 0; i < n && d.err == nil; i++ {
+		r := rec{key: d.str(), rev: d.svar()}
+		switch d.u8() {
+		case 0:
+		case 1:
+			r.kv = &KV{Key: r.key, Value: d.bytes(), ModRevision: r.rev}
+			r.kv.CreateRevision = d.svar()
+			r.kv.Version = d.svar()
+			r.kv.Lease = d.svar()
+		default:
+			d.fail()
+		}
+		if d.err != nil {
+			break
+		}
+		if i > 0 && !recLess(last, r) {
+			return nil, errDecode // out of order or duplicate: corrupt
+		}
+		if r.rev > s.rev || r.rev <= 0 {
+			return nil, errDecode
+		}
+		s.hist.ReplaceOrInsert(r)
+		if r.rev >= s.compactRev {
+			s.byRev.ReplaceOrInsert(revKey{r.rev, r.key})
+		}
+		if i == 0 || last.key != r.key { // newest record of this key
+			if r.kv != nil {
+				s.cur.ReplaceOrInsert(r.kv)
+				if r.kv.Lease != 0 {
+					s.attached.ReplaceOrInsert(attach{r.kv.Lease, r.key})
+				}
+			}
+		}
+		last = r
+	}
+	if d.err != nil || len(d.b) != 0 {
+		return nil, errDecode
+	}
+	return s, nil
+}
+
+// Hash is a digest of the replicated state (revisions, live keys, history
+// and leases), equal on every replica that applied the same log.
+func (v *View) Hash() uint64 {
+	h := fnv.New64a()
+	e := &encoder{}
+	e.svar(v.st.rev)
+	e.svar(v.st.compactRev)
+	v.st.hist.Ascend(func(r rec) bool {
+		e.str(r.key)
+		e.svar(r.rev)
+		if r.kv != nil {
+			e.bytes(r.kv.Value)
+			e.svar(r.kv.Version)
+			e.svar(r.kv.Lease)
+		}
+		if len(e.b) > 32<<10 {
+			h.Write(e.b)
+			e.b = e.b[:0]
+		}
+		return true
+	})
+	v.st.leases.Ascend(func(l lease) bool {
+		e.svar(l.id)
+		e.svar(l.ttl)
+		return true
+	})
+	h.Write(e.b)
+	return h.Sum64()
+}

@@ -1,0 +1,489 @@
+package sm
+
+import (
+	"bytes"
+	"sort"
+
+	"github.com/google/btree"
+)
+
+const btreeDegree = 32
+
+// rec is one entry of the history: the version of key written at rev, or a
+// tombstone (kv == nil). History is ordered by key, newest revision first.
+type rec struct {
+	key string
+	rev int64
+	kv  *KV
+}
+
+func recLess(a, b rec) bool {
+	if a.key != b.key {
+		return a.key < b.key
+	}
+	return a.rev > b.rev
+}
+
+// revKey indexes history by revision, for watchers and compaction.
+type revKey struct {
+	rev int64
+	key string
+}
+
+func revKeyLess(a, b revKey) bool {
+	if a.rev != b.rev {
+		return a.rev < b.rev
+	}
+	return a.key < b.key
+}
+
+func kvLess(a, b *KV) bool { return a.Key < b.Key }
+
+type lease struct {
+	id    int64
+	ttl   int64  // ms
+	renew uint64 // Raft index of the grant or last keep-alive
+}
+
+func leaseLess(a, b lease) bool { return a.id < b.id }
+
+type attach struct {
+	lease int64
+	key   string
+}
+
+func attachLess(a, b attach) bool {
+	if a.lease != b.lease {
+		return a.lease < b.lease
+	}
+	return a.key < b.key
+}
+
+// state is the whole replicated state of one shard. The trees are
+// copy-on-write: clone() is O(1) and the clone is immutable from then on.
+type state struct {
+	rev        int64 // current revision; starts at 1 like etcd
+	compactRev int64
+	applied    uint64 // Raft index of the last applied entry
+	cur        *btree.BTreeG[*KV]
+	hist       *btree.BTreeG[rec]
+	byRev      *btree.BTreeG[revKey]
+	leases     *btree.BTreeG[lease]
+	attached   *btree.BTreeG[attach]
+}
+
+func newState() *state {
+	return &state{
+		rev:      1,
+		cur:      btree.NewG(btreeDegree, kvLess),
+		hist:     btree.NewG(btreeDegree, recLess),
+		byRev:    btree.NewG(btreeDegree, revKeyLess),
+		leases:   btree.NewG(btreeDegree, leaseLess),
+		attached: btree.NewG(btreeDegree, attachLess),
+	}
+}
+
+func (s *state) clone() *View {
+	return &View{st: state{
+		rev: s.rev, compactRev: s.compactRev, applied: s.applied,
+		cur: s.cur.Clone(), hist: s.hist.Clone(), byRev: s.byRev.Clone(),
+		leases: s.leases.Clone(), attached: s.attached.Clone(),
+	}}
+}
+
+// View is an immutable point-in-time state of a shard, safe for concurrent
+// use by any number of goroutines.
+type View struct{ st state }
+
+// Revision is the shard's revision in this view.
+func (v *View) Revision() int64 { return v.st.rev }
+
+// CompactRevision is the oldest revision still readable (0: nothing compacted).
+func (v *View) CompactRevision() int64 { return v.st.compactRev }
+
+// Applied is the Raft index this view reflects.
+func (v *View) Applied() uint64 { return v.st.applied }
+
+// txnCtx collects what one command changes, to hand to watchers afterwards.
+type txnCtx struct {
+	rev    int64 // the revision the writes get (s.rev+1)
+	wrote  bool
+	events []Event
+}
+
+func (s *state) get(key string) *KV {
+	kv, _ := s.cur.Get(&KV{Key: key})
+	return kv
+}
+
+func (s *state) put(t *txnCtx, key string, value []byte, leaseID int64) *KV {
+	prev := s.get(key)
+	kv := &KV{Key: key, Value: value, ModRevision: t.rev, Version: 1, Lease: leaseID, CreateRevision: t.rev}
+	if prev != nil {
+		kv.CreateRevision = prev.CreateRevision
+		kv.Version = prev.Version + 1
+		if prev.Lease != 0 && prev.Lease != leaseID {
+			s.attached.Delete(attach{prev.Lease, key})
+		}
+	}
+	if leaseID != 0 {
+		s.attached.ReplaceOrInsert(attach{leaseID, key})
+	}
+	s.cur.ReplaceOrInsert(kv)
+	s.hist.ReplaceOrInsert(rec{key: key, rev: t.rev, kv: kv})
+	s.byRev.ReplaceOrInsert(revKey{t.rev, key})
+	t.wrote = true
+	t.events = append(t.events, Event{KV: kv, PrevKV: prev})
+	return prev
+}
+
+func (s *state) del(t *txnCtx, kv *KV) {
+	s.cur.Delete(kv)
+	if kv.Lease != 0 {
+		s.attached.Delete(attach{kv.Lease, kv.Key})
+	}
+	s.hist.ReplaceOrInsert(rec{key: kv.Key, rev: t.rev})
+	s.byRev.ReplaceOrInsert(revKey{t.rev, kv.Key})
+	t.wrote = true
+	t.events = append(t.events, Event{Delete: true, KV: &KV{Key: kv.Key, ModRevision: t.rev}, PrevKV: kv})
+}
+
+// inRange reports whether key is in [key0, end); an empty end means key0 only.
+func inRange(key, key0, end string) bool {
+	if end == "" {
+		return key == key0
+	}
+	return key >= key0 && (end == "\x00" || key < end)
+}
+
+// scanCur visits live keys in [key, end) in key order; end "\x00" means no
+// upper bound (etcd's convention for "from key").
+func (s *state) scanCur(key, end string, fn func(*KV) bool) {
+	if end == "" {
+		if kv := s.get(key); kv != nil {
+			fn(kv)
+		}
+		return
+	}
+	s.cur.AscendGreaterOrEqual(&KV{Key: key}, func(kv *KV) bool {
+		if end != "\x00" && kv.Key >= end {
+			return false
+		}
+		return fn(kv)
+	})
+}
+
+// scanAt visits, in key order, the version of every key in [key, end) that
+// was live at revision rev (rev <= s.rev, rev >= compactRev).
+func (s *state) scanAt(key, end string, rev int64, fn func(*KV) bool) {
+	if end == "" {
+		s.hist.AscendGreaterOrEqual(rec{key: key, rev: rev}, func(r rec) bool {
+			if r.key == key && r.kv != nil {
+				fn(r.kv)
+			}
+			return false
+		})
+		return
+	}
+	pivot := rec{key: key, rev: rev}
+	for {
+		var next *rec
+		stop := false
+		s.hist.AscendGreaterOrEqual(pivot, func(r rec) bool {
+			if end != "\x00" && r.key >= end {
+				stop = true
+				return false
+			}
+			if r.rev > rev { // newer than asked: seek this key at rev
+				next = &rec{key: r.key, rev: rev}
+				return false
+			}
+			if r.kv != nil && !fn(r.kv) {
+				stop = true
+				return false
+			}
+			next = &rec{key: r.key + "\x00", rev: rev}
+			return false
+		})
+		if stop || next == nil {
+			return
+		}
+		if next.key == pivot.key && next.rev == pivot.rev {
+			// The record at pivot was skipped as too new yet sorts first at
+			// rev: cannot happen with recLess, guard against a loop anyway.
+			return
+		}
+		pivot = *next
+	}
+}
+
+func (s *state) rangeOp(op *Op) (OpResult, Code) {
+	o := op.Range
+	res := OpResult{Kind: OpRange}
+	rev := o.Revision
+	if rev > s.rev {
+		return res, CodeFutureRevision
+	}
+	if rev > 0 && rev < s.compactRev {
+		return res, CodeCompacted
+	}
+	var kvs []*KV
+	collect := func(kv *KV) bool {
+		res.Count++
+		if o.CountOnly {
+			return true
+		}
+		if !o.Sorted && o.Limit > 0 && int64(len(kvs)) >= o.Limit {
+			res.More = true
+			return true
+		}
+		kvs = append(kvs, kv)
+		return true
+	}
+	if rev <= 0 || rev == s.rev {
+		s.scanCur(op.Key, op.End, collect)
+	} else {
+		s.scanAt(op.Key, op.End, rev, collect)
+	}
+	if o.Sorted {
+		sortKVs(kvs, o.SortTarget, o.SortDesc)
+		if o.Limit > 0 && int64(len(kvs)) > o.Limit {
+			kvs = kvs[:o.Limit]
+			res.More = true
+		}
+	}
+	if o.KeysOnly {
+		for i, kv := range kvs {
+			c := *kv
+			c.Value = nil
+			kvs[i] = &c
+		}
+	}
+	res.KVs = kvs
+	return res, CodeOK
+}
+
+func sortKVs(kvs []*KV, target uint8, desc bool) {
+	less := func(a, b *KV) int {
+		switch target {
+		case SortVersion:
+			return cmpInt(a.Version, b.Version)
+		case SortCreate:
+			return cmpInt(a.CreateRevision, b.CreateRevision)
+		case SortMod:
+			return cmpInt(a.ModRevision, b.ModRevision)
+		case SortValue:
+			return bytes.Compare(a.Value, b.Value)
+		}
+		return 0
+	}
+	sort.SliceStable(kvs, func(i, j int) bool {
+		c := less(kvs[i], kvs[j])
+		if c == 0 {
+			c = cmpStr(kvs[i].Key, kvs[j].Key)
+		}
+		if desc {
+			return c > 0
+		}
+		return c < 0
+	})
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func cmpStr(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (s *state) compare(c *Compare) bool {
+	kv := s.get(c.Key)
+	var r int
+	switch c.Target {
+	case TargetValue:
+		if kv == nil {
+			return false // etcd: a value compare on a missing key is false
+		}
+		r = bytes.Compare(kv.Value, c.Value)
+	case TargetVersion, TargetCreate, TargetMod, TargetLease:
+		var v int64
+		if kv != nil {
+			switch c.Target {
+			case TargetVersion:
+				v = kv.Version
+			case TargetCreate:
+				v = kv.CreateRevision
+			case TargetMod:
+				v = kv.ModRevision
+			case TargetLease:
+				v = kv.Lease
+			}
+		}
+		r = cmpInt(v, c.Int)
+	}
+	switch c.Result {
+	case CmpEqual:
+		return r == 0
+	case CmpNotEqual:
+		return r != 0
+	case CmpLess:
+		return r < 0
+	case CmpGreater:
+		return r > 0
+	}
+	return false
+}
+
+func (s *state) hasLease(id int64) bool {
+	_, ok := s.leases.Get(lease{id: id})
+	return ok
+}
+
+// checkOps validates what must hold before any op of a Txn branch runs, so a
+// branch either applies whole or not at all.
+func (s *state) checkOps(ops []Op) Code {
+	for i := range ops {
+		op := &ops[i]
+		switch op.Kind {
+		case OpPut:
+			if op.Lease != 0 && op.LeaseTTL <= 0 && !s.hasLease(op.Lease) {
+				return CodeLeaseNotFound
+			}
+		case OpRange:
+			if op.Range.Revision > s.rev {
+				return CodeFutureRevision
+			}
+			if op.Range.Revision > 0 && op.Range.Revision < s.compactRev {
+				return CodeCompacted
+			}
+		}
+	}
+	return CodeOK
+}
+
+func (s *state) applyTxn(t *applyCtx, txn *Txn, index uint64) *Result {
+	ok := true
+	for i := range txn.Compares {
+		if !s.compare(&txn.Compares[i]) {
+			ok = false
+			break
+		}
+	}
+	ops := txn.Then
+	if !ok {
+		ops = txn.Else
+	}
+	if c := s.checkOps(ops); c != CodeOK {
+		return &Result{Code: c, Revision: s.rev}
+	}
+	res := &Result{Succeeded: ok, Ops: make([]OpResult, len(ops))}
+	for i := range ops {
+		op := &ops[i]
+		switch op.Kind {
+		case OpPut:
+			if op.Lease != 0 && !s.hasLease(op.Lease) {
+				// The lease lives in another shard: materialise it here with
+				// the TTL the proposer read from its home shard.
+				s.leases.ReplaceOrInsert(lease{id: op.Lease, ttl: op.LeaseTTL, renew: index})
+				t.leaseRenewed = append(t.leaseRenewed, lease{id: op.Lease, ttl: op.LeaseTTL, renew: index})
+			}
+			prev := s.put(&t.txnCtx, op.Key, op.Value, op.Lease)
+			r := OpResult{Kind: OpPut}
+			if op.PrevKV && prev != nil {
+				r.PrevKVs = []*KV{prev}
+			}
+			res.Ops[i] = r
+		case OpDelete:
+			r := OpResult{Kind: OpDelete}
+			var victims []*KV
+			s.scanCur(op.Key, op.End, func(kv *KV) bool {
+				victims = append(victims, kv)
+				return true
+			})
+			for _, kv := range victims {
+				s.del(&t.txnCtx, kv)
+			}
+			r.Deleted = int64(len(victims))
+			if op.PrevKV {
+				r.PrevKVs = victims
+			}
+			res.Ops[i] = r
+		case OpRange:
+			r, _ := s.rangeOp(op)
+			res.Ops[i] = r
+		}
+	}
+	return res
+}
+
+// revokeLease deletes a lease and every key attached to it in this shard.
+func (s *state) revokeLease(t *applyCtx, id int64) {
+	s.leases.Delete(lease{id: id})
+	var keys []string
+	s.attached.AscendGreaterOrEqual(attach{lease: id}, func(a attach) bool {
+		if a.lease != id {
+			return false
+		}
+		keys = append(keys, a.key)
+		return true
+	})
+	for _, k := range keys {
+		if kv := s.get(k); kv != nil {
+			s.del(&t.txnCtx, kv)
+		}
+	}
+	t.leaseGone = append(t.leaseGone, id)
+}
+
+// compact drops history older than rev, keeping for each key the newest
+// version at or before rev when it is live (reads at rev need it). byRev keeps
+// only revisions >= rev: watchers never read below the compaction point.
+func (s *state) compact(rev int64) {
+	var doomed []revKey
+	s.byRev.Ascend(func(k revKey) bool {
+		if k.rev >= rev {
+			return false
+		}
+		doomed = append(doomed, k)
+		return true
+	})
+	done := make(map[string]bool, len(doomed))
+	for _, k := range doomed {
+		s.byRev.Delete(k)
+		if done[k.key] {
+			continue
+		}
+		done[k.key] = true
+		var old []rec
+		first := true
+		s.hist.AscendGreaterOrEqual(rec{key: k.key, rev: rev}, func(r rec) bool {
+			if r.key != k.key {
+				return false
+			}
+			if first && r.kv != nil {
+				first = false // the live version at rev stays
+				return true
+			}
+			first = false
+			old = append(old, r)
+			return true
+		})
+		for _, r := range old {
+			s.hist.Delete(r)
+		}
+	}
+	s.compactRev = rev
+}

@@ -1,0 +1,164 @@
+// Package sm is coordkit's replicated state machine: an in-memory MVCC
+// key-value store with leases, one instance per shard and replica.
+//
+// Determinism rules (every replica must reach the same state from the same
+// log): Apply reads nothing but its command and the current state; no clocks,
+// no randomness, no map iteration order, no I/O. Logical outcomes (a failed
+// compare, an unknown lease, a compacted revision) are results, never errors:
+// an error returned from Update stops the replica. Commands that cannot be
+// decoded are answered with a result code and change nothing.
+//
+// Concurrency: one goroutine applies (dragonboat's contract). After every
+// applied batch the store publishes an immutable View (copy-on-write btree
+// clones, O(1)) that readers, watchers and snapshots use without locks, so a
+// slow reader or a large snapshot never stops apply.
+package sm
+
+// KV is one version of a key. Values are never mutated once stored.
+type KV struct {
+	Key            string
+	Value          []byte
+	CreateRevision int64
+	ModRevision    int64
+	Version        int64
+	Lease          int64
+}
+
+// Event is one change at one revision.
+type Event struct {
+	Delete bool
+	KV     *KV // for a delete: Key and ModRevision (the delete's revision) only
+	PrevKV *KV // nil when the key did not exist or its history was compacted
+}
+
+// Code is the outcome of a command, carried in the Raft result's Value.
+type Code uint64
+
+// Result codes. CodeOK is the only one that may have changed state.
+const (
+	CodeOK Code = iota
+	CodeBadCommand
+	CodeLeaseNotFound
+	CodeCompacted
+	CodeFutureRevision
+	CodeLeaseExists
+	CodeDuplicateKey
+)
+
+// Compare targets and results, the same set etcd's Txn offers.
+const (
+	TargetValue uint8 = iota
+	TargetVersion
+	TargetCreate
+	TargetMod
+	TargetLease
+)
+
+// Compare results.
+const (
+	CmpEqual uint8 = iota
+	CmpNotEqual
+	CmpLess
+	CmpGreater
+)
+
+// Op kinds.
+const (
+	OpPut uint8 = iota + 1
+	OpDelete
+	OpRange
+)
+
+// Sort targets and orders for Range.
+const (
+	SortKey uint8 = iota
+	SortVersion
+	SortCreate
+	SortMod
+	SortValue
+)
+
+// Compare is one condition of a Txn.
+type Compare struct {
+	Target uint8
+	Result uint8
+	Key    string
+	Value  []byte
+	Int    int64 // version, revision or lease, per Target
+}
+
+// RangeOpts shapes a Range.
+type RangeOpts struct {
+	Limit      int64
+	Revision   int64
+	KeysOnly   bool
+	CountOnly  bool
+	SortTarget uint8
+	SortDesc   bool
+	Sorted     bool // false: key order ascending, no sort pass
+}
+
+// Op is one operation of a Txn. End is the exclusive end of a range; an empty
+// End means the single key Key.
+type Op struct {
+	Kind     uint8
+	Key      string
+	End      string
+	Value    []byte
+	Lease    int64
+	LeaseTTL int64 // ms; >0 lets a Put create the lease here if absent (lease homed in another shard)
+	PrevKV   bool
+	Range    RangeOpts
+}
+
+// Txn is the one write command for keys: Put and Delete are Txns with no compares.
+type Txn struct {
+	Compares []Compare
+	Then     []Op
+	Else     []Op
+}
+
+// ExpireItem names a lease to expire if it has not been renewed since Renew.
+type ExpireItem struct {
+	ID    int64
+	Renew uint64
+}
+
+// Command kinds.
+const (
+	CmdTxn uint8 = iota + 1
+	CmdCompact
+	CmdGrant
+	CmdRevoke
+	CmdKeepAlive
+	CmdExpire
+)
+
+// Command is the decoded form of one Raft entry.
+type Command struct {
+	Kind     uint8
+	Txn      Txn
+	Revision int64 // CmdCompact
+	LeaseID  int64 // CmdGrant, CmdRevoke, CmdKeepAlive
+	TTL      int64 // CmdGrant, ms
+	Expire   []ExpireItem
+}
+
+// OpResult is the outcome of one Op.
+type OpResult struct {
+	Kind    uint8
+	PrevKVs []*KV // put: the previous value (0 or 1); delete: deleted keys when PrevKV
+	Deleted int64
+	KVs     []*KV // range
+	Count   int64
+	More    bool
+}
+
+// Result is the outcome of a command.
+type Result struct {
+	Code      Code
+	Revision  int64 // the store's revision after the command
+	Succeeded bool  // Txn: whether Then ran
+	Ops       []OpResult
+	TTL       int64 // grant, keep-alive: the lease's TTL in ms
+}

@@ -1,0 +1,122 @@
+package sm
+
+import "strings"
+
+// Range runs a range op against the view.
+func (v *View) Range(op *Op) (OpResult, Code) { return v.st.rangeOp(op) }
+
+// Lease returns a lease's TTL (ms) and whether the shard holds it.
+func (v *View) Lease(id int64) (LeaseInfo, bool) {
+	l, ok := v.st.leases.Get(lease{id: id})
+	return LeaseInfo{ID: l.id, TTL: l.ttl, Renew: l.renew}, ok
+}
+
+// Leases lists the shard's leases in ID order.
+func (v *View) Leases() []LeaseInfo {
+	out := make([]LeaseInfo, 0, v.st.leases.Len())
+	v.st.leases.Ascend(func(l lease) bool {
+		out = append(out, LeaseInfo{ID: l.id, TTL: l.ttl, Renew: l.renew})
+		return true
+	})
+	return out
+}
+
+// LeaseKeys lists the keys attached to a lease in this shard, in key order.
+func (v *View) LeaseKeys(id int64) []string {
+	var keys []string
+	v.st.attached.AscendGreaterOrEqual(attach{lease: id}, func(a attach) bool {
+		if a.lease != id {
+			return false
+		}
+		keys = append(keys, a.key)
+		return true
+	})
+	return keys
+}
+
+// ListEntry is one immediate child of a directory.
+type ListEntry struct {
+	Name string // the child's full name; directories end in "/"
+	Dir  bool
+	KV   *KV // for a key; nil for a directory
+}
+
+// List returns the immediate children of dir (which ends in "/"), like ls:
+// keys directly in dir, and each subdirectory once.
+func (v *View) List(dir string) []ListEntry {
+	var out []ListEntry
+	from := dir
+	for {
+		var next string
+		v.st.cur.AscendGreaterOrEqual(&KV{Key: from}, func(kv *KV) bool {
+			if !strings.HasPrefix(kv.Key, dir) {
+				return false
+			}
+			rest := kv.Key[len(dir):]
+			if i := strings.IndexByte(rest, '/'); i >= 0 {
+				sub := dir + rest[:i+1]
+				out = append(out, ListEntry{Name: sub, Dir: true})
+				next = dir + rest[:i] + "0" // '0' sorts right after '/'
+				return false
+			}
+			out = append(out, ListEntry{Name: kv.Key, KV: kv})
+			return true
+		})
+		if next == "" {
+			return out
+		}
+		from = next
+	}
+}
+
+// Events returns the events of revisions [from, to] for keys in [key, end)
+// (end "" means key only, "\x00" means no upper bound), in revision order.
+// It stops after the revision in which it passes max events (a revision is
+// never split) and returns the last revision it covered. from must be >= the
+// view's compaction revision.
+func (v *View) Events(from, to int64, key, end string, max int) ([]Event, int64) {
+	var evs []Event
+	last := from - 1
+	v.st.byRev.AscendGreaterOrEqual(revKey{rev: from}, func(k revKey) bool {
+		if k.rev > to {
+			return false
+		}
+		if k.rev != last && len(evs) >= max {
+			return false
+		}
+		last = k.rev
+		if !inRange(k.key, key, end) {
+			return true
+		}
+		evs = append(evs, v.event(k))
+		return true
+	})
+	if last < to && (len(evs) < max) {
+		last = to
+	}
+	return evs, last
+}
+
+func (v *View) event(k revKey) Event {
+	var ev Event
+	first := true
+	v.st.hist.AscendGreaterOrEqual(rec{key: k.key, rev: k.rev}, func(r rec) bool {
+		if r.key != k.key {
+			return false
+		}
+		if first {
+			first = false
+			if r.kv == nil {
+				ev = Event{Delete: true, KV: &KV{Key: k.key, ModRevision: k.rev}}
+			} else {
+				ev = Event{KV: r.kv}
+			}
+			return true
+		}
+		if r.kv != nil {
+			ev.PrevKV = r.kv
+		}
+		return false
+	})
+	return ev
+}

@@ -1,0 +1,47 @@
+package coord
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/lni/dragonboat/v4/logger"
+)
+
+// dragonboat's logger factory is process-wide and may be set only once; it
+// forwards to the Logger of the Node opened last.
+var (
+	dbLogOnce sync.Once
+	dbLogger  atomic.Pointer[slog.Logger]
+)
+
+func routeDragonboatLogs(l *slog.Logger) {
+	dbLogger.Store(l)
+	dbLogOnce.Do(func() {
+		defer func() { _ = recover() }() // the embedding program set its own factory first
+		logger.SetLoggerFactory(func(pkg string) logger.ILogger { return &dbLog{pkg: pkg} })
+	})
+}
+
+type dbLog struct{ pkg string }
+
+func (l *dbLog) SetLevel(logger.LogLevel) {}
+
+func (l *dbLog) log(level slog.Level, format string, args []any) {
+	lg := dbLogger.Load()
+	if lg == nil || !lg.Enabled(context.Background(), level) {
+		return
+	}
+	lg.Log(context.Background(), level, fmt.Sprintf(format, args...), "component", "dragonboat/"+l.pkg)
+}
+
+func (l *dbLog) Debugf(format string, args ...any)   { l.log(slog.LevelDebug-4, format, args) }
+func (l *dbLog) Infof(format string, args ...any)    { l.log(slog.LevelDebug, format, args) }
+func (l *dbLog) Warningf(format string, args ...any) { l.log(slog.LevelWarn, format, args) }
+func (l *dbLog) Errorf(format string, args ...any)   { l.log(slog.LevelError, format, args) }
+func (l *dbLog) Panicf(format string, args ...any) {
+	l.log(slog.LevelError, format, args)
+	panic(fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,95 @@
+package coord
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+)
+
+const metaFile = "coordkit-member.json"
+
+// memberMeta is what a member remembers about itself and its cluster, so a
+// restart needs only the DataDir.
+type memberMeta struct {
+	Version      int               `json:"version"`
+	Name         string            `json:"name"`
+	ReplicaID    uint64            `json:"replica_id"`
+	ClusterToken string            `json:"cluster_token"`
+	Shards       int               `json:"shards"`
+	RaftAddress  string            `json:"raft_address"`
+	Members      map[string]member `json:"members"`
+}
+
+type member struct {
+	ReplicaID uint64 `json:"replica_id"`
+	Address   string `json:"address"`
+}
+
+// foundingMembers assigns Raft replica IDs from the sorted names, so every
+// founding member derives the same IDs from the same InitialCluster.
+func foundingMembers(ic map[string]string) map[string]member {
+	names := make([]string, 0, len(ic))
+	for n := range ic {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make(map[string]member, len(names))
+	for i, n := range names {
+		out[n] = member{ReplicaID: uint64(i + 1), Address: ic[n]}
+	}
+	return out
+}
+
+func loadMeta(dir string) (*memberMeta, error) {
+	b, err := os.ReadFile(filepath.Join(dir, metaFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	m := &memberMeta{}
+	if err := json.Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("coord: %s is corrupt: %w", metaFile, err)
+	}
+	if m.Version != 1 || m.ReplicaID == 0 || m.Shards <= 0 {
+		return nil, fmt.Errorf("coord: %s: unsupported or corrupt content", metaFile)
+	}
+	return m, nil
+}
+
+// saveMeta writes atomically: a crash leaves the old file or the new one.
+func saveMeta(dir string, m *memberMeta) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, metaFile+".tmp")
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, metaFile)); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,426 @@
+package coord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lni/dragonboat/v4"
+	"github.com/lni/dragonboat/v4/config"
+	dbsm "github.com/lni/dragonboat/v4/statemachine"
+
+	"github.com/coordkit/coordkit/coord/internal/hooks"
+	"github.com/coordkit/coordkit/coord/internal/sm"
+)
+
+func init() {
+	hooks.SetTransport = func(cfg any, f config.TransportFactory) {
+		cfg.(*Config).testTransport = f
+	}
+}
+
+// Node is one member of a coordkit cluster, embedded in this process. It
+// holds one replica of every shard. All methods are safe for concurrent use.
+//
+// Reads are linearizable unless WithSerializable is given; writes go through
+// the shard's Raft leader and return once applied on this member, so a read
+// here right after a write sees it.
+type Node struct {
+	cfg       Config
+	log       *slog.Logger
+	nh        *dragonboat.NodeHost
+	replicaID uint64
+	meta      *memberMeta
+	shards    []*shard
+
+	closed    atomic.Bool
+	stop      chan struct{} // closed by Close: background work ends
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// shard is this member's replica of one Raft group.
+type shard struct {
+	n       *Node
+	idx     int    // 0-based, as users see it
+	id      uint64 // dragonboat shard ID (idx+1)
+	machine atomic.Pointer[sm.Machine]
+	hub     *hub
+	keeper  *keeper
+}
+
+// Open starts this member. A new DataDir founds a cluster with
+// InitialCluster (or joins none: a single member); an existing DataDir
+// resumes the member it holds, with every key, revision and lease.
+//
+// Open does not wait for the cluster to elect leaders: with a 3-member
+// cluster, start the members concurrently; calls made before a leader exists
+// wait for one until their context ends. Use Ready to wait explicitly.
+//
+// Errors: ErrInvalidConfig naming the field, an error naming DataDir when the
+// directory cannot be used, or dragonboat's refusal to start (for example the
+// RaftAddress already in use). ctx bounds only the start-up.
+func Open(ctx context.Context, cfg Config) (*Node, error) {
+	c := cfg.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("coord: DataDir: %w", err)
+	}
+	meta, err := loadMeta(c.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	fresh := meta == nil
+	if fresh {
+		shards := c.Shards
+		if shards == 0 {
+			shards = defaultShards
+		}
+		members := foundingMembers(c.InitialCluster)
+		meta = &memberMeta{
+			Version: 1, Name: c.Name, ReplicaID: members[c.Name].ReplicaID,
+			ClusterToken: c.ClusterToken, Shards: shards, RaftAddress: c.RaftAddress, Members: members,
+		}
+	} else {
+		if cfg.Name != "" && cfg.Name != meta.Name {
+			return nil, configError("Name", "%q, but DataDir holds member %q", cfg.Name, meta.Name)
+		}
+		if c.Shards != 0 && c.Shards != meta.Shards {
+			return nil, configError("Shards", "%d, but the cluster was created with %d", c.Shards, meta.Shards)
+		}
+		if cfg.ClusterToken != "" && cfg.ClusterToken != meta.ClusterToken {
+			return nil, configError("ClusterToken", "%q, but DataDir belongs to cluster %q", cfg.ClusterToken, meta.ClusterToken)
+		}
+		if cfg.RaftAddress != "" && cfg.RaftAddress != meta.RaftAddress {
+			return nil, configError("RaftAddress", "%q, but this member was created with %q", cfg.RaftAddress, meta.RaftAddress)
+		}
+		c.Name, c.ClusterToken, c.RaftAddress = meta.Name, meta.ClusterToken, meta.RaftAddress
+	}
+	c.Shards = meta.Shards
+	routeDragonboatLogs(c.Logger)
+
+	n := &Node{cfg: c, log: c.Logger.With("member", c.Name), replicaID: meta.ReplicaID, meta: meta, stop: make(chan struct{})}
+	hb := uint64(c.HeartbeatInterval / time.Millisecond)
+	nhc := config.NodeHostConfig{
+		NodeHostDir:    filepath.Join(c.DataDir, "raft"),
+		WALDir:         filepath.Join(c.DataDir, "raft"),
+		RTTMillisecond: hb,
+		RaftAddress:    c.RaftAddress,
+		DeploymentID:   deploymentID(c.ClusterToken),
+		Expert: config.ExpertConfig{
+			LogDB:  config.GetTinyMemLogDBConfig(),
+			Engine: config.GetDefaultEngineConfig(),
+		},
+	}
+	if f, ok := c.testTransport.(config.TransportFactory); ok {
+		nhc.Expert.TransportFactory = f
+	}
+	nh, err := dragonboat.NewNodeHost(nhc)
+	if err != nil {
+		return nil, fmt.Errorf("coord: starting member %q: %w", c.Name, err)
+	}
+	n.nh = nh
+	initial := map[uint64]dragonboat.Target{}
+	if fresh {
+		for _, m := range meta.Members {
+			initial[m.ReplicaID] = m.Address
+		}
+	}
+	for i := 0; i < meta.Shards; i++ {
+		s := &shard{n: n, idx: i, id: uint64(i + 1)}
+		s.hub = newHub(s)
+		s.keeper = newKeeper(s)
+		n.shards = append(n.shards, s)
+		rc := config.Config{
+			ReplicaID:          meta.ReplicaID,
+			ShardID:            s.id,
+			CheckQuorum:        true,
+			PreVote:            true,
+			ElectionRTT:        uint64(c.ElectionTimeout / c.HeartbeatInterval),
+			HeartbeatRTT:       1,
+			SnapshotEntries:    c.SnapshotEntries,
+			CompactionOverhead: c.CompactionOverhead,
+		}
+		create := func(shardID, replicaID uint64) dbsm.IConcurrentStateMachine {
+			m := sm.New(s)
+			s.machine.Store(m)
+			return m
+		}
+		if err := nh.StartConcurrentReplica(initial, false, create, rc); err != nil {
+			nh.Close()
+			return nil, fmt.Errorf("coord: starting shard %d: %w", i, err)
+		}
+	}
+	if fresh {
+		// Written only once every shard started, so a failed first Open
+		// leaves a DataDir that the next Open treats as new again.
+		if err := saveMeta(c.DataDir, meta); err != nil {
+			nh.Close()
+			return nil, fmt.Errorf("coord: DataDir: %w", err)
+		}
+	}
+	for _, s := range n.shards {
+		n.wg.Add(1)
+		go s.keeper.run()
+	}
+	n.log.Debug("member started", "replica_id", n.replicaID, "shards", meta.Shards, "fresh", fresh)
+	return n, nil
+}
+
+func deploymentID(token string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(token))
+	if v := h.Sum64(); v != 0 {
+		return v
+	}
+	return 1
+}
+
+// Name returns this member's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Shards returns the cluster's shard count.
+func (n *Node) Shards() int { return len(n.shards) }
+
+// ShardOf returns the shard that holds key: keys with the same first path
+// segment ("/orders/a" and "/orders/b": "orders") always share a shard.
+func (n *Node) ShardOf(key string) int { return shardIndex(key, len(n.shards)) }
+
+func firstSegment(key string) string {
+	k := strings.TrimPrefix(key, "/")
+	if i := strings.IndexByte(k, '/'); i >= 0 {
+		return k[:i]
+	}
+	return k
+}
+
+func shardIndex(key string, shards int) int {
+	if shards == 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(firstSegment(key)))
+	return int(h.Sum32() % uint32(shards))
+}
+
+// rangeShard returns the one shard holding every key of [key, end), or -1
+// when the range may span shards.
+func (n *Node) rangeShard(key, end string) int {
+	if len(n.shards) == 1 || end == "" {
+		return n.ShardOf(key)
+	}
+	// A range inside one directory "/seg/" (or "seg/") stays in one shard.
+	k := strings.TrimPrefix(key, "/")
+	i := strings.IndexByte(k, '/')
+	if i < 0 {
+		return -1
+	}
+	dir := key[:len(key)-len(k)+i+1]
+	if end != "\x00" && end <= prefixEnd(dir) && strings.HasPrefix(key, dir) {
+		return n.ShardOf(key)
+	}
+	return -1
+}
+
+// Ready blocks until every shard has a leader and this member has caught up
+// with it (a linearizable read succeeds on every shard), or ctx ends.
+func (n *Node) Ready(ctx context.Context) error {
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	for _, s := range n.shards {
+		if _, err := n.read(ctx, s, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *Node) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, n.cfg.RequestTimeout)
+}
+
+func (n *Node) check(ctx context.Context) error {
+	if n.closed.Load() {
+		return ErrClosed
+	}
+	return ctx.Err()
+}
+
+// backoff waits before retrying a dropped request; false when ctx or the
+// node ended first.
+func (n *Node) backoff(ctx context.Context, attempt int) bool {
+	d := time.Duration(1<<min(attempt, 6)) * time.Millisecond // 1ms .. 64ms
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-n.stop:
+		return false
+	}
+}
+
+// read returns a view of shard s: after a ReadIndex round (linearizable), or
+// this replica's latest (serializable, no network).
+func (n *Node) read(ctx context.Context, s *shard, serializable bool) (*sm.View, error) {
+	if err := n.check(ctx); err != nil {
+		return nil, err
+	}
+	if serializable {
+		return s.machine.Load().View(), nil
+	}
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		v, err := n.nh.SyncRead(ctx, s.id, nil)
+		if err == nil {
+			return v.(*sm.View), nil
+		}
+		if retryable(err) && n.backoff(ctx, attempt) {
+			continue
+		}
+		if n.closed.Load() {
+			return nil, ErrClosed
+		}
+		if ctx.Err() != nil && retryable(err) {
+			return nil, fmt.Errorf("%w: shard %d: %w", ErrNoLeader, s.idx, ctx.Err())
+		}
+		return nil, translate(ctx, err, false)
+	}
+}
+
+// propose commits cmd to shard s and returns its result once applied here.
+func (n *Node) propose(ctx context.Context, s *shard, cmd *sm.Command) (*sm.Result, error) {
+	if err := n.check(ctx); err != nil {
+		return nil, err
+	}
+	b := sm.EncodeCommand(cmd)
+	if len(b) > n.cfg.MaxRequestBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRequestTooLarge, len(b), n.cfg.MaxRequestBytes)
+	}
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	sess := n.nh.GetNoOPSession(s.id)
+	for attempt := 0; ; attempt++ {
+		r, err := n.nh.SyncPropose(ctx, sess, b)
+		if err == nil {
+			res, derr := sm.DecodeResult(r.Data)
+			if derr != nil {
+				return nil, fmt.Errorf("coord: shard %d: undecodable result: %w", s.idx, derr)
+			}
+			return res, nil
+		}
+		// Dropped before entering the log: safe to send again.
+		if retryable(err) && n.backoff(ctx, attempt) {
+			continue
+		}
+		if n.closed.Load() {
+			if retryable(err) {
+				return nil, ErrClosed
+			}
+			return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ErrClosed)
+		}
+		if ctx.Err() != nil && retryable(err) {
+			return nil, fmt.Errorf("%w: shard %d: %w", ErrNoLeader, s.idx, ctx.Err())
+		}
+		return nil, translate(ctx, err, true)
+	}
+}
+
+func (n *Node) header(s *shard, rev int64) Header {
+	_, term, _, _ := n.nh.GetLeaderID(s.id)
+	return Header{Shard: s.idx, Revision: Revision(rev), RaftTerm: term, Member: n.cfg.Name}
+}
+
+func codeErr(c sm.Code) error {
+	switch c {
+	case sm.CodeOK:
+		return nil
+	case sm.CodeLeaseNotFound:
+		return ErrLeaseNotFound
+	case sm.CodeCompacted:
+		return ErrCompacted
+	case sm.CodeFutureRevision:
+		return ErrFutureRevision
+	case sm.CodeDuplicateKey:
+		return ErrDuplicateKey
+	}
+	return fmt.Errorf("coord: request refused by the state machine (code %d)", c)
+}
+
+// Close stops this member: background work ends, watch channels close with
+// ErrClosed, and calls in flight return ErrClosed (or ErrOutcomeUnknown for
+// writes already proposed). Where this member leads a shard it first hands
+// leadership to another voter, so the others do not wait for an election
+// timeout. Close blocks until every goroutine it started has ended. It is
+// idempotent; later calls of other methods return ErrClosed. Sessions are not
+// revoked: their leases expire after their TTL, as after a crash.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.transferLeadership()
+		n.closed.Store(true)
+		close(n.stop)
+		n.wg.Wait()
+		n.nh.Close()
+		for _, s := range n.shards {
+			s.hub.closeAll()
+		}
+	})
+	return nil
+}
+
+// transferLeadership hands every shard this member leads to another voter
+// and waits, for at most one election timeout, for the handovers.
+func (n *Node) transferLeadership() {
+	var led []*shard
+	for _, s := range n.shards {
+		leader, _, ok, err := n.nh.GetLeaderID(s.id)
+		if err != nil || !ok || leader != n.replicaID {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ElectionTimeout)
+		m, err := n.nh.SyncGetShardMembership(ctx, s.id)
+		cancel()
+		if err != nil {
+			continue
+		}
+		for id := range m.Nodes {
+			if id != n.replicaID {
+				if n.nh.RequestLeaderTransfer(s.id, id) == nil {
+					led = append(led, s)
+				}
+				break
+			}
+		}
+	}
+	deadline := time.Now().Add(n.cfg.ElectionTimeout)
+	for _, s := range led {
+		for time.Now().Before(deadline) {
+			leader, _, ok, err := n.nh.GetLeaderID(s.id)
+			if err != nil || (ok && leader != n.replicaID) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+var errNotSingleShard = errors.New("coord: internal: range spans shards")

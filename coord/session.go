@@ -1,0 +1,153 @@
+package coord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// SessionOption configures NewSession.
+type SessionOption func(*sessionConfig)
+
+type sessionConfig struct {
+	ttl time.Duration
+	err error
+}
+
+// DefaultSessionTTL is a Session's TTL when WithTTL is not given (etcd's
+// concurrency package uses the same).
+const DefaultSessionTTL = 60 * time.Second
+
+// WithTTL sets a Session's lease TTL: how long after its process dies (or
+// is cut off) its keys and locks are released.
+func WithTTL(ttl time.Duration) SessionOption {
+	return func(c *sessionConfig) {
+		if ttl <= 0 {
+			c.err = fmt.Errorf("%w: WithTTL(%v)", ErrInvalidTTL, ttl)
+		}
+		c.ttl = ttl
+	}
+}
+
+// Session is a lease kept alive in the background: the unit of liveness for
+// locks, elections and registrations. Keys written with WithLease(s.Lease())
+// live as long as the session. Safe for concurrent use.
+type Session struct {
+	n      *Node
+	id     LeaseID
+	ttl    time.Duration
+	cancel context.CancelFunc
+	done   chan struct{}
+	wg     sync.WaitGroup
+
+	mu  sync.Mutex
+	err error
+}
+
+// NewSession grants a lease and keeps it alive until Close, the Node's
+// Close, or its loss. ctx bounds only the grant. Errors: those of Grant.
+func (n *Node) NewSession(ctx context.Context, opts ...SessionOption) (*Session, error) {
+	c := sessionConfig{ttl: DefaultSessionTTL}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.err != nil {
+		return nil, c.err
+	}
+	g, err := n.Grant(ctx, c.ttl)
+	if err != nil {
+		return nil, err
+	}
+	kctx, cancel := context.WithCancel(context.Background())
+	s := &Session{n: n, id: g.ID, ttl: c.ttl, cancel: cancel, done: make(chan struct{})}
+	n.wg.Add(1)
+	go s.keepAlive(kctx)
+	return s, nil
+}
+
+// Node returns the Node the session lives on.
+func (s *Session) Node() *Node { return s.n }
+
+// Lease returns the session's lease.
+func (s *Session) Lease() LeaseID { return s.id }
+
+// TTL returns the session's lease TTL.
+func (s *Session) TTL() time.Duration { return s.ttl }
+
+// Done is closed when the session ends: closed by Close, lost (its lease
+// expired or was revoked, or could not be renewed within its TTL), or its
+// Node closed. Err says which.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err returns nil while the session is live, then why it ended:
+// ErrSessionExpired (wrapping the cause) when lost, context.Canceled after
+// Close, ErrClosed when the Node closed.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (s *Session) end(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+		close(s.done)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Session) keepAlive(ctx context.Context) {
+	defer s.n.wg.Done()
+	every := s.ttl / 3
+	lastOK := time.Now()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.n.stop:
+			s.end(ErrClosed)
+			return
+		case <-t.C:
+		}
+		// Renew with a deadline inside the TTL the server side still grants.
+		sent := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, every)
+		_, err := s.n.KeepAliveOnce(rctx, s.id)
+		cancel()
+		switch {
+		case err == nil:
+			lastOK = sent
+		case errors.Is(err, ErrLeaseNotFound):
+			s.end(fmt.Errorf("%w: lease %d: %w", ErrSessionExpired, s.id, ErrLeaseNotFound))
+			return
+		case errors.Is(err, ErrClosed):
+			s.end(ErrClosed)
+			return
+		case ctx.Err() != nil:
+			return
+		}
+		if time.Since(lastOK) >= s.ttl {
+			s.end(fmt.Errorf("%w: lease %d not renewed for %v: %w", ErrSessionExpired, s.id, s.ttl, err))
+			return
+		}
+	}
+}
+
+// Close ends the session and revokes its lease, so its keys and locks are
+// released at once. It blocks until the revoke is committed or ctx ends;
+// it is idempotent. Errors: those of Revoke (ErrLeaseNotFound is not
+// reported: the lease is gone either way).
+func (s *Session) Close(ctx context.Context) error {
+	s.cancel()
+	s.end(context.Canceled)
+	err := s.n.Revoke(ctx, s.id)
+	if errors.Is(err, ErrLeaseNotFound) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,297 @@
+package coord
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/coordkit/coordkit/coord/internal/sm"
+)
+
+// Cmp is one condition of a Txn, built with Compare.
+type Cmp struct {
+	c   sm.Compare
+	err error
+}
+
+// CmpTarget names what a Cmp looks at; build one with Value, Version,
+// CreateRevision, ModRevision or LeaseValue.
+type CmpTarget struct {
+	target uint8
+	key    string
+}
+
+// Value compares a key's value ([]byte or string). A missing key makes
+// every value compare false.
+func Value(key string) CmpTarget { return CmpTarget{sm.TargetValue, key} }
+
+// Version compares a key's version (0 for a missing key).
+func Version(key string) CmpTarget { return CmpTarget{sm.TargetVersion, key} }
+
+// CreateRevision compares a key's create revision (0 for a missing key).
+func CreateRevision(key string) CmpTarget { return CmpTarget{sm.TargetCreate, key} }
+
+// ModRevision compares a key's last modification revision (0 for a missing
+// key): the compare-and-swap token.
+func ModRevision(key string) CmpTarget { return CmpTarget{sm.TargetMod, key} }
+
+// LeaseValue compares the lease a key is attached to (0 for none or missing).
+func LeaseValue(key string) CmpTarget { return CmpTarget{sm.TargetLease, key} }
+
+// Compare builds a condition: target op v, op one of "=", "!=", "<", ">".
+// v is a []byte or string for Value; a Revision, int64 or int for Version,
+// CreateRevision and ModRevision; a LeaseID (or integer) for LeaseValue. A
+// mismatch makes Commit fail with ErrInvalidOption.
+func Compare(target CmpTarget, op string, v any) Cmp {
+	c := Cmp{c: sm.Compare{Target: target.target, Key: target.key}}
+	switch op {
+	case "=", "==":
+		c.c.Result = sm.CmpEqual
+	case "!=":
+		c.c.Result = sm.CmpNotEqual
+	case "<":
+		c.c.Result = sm.CmpLess
+	case ">":
+		c.c.Result = sm.CmpGreater
+	default:
+		c.err = fmt.Errorf("%w: compare operator %q (want =, !=, < or >)", ErrInvalidOption, op)
+		return c
+	}
+	if target.target == sm.TargetValue {
+		switch x := v.(type) {
+		case []byte:
+			c.c.Value = bytes.Clone(x)
+		case string:
+			c.c.Value = []byte(x)
+		default:
+			c.err = fmt.Errorf("%w: Value compare needs []byte or string, got %T", ErrInvalidOption, v)
+		}
+		return c
+	}
+	switch x := v.(type) {
+	case Revision:
+		c.c.Int = int64(x)
+	case LeaseID:
+		c.c.Int = int64(x)
+	case int64:
+		c.c.Int = x
+	case int:
+		c.c.Int = int64(x)
+	default:
+		c.err = fmt.Errorf("%w: compare needs an integer, got %T", ErrInvalidOption, v)
+	}
+	return c
+}
+
+// Op is one operation of a Txn: OpPut, OpGet or OpDelete.
+type Op struct {
+	kind  uint8
+	key   string
+	value []byte
+	o     *op
+	err   error
+}
+
+// OpPut is a Put inside a Txn (options as for Put).
+func OpPut(key string, value []byte, opts ...OpOption) Op {
+	o, err := buildOp(kindPut, opts)
+	return Op{kind: sm.OpPut, key: key, value: value, o: o, err: err}
+}
+
+// OpGet is a Get inside a Txn, reading the state the Txn sees (options as
+// for Get, except WithSerializable and WithRev).
+func OpGet(key string, opts ...OpOption) Op {
+	o, err := buildOp(kindGet, opts)
+	if err == nil && o.serializable {
+		err = fmt.Errorf("%w: WithSerializable inside a Txn", ErrInvalidOption)
+	}
+	return Op{kind: sm.OpRange, key: key, o: o, err: err}
+}
+
+// OpDelete is a Delete inside a Txn (options as for Delete).
+func OpDelete(key string, opts ...OpOption) Op {
+	o, err := buildOp(kindDelete, opts)
+	return Op{kind: sm.OpDelete, key: key, o: o, err: err}
+}
+
+// Txn is an atomic If/Then/Else over the keys of one shard, built with
+// Node.Txn. It is not safe for concurrent use; build one per transaction.
+type Txn struct {
+	n     *Node
+	ctx   context.Context
+	cmps  []Cmp
+	then  []Op
+	els   []Op
+	calls int
+	err   error
+}
+
+// Txn starts a transaction. ctx bounds Commit.
+func (n *Node) Txn(ctx context.Context) *Txn { return &Txn{n: n, ctx: ctx} }
+
+// If adds conditions, all of which must hold for Then to run. Call it at
+// most once, before Then and Else.
+func (t *Txn) If(cmps ...Cmp) *Txn {
+	if t.calls != 0 && t.err == nil {
+		t.err = fmt.Errorf("%w: If after Then or Else", ErrInvalidOption)
+	}
+	t.calls |= 1
+	t.cmps = append(t.cmps, cmps...)
+	return t
+}
+
+// Then adds the operations run when every condition holds.
+func (t *Txn) Then(ops ...Op) *Txn {
+	t.calls |= 2
+	t.then = append(t.then, ops...)
+	return t
+}
+
+// Else adds the operations run otherwise.
+func (t *Txn) Else(ops ...Op) *Txn {
+	t.calls |= 4
+	t.els = append(t.els, ops...)
+	return t
+}
+
+// OpResponse is the outcome of one Op: exactly one field is set.
+type OpResponse struct {
+	Put    *PutResponse
+	Get    *GetResponse
+	Delete *DeleteResponse
+}
+
+// TxnResponse is the result of a Txn.
+type TxnResponse struct {
+	Header    Header
+	Succeeded bool // whether the conditions held and Then ran
+	Responses []OpResponse
+}
+
+// Commit runs the transaction atomically, in one revision, on the shard that
+// holds all its keys. Every key it compares or touches must be in one shard
+// (under one top-level directory, or any keys when Config.Shards is 1),
+// otherwise ErrCrossShard. A failed compare is not an error: Succeeded is
+// false and Else ran.
+//
+// Blocking and errors as for Put, plus ErrCrossShard, ErrTooManyOps and
+// ErrDuplicateKey (a branch that puts one key twice).
+func (t *Txn) Commit() (*TxnResponse, error) {
+	n := t.n
+	if t.err != nil {
+		return nil, t.err
+	}
+	if len(t.cmps)+len(t.then) > n.cfg.MaxTxnOps || len(t.cmps)+len(t.els) > n.cfg.MaxTxnOps {
+		return nil, fmt.Errorf("%w: limit %d", ErrTooManyOps, n.cfg.MaxTxnOps)
+	}
+	si := -2
+	use := func(key, end string) error {
+		s := n.rangeShard(key, end)
+		if s < 0 || (si >= 0 && s != si) {
+			return fmt.Errorf("%w: key %q", ErrCrossShard, key)
+		}
+		si = s
+		return nil
+	}
+	cmd := &sm.Command{Kind: sm.CmdTxn}
+	for _, c := range t.cmps {
+		if c.err != nil {
+			return nil, c.err
+		}
+		if err := n.checkKey(c.c.Key); err != nil {
+			return nil, err
+		}
+		if err := use(c.c.Key, ""); err != nil {
+			return nil, err
+		}
+		cmd.Txn.Compares = append(cmd.Txn.Compares, c.c)
+	}
+	var leaseOps []*sm.Op
+	build := func(ops []Op) ([]sm.Op, error) {
+		out := make([]sm.Op, 0, len(ops))
+		for _, op := range ops {
+			if op.err != nil {
+				return nil, op.err
+			}
+			so := sm.Op{Kind: op.kind, Key: op.key}
+			switch op.kind {
+			case sm.OpPut:
+				if err := n.checkKey(op.key); err != nil {
+					return nil, err
+				}
+				if err := n.checkValue(op.value); err != nil {
+					return nil, err
+				}
+				so.Value, so.Lease, so.PrevKV = bytes.Clone(op.value), int64(op.o.lease), op.o.prevKV
+				if so.Value == nil {
+					so.Value = []byte{}
+				}
+			case sm.OpDelete, sm.OpRange:
+				if err := n.checkRangeKey(op.key, op.o); err != nil {
+					return nil, err
+				}
+				so.End, so.PrevKV = op.o.rangeEnd(op.key), op.o.prevKV
+				if op.kind == sm.OpRange {
+					if op.o.rev != 0 {
+						return nil, fmt.Errorf("%w: WithRev inside a Txn", ErrInvalidOption)
+					}
+					so.Range = sm.RangeOpts{Limit: op.o.limit, KeysOnly: op.o.keysOnly, CountOnly: op.o.countOnly,
+						SortTarget: uint8(op.o.sortTarget), SortDesc: op.o.sortOrder == SortDescend,
+						Sorted: op.o.sorted && !(op.o.sortTarget == SortByKey && op.o.sortOrder == SortAscend)}
+				}
+			}
+			if err := use(so.Key, so.End); err != nil {
+				return nil, err
+			}
+			out = append(out, so)
+		}
+		return out, nil
+	}
+	var err error
+	if cmd.Txn.Then, err = build(t.then); err != nil {
+		return nil, err
+	}
+	if cmd.Txn.Else, err = build(t.els); err != nil {
+		return nil, err
+	}
+	if si < 0 {
+		si = 0 // an empty Txn: any shard answers
+	}
+	s := n.shards[si]
+	for _, ops := range [][]sm.Op{cmd.Txn.Then, cmd.Txn.Else} {
+		for i := range ops {
+			if ops[i].Lease != 0 {
+				leaseOps = append(leaseOps, &ops[i])
+			}
+		}
+	}
+	for _, op := range leaseOps {
+		if err := n.resolveLease(t.ctx, s, op); err != nil {
+			return nil, err
+		}
+	}
+	res, err := n.propose(t.ctx, s, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if err := codeErr(res.Code); err != nil {
+		return nil, err
+	}
+	h := n.header(s, res.Revision)
+	resp := &TxnResponse{Header: h, Succeeded: res.Succeeded, Responses: make([]OpResponse, len(res.Ops))}
+	for i, r := range res.Ops {
+		switch r.Kind {
+		case sm.OpPut:
+			p := &PutResponse{Header: h}
+			if len(r.PrevKVs) > 0 {
+				p.PrevKV = fromKV(r.PrevKVs[0])
+			}
+			resp.Responses[i].Put = p
+		case sm.OpDelete:
+			resp.Responses[i].Delete = &DeleteResponse{Header: h, Deleted: r.Deleted, PrevKVs: fromKVs(r.PrevKVs)}
+		case sm.OpRange:
+			resp.Responses[i].Get = &GetResponse{Header: h, KVs: fromKVs(r.KVs), More: r.More, Count: r.Count}
+		}
+	}
+	return resp, nil
+}

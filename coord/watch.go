@@ -1,0 +1,344 @@
+package coord
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/coordkit/coordkit/coord/internal/sm"
+)
+
+// WatchResponse carries the events of one or more whole revisions, in
+// revision order, or a progress notification (no events), or the error that
+// ended the watch (Err() non-nil; the channel closes after it).
+type WatchResponse struct {
+	Header Header
+	Events []Event
+	// CompactRevision is set when the watch ended with ErrCompacted: the
+	// oldest revision still available.
+	CompactRevision Revision
+	err             error
+}
+
+// Err returns why the watch ended, or nil.
+func (r *WatchResponse) Err() error { return r.err }
+
+// IsProgressNotify reports whether r is a progress notification.
+func (r *WatchResponse) IsProgressNotify() bool { return len(r.Events) == 0 && r.err == nil }
+
+// WatchChan delivers a watch's responses.
+type WatchChan <-chan WatchResponse
+
+// Watch streams the changes to a key, or to a range with WithPrefix,
+// WithFromKey or WithRange, from this member's replica as it applies them.
+// Without WithRev it starts after the current revision; WithRev(r) replays
+// every change from revision r on, then continues live. Other options:
+// WithPrevKV, WithFilterPut, WithFilterDelete, WithProgressNotify.
+//
+// Guarantees: events are ordered by revision, never duplicated, never
+// skipped, and all events of one revision arrive in one response. A consumer
+// that reads slowly never slows the cluster: the watch falls back to reading
+// history and catches up; if compaction passes it first, the channel
+// delivers a response whose Err() is ErrCompacted and closes. Nothing is
+// dropped silently.
+//
+// The channel closes when ctx ends (no further response), or after a
+// response with Err() set: ErrCompacted, ErrClosed when the Node closes, or
+// a bad request (ErrEmptyKey, ErrInvalidOption, ErrCrossShard when the range
+// spans shards, ErrFutureRevision). Watch itself does not block.
+func (n *Node) Watch(ctx context.Context, key string, opts ...OpOption) WatchChan {
+	out := make(chan WatchResponse, 16)
+	fail := func(err error) WatchChan {
+		out <- WatchResponse{err: err}
+		close(out)
+		return out
+	}
+	o, err := buildOp(kindWatch, opts)
+	if err != nil {
+		return fail(err)
+	}
+	if err := n.checkRangeKey(key, o); err != nil {
+		return fail(err)
+	}
+	end := o.rangeEnd(key)
+	si := n.rangeShard(key, end)
+	if si < 0 {
+		return fail(fmt.Errorf("%w: watch on %q", ErrCrossShard, key))
+	}
+	if n.closed.Load() {
+		return fail(ErrClosed)
+	}
+	s := n.shards[si]
+	w := &watcher{s: s, key: key, end: end, o: o, out: out, signal: make(chan struct{}, 1)}
+	if err := s.hub.add(w, int64(o.rev)); err != nil {
+		return fail(err)
+	}
+	n.wg.Add(1)
+	go w.run(ctx)
+	return out
+}
+
+// maxPendingEvents bounds what the hub queues for one watcher; past it the
+// watcher is switched to reading history, so apply never waits for it.
+const maxPendingEvents = 4096
+
+// catchUpBatch bounds how many events one history read returns.
+const catchUpBatch = 1024
+
+// hub hands a shard's applied events to its watchers. Applied runs on the
+// apply goroutine and never blocks on a watcher.
+type hub struct {
+	s        *shard
+	mu       sync.Mutex // guards watchers; held by Applied and by a watcher's final catch-up step
+	watchers map[*watcher]struct{}
+}
+
+func newHub(s *shard) *hub { return &hub{s: s, watchers: map[*watcher]struct{}{}} }
+
+type pendingRev struct {
+	rev    int64
+	events []Event
+}
+
+type watcher struct {
+	s      *shard
+	key    string
+	end    string
+	o      *op
+	out    chan WatchResponse
+	signal chan struct{}
+
+	mu      sync.Mutex
+	next    int64 // next revision to deliver (owned by run, read by push under mu)
+	lagging bool  // true: ignore pushes, read history
+	pending []pendingRev
+	npend   int
+	latest  int64 // the newest revision the hub has told this watcher about
+}
+
+func (h *hub) add(w *watcher, rev int64) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	v := h.s.machine.Load().View()
+	switch {
+	case rev == 0:
+		w.next = v.Revision() + 1
+	case rev < v.CompactRevision():
+		return fmt.Errorf("%w: revision %d, oldest available %d", ErrCompacted, rev, v.CompactRevision())
+	default:
+		w.next = rev
+		w.lagging = rev <= v.Revision()
+	}
+	w.latest = v.Revision()
+	h.watchers[w] = struct{}{}
+	return nil
+}
+
+func (h *hub) remove(w *watcher) {
+	h.mu.Lock()
+	delete(h.watchers, w)
+	h.mu.Unlock()
+}
+
+// closeAll is a no-op hook kept for symmetry with add: watchers end on the
+// Node's stop channel.
+func (h *hub) closeAll() {}
+
+// Applied implements sm.Listener for the shard: it runs on the apply
+// goroutine after v is published.
+func (s *shard) Applied(v *sm.View, events []sm.Event) {
+	h := s.hub
+	h.mu.Lock()
+	for w := range h.watchers {
+		w.push(v.Revision(), events)
+	}
+	h.mu.Unlock()
+}
+
+func (w *watcher) matches(ev *sm.Event) bool {
+	if !inRange(ev.KV.Key, w.key, w.end) {
+		return false
+	}
+	if ev.Delete {
+		return !w.o.filterDelete
+	}
+	return !w.o.filterPut
+}
+
+func inRange(key, start, end string) bool {
+	if end == "" {
+		return key == start
+	}
+	return key >= start && (end == "\x00" || key < end)
+}
+
+func (w *watcher) push(rev int64, events []sm.Event) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.latest = rev
+	if w.lagging {
+		return
+	}
+	for i := range events {
+		ev := &events[i]
+		r := ev.KV.ModRevision
+		if r < w.next || !w.matches(ev) {
+			continue
+		}
+		if w.npend >= maxPendingEvents {
+			w.lagging, w.pending, w.npend = true, nil, 0
+			break
+		}
+		if k := len(w.pending); k == 0 || w.pending[k-1].rev != r {
+			w.pending = append(w.pending, pendingRev{rev: r})
+		}
+		p := &w.pending[len(w.pending)-1]
+		p.events = append(p.events, w.convert(ev))
+		w.npend++
+	}
+	select {
+	case w.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (w *watcher) convert(ev *sm.Event) Event {
+	e := Event{Type: EventPut, KV: fromKV(ev.KV)}
+	if ev.Delete {
+		e.Type = EventDelete
+	}
+	if w.o.prevKV {
+		e.PrevKV = fromKV(ev.PrevKV)
+	}
+	return e
+}
+
+func (w *watcher) run(ctx context.Context) {
+	n := w.s.n
+	defer n.wg.Done()
+	defer close(w.out)
+	defer w.s.hub.remove(w)
+	var tick <-chan time.Time
+	if w.o.progress > 0 {
+		t := time.NewTicker(w.o.progress)
+		defer t.Stop()
+		tick = t.C
+	}
+	// send delivers r; false when the watch must end.
+	send := func(r WatchResponse) bool {
+		select {
+		case w.out <- r:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-n.stop:
+			select { // best effort: tell a reader why, never block Close
+			case w.out <- WatchResponse{err: ErrClosed}:
+			default:
+			}
+			return false
+		}
+	}
+	sentSince := false
+	for {
+		w.mu.Lock()
+		lagging := w.lagging
+		batch := w.pending
+		w.pending, w.npend = nil, 0
+		latest := w.latest
+		w.mu.Unlock()
+		if lagging {
+			if !w.catchUp(send) {
+				return
+			}
+			sentSince = true
+			continue
+		}
+		if len(batch) > 0 {
+			resp := WatchResponse{Header: w.s.n.header(w.s, batch[len(batch)-1].rev)}
+			for _, p := range batch {
+				resp.Events = append(resp.Events, p.events...)
+			}
+			last := batch[len(batch)-1].rev
+			w.mu.Lock()
+			w.next = last + 1
+			w.mu.Unlock()
+			if !send(resp) {
+				return
+			}
+			sentSince = true
+			continue
+		}
+		select {
+		case <-w.signal:
+		case <-tick:
+			if !sentSince {
+				if !send(WatchResponse{Header: w.s.n.header(w.s, latest)}) {
+					return
+				}
+			}
+			sentSince = false
+		case <-ctx.Done():
+			return
+		case <-n.stop:
+			select {
+			case w.out <- WatchResponse{err: ErrClosed}:
+			default:
+			}
+			return
+		}
+	}
+}
+
+// catchUp reads history until the watcher has everything the hub has
+// published, then switches it back to pushes. The last step holds the hub's
+// lock, so no Applied call can slip between the history read and the switch.
+func (w *watcher) catchUp(send func(WatchResponse) bool) bool {
+	h := w.s.hub
+	for {
+		v := w.s.machine.Load().View()
+		w.mu.Lock()
+		next := w.next
+		w.mu.Unlock()
+		if next < v.CompactRevision() {
+			send(WatchResponse{err: fmt.Errorf("%w: watch needs revision %d, oldest available %d", ErrCompacted, next, v.CompactRevision()),
+				CompactRevision: Revision(v.CompactRevision())})
+			return false
+		}
+		if next <= v.Revision() {
+			if !w.deliverHistory(v, next, send) {
+				return false
+			}
+			continue
+		}
+		h.mu.Lock()
+		v = w.s.machine.Load().View()
+		if v.Revision() >= next {
+			h.mu.Unlock()
+			continue
+		}
+		w.mu.Lock()
+		w.lagging, w.pending, w.npend = false, nil, 0
+		w.mu.Unlock()
+		h.mu.Unlock()
+		return true
+	}
+}
+
+func (w *watcher) deliverHistory(v *sm.View, next int64, send func(WatchResponse) bool) bool {
+	evs, last := v.Events(next, v.Revision(), w.key, w.end, catchUpBatch)
+	resp := WatchResponse{Header: w.s.n.header(w.s, last)}
+	for i := range evs {
+		if w.matches(&evs[i]) {
+			resp.Events = append(resp.Events, w.convert(&evs[i]))
+		}
+	}
+	w.mu.Lock()
+	w.next = last + 1
+	w.mu.Unlock()
+	if len(resp.Events) == 0 {
+		return true
+	}
+	return send(resp)
+}
