@@ -3,7 +3,6 @@ package sm
 import (
 	"encoding/binary"
 	"errors"
-
 )
 
 // codecVersion is the first byte of every encoded command, result and
@@ -347,4 +346,3 @@ func decodeKVs(d *decoder) []*KV {
 	}
 	return kvs
 }
-
