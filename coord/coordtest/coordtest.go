@@ -1,0 +1,288 @@
+// Package coordtest starts in-process coordkit clusters for tests and
+// examples: N members on loopback, with helpers to stop, restart, cut off and
+// heal members and to find a shard's leader. It is for tests only; production
+// code never imports it.
+package coordtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coordkit/coordkit/coord"
+	"github.com/coordkit/coordkit/coord/internal/hooks"
+)
+
+// Option configures New.
+type Option func(*options)
+
+type options struct {
+	shards        int
+	partitionable bool
+	tweak         func(*coord.Config)
+}
+
+// WithShards sets Config.Shards for every member.
+func WithShards(n int) Option { return func(o *options) { o.shards = n } }
+
+// WithPartitions carries peer traffic over an in-memory network the harness
+// controls, so Isolate and Heal work. Without it members talk over real
+// loopback TCP.
+func WithPartitions() Option { return func(o *options) { o.partitionable = true } }
+
+// WithConfig lets a test adjust every member's Config after the harness
+// filled it in.
+func WithConfig(f func(*coord.Config)) Option { return func(o *options) { o.tweak = f } }
+
+// Timing used by test clusters: generous enough to hold on a loaded 2-core
+// machine, short enough that failover tests stay quick.
+const (
+	HeartbeatInterval = 50 * time.Millisecond
+	ElectionTimeout   = 750 * time.Millisecond
+)
+
+// Cluster is an in-process cluster. Its methods are safe for concurrent use.
+type Cluster struct {
+	tb      testing.TB
+	mu      sync.Mutex
+	cfgs    []coord.Config
+	nodes   []*coord.Node
+	nw      *network
+	closing bool
+}
+
+// New starts an n-member cluster, waits until every member is Ready, and
+// registers its Close with tb.Cleanup.
+func New(tb testing.TB, n int, opts ...Option) *Cluster {
+	tb.Helper()
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	c := &Cluster{tb: tb}
+	if o.partitionable {
+		c.nw = &network{isolated: map[string]bool{}, byID: map[uint64]string{}}
+	}
+	dir := tb.TempDir()
+	initial := map[string]string{}
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("m%d", i)
+		initial[names[i]] = freeAddr(tb)
+	}
+	if c.nw != nil {
+		sorted := append([]string(nil), names...)
+		sort.Strings(sorted)
+		for i, name := range sorted {
+			c.nw.byID[uint64(i+1)] = initial[name]
+		}
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("COORDTEST_LOG") != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	for i, name := range names {
+		cfg := coord.Config{
+			Name: name, DataDir: filepath.Join(dir, name), RaftAddress: initial[name],
+			InitialCluster: initial, ClusterToken: "coordtest", Shards: o.shards,
+			HeartbeatInterval: HeartbeatInterval, ElectionTimeout: ElectionTimeout,
+			RequestTimeout: 10 * time.Second, Logger: logger.With("member", name),
+		}
+		if o.tweak != nil {
+			o.tweak(&cfg)
+		}
+		if c.nw != nil {
+			hooks.SetTransport(&cfg, &filtered{nw: c.nw})
+		}
+		c.cfgs = append(c.cfgs, cfg)
+		_ = i
+	}
+	c.nodes = make([]*coord.Node, n)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range c.cfgs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c.nodes[i], errs[i] = coord.Open(context.Background(), c.cfgs[i])
+		}(i)
+	}
+	wg.Wait()
+	tb.Cleanup(c.Close)
+	for i, err := range errs {
+		if err != nil {
+			tb.Fatalf("coordtest: open member %d: %v", i, err)
+		}
+	}
+	c.WaitReady()
+	return c
+}
+
+// freeAddr returns a loopback address with a port free right now.
+func freeAddr(tb testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("coordtest: no free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// Size returns the number of members.
+func (c *Cluster) Size() int { return len(c.cfgs) }
+
+// Node returns member i, or nil while it is stopped.
+func (c *Cluster) Node(i int) *coord.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[i]
+}
+
+// Config returns member i's Config.
+func (c *Cluster) Config(i int) coord.Config {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfgs[i]
+}
+
+// WaitReady waits until every running member is Ready, failing the test after
+// 30 seconds.
+func (c *Cluster) WaitReady() {
+	c.tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := 0; i < c.Size(); i++ {
+		if n := c.Node(i); n != nil {
+			if err := n.Ready(ctx); err != nil {
+				c.tb.Fatalf("coordtest: member %d not ready: %v", i, err)
+			}
+		}
+	}
+}
+
+// Stop closes member i (a clean Close: leadership is handed over first).
+func (c *Cluster) Stop(i int) {
+	c.mu.Lock()
+	n := c.nodes[i]
+	c.nodes[i] = nil
+	c.mu.Unlock()
+	if n != nil {
+		n.Close()
+	}
+}
+
+// Restart reopens a stopped member i from its DataDir.
+func (c *Cluster) Restart(i int) *coord.Node {
+	c.tb.Helper()
+	c.mu.Lock()
+	if c.nodes[i] != nil {
+		c.mu.Unlock()
+		c.tb.Fatalf("coordtest: member %d is running", i)
+	}
+	cfg := c.cfgs[i]
+	c.mu.Unlock()
+	n, err := coord.Open(context.Background(), cfg)
+	if err != nil {
+		c.tb.Fatalf("coordtest: restart member %d: %v", i, err)
+	}
+	c.mu.Lock()
+	c.nodes[i] = n
+	c.mu.Unlock()
+	return n
+}
+
+// Isolate cuts member i off from every other member (needs WithPartitions).
+func (c *Cluster) Isolate(i int) {
+	c.tb.Helper()
+	if c.nw == nil {
+		c.tb.Fatalf("coordtest: Isolate needs WithPartitions")
+	}
+	c.nw.set(c.Config(i).RaftAddress, true)
+}
+
+// Heal reconnects member i.
+func (c *Cluster) Heal(i int) {
+	c.tb.Helper()
+	if c.nw == nil {
+		c.tb.Fatalf("coordtest: Heal needs WithPartitions")
+	}
+	c.nw.set(c.Config(i).RaftAddress, false)
+}
+
+// Leader returns the index of the member that leads shard, as agreed by a
+// majority of the running members, or -1.
+func (c *Cluster) Leader(shard int) int {
+	votes := map[string]int{}
+	running := 0
+	for i := 0; i < c.Size(); i++ {
+		n := c.Node(i)
+		if n == nil {
+			continue
+		}
+		running++
+		st, err := n.Status(context.Background())
+		if err != nil || shard >= len(st.Shards) || st.Shards[shard].Leader == 0 {
+			continue
+		}
+		votes[fmt.Sprint(st.Shards[shard].Leader)]++
+	}
+	for id, v := range votes {
+		if v*2 > c.Size() {
+			for i := 0; i < c.Size(); i++ {
+				if n := c.Node(i); n != nil {
+					st, _ := n.Status(context.Background())
+					if st != nil && fmt.Sprint(st.ReplicaID) == id {
+						return i
+					}
+				}
+			}
+		}
+	}
+	return -1
+}
+
+// WaitLeader polls until shard has a leader among the running members and
+// returns its index, failing the test after 30 seconds.
+func (c *Cluster) WaitLeader(shard int) int {
+	c.tb.Helper()
+	var l int
+	Eventually(c.tb, 30*time.Second, func() bool {
+		l = c.Leader(shard)
+		return l >= 0
+	}, "no leader for shard %d", shard)
+	return l
+}
+
+// Close stops every running member. Safe to call more than once.
+func (c *Cluster) Close() {
+	var wg sync.WaitGroup
+	for i := 0; i < c.Size(); i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c.Stop(i)
+		}(i)
+	}
+	wg.Wait()
+}
+
+// Eventually polls cond every 10ms until it holds, failing the test with the
+// message if it does not within d.
+func Eventually(tb testing.TB, d time.Duration, cond func() bool, format string, args ...any) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("coordtest: gave up after %v: "+format, append([]any{d}, args...)...)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,59 @@
+package coordtest
+
+import (
+	"sync"
+
+	"github.com/lni/dragonboat/v4/config"
+	chantransport "github.com/lni/dragonboat/v4/plugin/chan"
+	"github.com/lni/dragonboat/v4/raftio"
+	pb "github.com/lni/dragonboat/v4/raftpb"
+)
+
+// network is an in-memory peer network the harness can cut: messages to or
+// from an isolated member are dropped, as by a partition.
+type network struct {
+	mu       sync.RWMutex
+	isolated map[string]bool   // by raft address
+	byID     map[uint64]string // replica ID -> raft address, for snapshot chunks
+}
+
+func (nw *network) blocked(from, to string) bool {
+	nw.mu.RLock()
+	defer nw.mu.RUnlock()
+	return nw.isolated[from] || nw.isolated[to]
+}
+
+func (nw *network) blockedID(from uint64, to string) bool {
+	nw.mu.RLock()
+	addr := nw.byID[from]
+	nw.mu.RUnlock()
+	return nw.blocked(addr, to)
+}
+
+func (nw *network) set(addr string, isolated bool) {
+	nw.mu.Lock()
+	nw.isolated[addr] = isolated
+	nw.mu.Unlock()
+}
+
+// filtered wraps dragonboat's channel transport with the network's filter on
+// the receiving side.
+type filtered struct{ nw *network }
+
+func (f *filtered) Create(nhc config.NodeHostConfig, h raftio.MessageHandler, ch raftio.ChunkHandler) raftio.ITransport {
+	self := nhc.RaftAddress
+	mh := func(b pb.MessageBatch) {
+		if !f.nw.blocked(b.SourceAddress, self) {
+			h(b)
+		}
+	}
+	chh := func(c pb.Chunk) bool {
+		if f.nw.blockedID(c.From, self) {
+			return false
+		}
+		return ch(c)
+	}
+	return (&chantransport.ChanTransportFactory{}).Create(nhc, mh, chh)
+}
+
+func (f *filtered) Validate(string) bool { return true }
