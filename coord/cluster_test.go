@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -486,4 +488,90 @@ func statusOf(t *testing.T, n *coord.Node) *coord.Status {
 		t.Fatal(err)
 	}
 	return st
+}
+
+func TestJoinAddsAMemberThatCatchesUpAndSurvivesRestart(t *testing.T) {
+	c := coordtest.New(t, 3, coordtest.WithShards(2))
+	ctx := ctxT(t)
+	for i := 0; i < 100; i++ {
+		mustPut(t, c.Node(i%3), fmt.Sprintf("/join%d/k%d", i%2, i), fmt.Sprint(i))
+	}
+	j := c.Join()
+	n := c.Node(j)
+	g, err := n.Get(ctx, "/join", coord.WithPrefix(), coord.WithSerializable())
+	if err != nil || g.Count != 100 {
+		t.Fatalf("joined member sees %v keys (%v), want 100", g, err)
+	}
+	ms, err := c.Node(0).Members(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, m := range ms {
+		names[m.Name] = m.Voter
+	}
+	if len(ms) != 4 || !names["m3"] {
+		t.Fatalf("members after join: %+v", ms)
+	}
+	// Adding it again, or another member at its address, is refused.
+	if _, err := c.Node(1).AddMember(ctx, "m3", "127.0.0.1:1"); !errors.Is(err, coord.ErrMemberExists) {
+		t.Fatalf("duplicate name: %v", err)
+	}
+	if _, err := c.Node(1).AddMember(ctx, "other", c.Config(j).RaftAddress); !errors.Is(err, coord.ErrMemberExists) {
+		t.Fatalf("duplicate address: %v", err)
+	}
+	// With 4 voters, the joiner counts: writes through it work, and the
+	// whole cluster restarts from disk with it.
+	mustPut(t, n, "/join0/fromjoiner", "x")
+	c.Close()
+	for i := 0; i < 4; i++ {
+		go c.Restart(i)
+	}
+	coordtest.Eventually(t, 30*time.Second, func() bool {
+		for i := 0; i < 4; i++ {
+			if c.Node(i) == nil {
+				return false
+			}
+		}
+		return true
+	}, "members did not restart")
+	c.WaitReady()
+	g, err = c.Node(j).Get(ctx, "/join", coord.WithPrefix())
+	if err != nil || g.Count != 101 {
+		t.Fatalf("after restart the joiner sees %v keys (%v), want 101", g, err)
+	}
+}
+
+// countingHandler counts log records at or above Warn.
+type countingHandler struct {
+	mu    *sync.Mutex
+	warns *[]string
+}
+
+func (h countingHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		h.mu.Lock()
+		*h.warns = append(*h.warns, r.Message)
+		h.mu.Unlock()
+	}
+	return nil
+}
+func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countingHandler) WithGroup(string) slog.Handler      { return h }
+
+func TestHealthyClusterIsQuietAtInfo(t *testing.T) {
+	var mu sync.Mutex
+	var warns []string
+	logger := slog.New(countingHandler{mu: &mu, warns: &warns})
+	c := coordtest.New(t, 3, coordtest.WithConfig(func(cfg *coord.Config) { cfg.Logger = logger }))
+	for i := 0; i < 50; i++ {
+		mustPut(t, c.Node(i%3), fmt.Sprintf("/quiet/%d", i), "v")
+	}
+	c.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(warns) > 0 {
+		t.Fatalf("%d warnings from a healthy cluster, first: %q", len(warns), warns[0])
+	}
 }

@@ -37,8 +37,10 @@ type Config struct {
 	ClusterToken string
 	// Join starts a member that was added to a running cluster with
 	// AddMember, instead of founding one (etcd --initial-cluster-state
-	// existing). Dynamic membership is not available yet: Open refuses Join
-	// with an error.
+	// existing). Name, RaftAddress and ClusterToken must be those given to
+	// AddMember, and Shards the cluster's count. Only used with a new
+	// DataDir; a restart ignores it. InitialCluster is then optional: it
+	// only names the other members for Members until the joiner has caught up.
 	Join bool
 	// Shards is the number of Raft groups keys are spread over by their first
 	// path segment. It is fixed when the cluster is created; reopening with
@@ -172,9 +174,6 @@ func (c *Config) validate() error {
 	}
 	if err := validAddress(c.RaftAddress); err != nil {
 		return configError("RaftAddress", "%v", err)
-	}
-	if c.Join {
-		return configError("Join", "joining a running cluster needs dynamic membership, which is not available yet")
 	}
 	addr, ok := c.InitialCluster[c.Name]
 	if !ok {

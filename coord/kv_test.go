@@ -345,7 +345,6 @@ func TestConfigValidation(t *testing.T) {
 		{coord.Config{DataDir: dir, HeartbeatInterval: time.Microsecond}, "HeartbeatInterval"},
 		{coord.Config{DataDir: dir, HeartbeatInterval: time.Second, ElectionTimeout: 2 * time.Second}, "ElectionTimeout"},
 		{coord.Config{DataDir: dir, MaxRequestBytes: 10}, "MaxRequestBytes"},
-		{coord.Config{DataDir: dir, Join: true}, "Join"},
 	}
 	for _, tc := range cases {
 		_, err := coord.Open(context.Background(), tc.cfg)

@@ -37,10 +37,28 @@ func (l *dbLog) log(level slog.Level, format string, args []any) {
 	lg.Log(context.Background(), level, fmt.Sprintf(format, args...), "component", "dragonboat/"+l.pkg)
 }
 
-func (l *dbLog) Debugf(format string, args ...any)   { l.log(slog.LevelDebug-4, format, args) }
-func (l *dbLog) Infof(format string, args ...any)    { l.log(slog.LevelDebug, format, args) }
-func (l *dbLog) Warningf(format string, args ...any) { l.log(slog.LevelWarn, format, args) }
-func (l *dbLog) Errorf(format string, args ...any)   { l.log(slog.LevelError, format, args) }
+// routine lists dragonboat packages whose warnings and errors describe
+// normal cluster life (elections, a peer restarting, connection retries):
+// they are logged at Debug and Info so that an application logging at Info
+// stays quiet while its cluster is healthy.
+var routine = map[string]bool{"raft": true, "transport": true, "config": true, "dragonboat": true}
+
+func (l *dbLog) Debugf(format string, args ...any) { l.log(slog.LevelDebug-4, format, args) }
+func (l *dbLog) Infof(format string, args ...any)  { l.log(slog.LevelDebug, format, args) }
+func (l *dbLog) Warningf(format string, args ...any) {
+	if routine[l.pkg] {
+		l.log(slog.LevelDebug, format, args)
+		return
+	}
+	l.log(slog.LevelWarn, format, args)
+}
+func (l *dbLog) Errorf(format string, args ...any) {
+	if routine[l.pkg] {
+		l.log(slog.LevelInfo, format, args)
+		return
+	}
+	l.log(slog.LevelError, format, args)
+}
 func (l *dbLog) Panicf(format string, args ...any) {
 	l.log(slog.LevelError, format, args)
 	panic(fmt.Sprintf(format, args...))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"sort"
@@ -20,6 +21,7 @@ type memberMeta struct {
 	ClusterToken string            `json:"cluster_token"`
 	Shards       int               `json:"shards"`
 	RaftAddress  string            `json:"raft_address"`
+	Joined       bool              `json:"joined,omitempty"`
 	Members      map[string]member `json:"members"`
 }
 
@@ -41,6 +43,20 @@ func foundingMembers(ic map[string]string) map[string]member {
 		out[n] = member{ReplicaID: uint64(i + 1), Address: ic[n]}
 	}
 	return out
+}
+
+// joinedReplicaID derives the Raft replica ID of a member added at run time
+// from what both AddMember and the joining member know. Founders use 1..N;
+// these IDs are above 2^32. A removed ID is never reused: AddMember refuses
+// a name and address whose ID was removed.
+func joinedReplicaID(token, name, addr string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(token))
+	h.Write([]byte{0})
+	h.Write([]byte(name))
+	h.Write([]byte{0})
+	h.Write([]byte(addr))
+	return h.Sum64()>>1 | 1<<32
 }
 
 func loadMeta(dir string) (*memberMeta, error) {

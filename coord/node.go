@@ -90,8 +90,13 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			shards = defaultShards
 		}
 		members := foundingMembers(c.InitialCluster)
+		id := members[c.Name].ReplicaID
+		if c.Join {
+			id = joinedReplicaID(c.ClusterToken, c.Name, c.RaftAddress)
+			members[c.Name] = member{ReplicaID: id, Address: c.RaftAddress}
+		}
 		meta = &memberMeta{
-			Version: 1, Name: c.Name, ReplicaID: members[c.Name].ReplicaID,
+			Version: 1, Name: c.Name, ReplicaID: id, Joined: c.Join,
 			ClusterToken: c.ClusterToken, Shards: shards, RaftAddress: c.RaftAddress, Members: members,
 		}
 	} else {
@@ -134,7 +139,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.nh = nh
 	initial := map[uint64]dragonboat.Target{}
-	if fresh {
+	if fresh && !c.Join {
 		for _, m := range meta.Members {
 			initial[m.ReplicaID] = m.Address
 		}
@@ -159,7 +164,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			s.machine.Store(m)
 			return m
 		}
-		if err := nh.StartConcurrentReplica(initial, false, create, rc); err != nil {
+		if err := nh.StartConcurrentReplica(initial, fresh && c.Join, create, rc); err != nil {
 			nh.Close()
 			return nil, fmt.Errorf("coord: starting shard %d: %w", i, err)
 		}
@@ -290,9 +295,17 @@ func (n *Node) read(ctx context.Context, s *shard, serializable bool) (*sm.View,
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
-		v, err := n.nh.SyncRead(ctx, s.id, nil)
+		// A ReadIndex request forwarded to a leader can be lost (a leader
+		// change, a member joining) and dragonboat then waits for the whole
+		// deadline. Reads are idempotent: bound each attempt and retry.
+		actx, acancel := context.WithTimeout(ctx, n.readAttemptTimeout())
+		v, err := n.nh.SyncRead(actx, s.id, nil)
+		acancel()
 		if err == nil {
 			return v.(*sm.View), nil
+		}
+		if errors.Is(err, dragonboat.ErrTimeout) && ctx.Err() == nil {
+			continue
 		}
 		if retryable(err) && n.backoff(ctx, attempt) {
 			continue
@@ -305,6 +318,12 @@ func (n *Node) read(ctx context.Context, s *shard, serializable bool) (*sm.View,
 		}
 		return nil, translate(ctx, err, false)
 	}
+}
+
+// readAttemptTimeout bounds one ReadIndex round: a healthy one takes a
+// network round trip; a leader change takes about an election timeout.
+func (n *Node) readAttemptTimeout() time.Duration {
+	return max(2*n.cfg.ElectionTimeout, 500*time.Millisecond)
 }
 
 // propose commits cmd to shard s and returns its result once applied here.
@@ -422,5 +441,3 @@ func (n *Node) transferLeadership() {
 		}
 	}
 }
-
-var errNotSingleShard = errors.New("coord: internal: range spans shards")

@@ -199,6 +199,46 @@ func (c *Cluster) Restart(i int) *coord.Node {
 	return n
 }
 
+// Join adds a new voting member through AddMember on a running member,
+// starts it with Config.Join, waits until it is Ready, and returns its index.
+func (c *Cluster) Join() int {
+	c.tb.Helper()
+	var via *coord.Node
+	for i := 0; i < c.Size() && via == nil; i++ {
+		via = c.Node(i)
+	}
+	c.mu.Lock()
+	cfg := c.cfgs[0]
+	i := len(c.cfgs)
+	cfg.Name = fmt.Sprintf("m%d", i)
+	cfg.DataDir = filepath.Join(filepath.Dir(cfg.DataDir), cfg.Name)
+	cfg.RaftAddress = freeAddr(c.tb)
+	cfg.Join = true
+	cfg.InitialCluster = nil
+	cfg.Logger = c.cfgs[0].Logger.With("member", cfg.Name)
+	c.mu.Unlock()
+	if c.nw != nil {
+		c.tb.Fatalf("coordtest: Join with WithPartitions is not supported")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := via.AddMember(ctx, cfg.Name, cfg.RaftAddress); err != nil {
+		c.tb.Fatalf("coordtest: AddMember: %v", err)
+	}
+	n, err := coord.Open(ctx, cfg)
+	if err != nil {
+		c.tb.Fatalf("coordtest: open joining member: %v", err)
+	}
+	c.mu.Lock()
+	c.cfgs = append(c.cfgs, cfg)
+	c.nodes = append(c.nodes, n)
+	c.mu.Unlock()
+	if err := n.Ready(ctx); err != nil {
+		c.tb.Fatalf("coordtest: joined member not ready: %v", err)
+	}
+	return i
+}
+
 // Isolate cuts member i off from every other member (needs WithPartitions).
 func (c *Cluster) Isolate(i int) {
 	c.tb.Helper()

@@ -145,6 +145,10 @@ func EncodeCommand(c *Command) []byte {
 		e.svar(c.TTL)
 	case CmdRevoke, CmdKeepAlive:
 		e.svar(c.LeaseID)
+	case CmdMember:
+		e.uvar(c.Member.ID)
+		e.str(c.Member.Name)
+		e.str(c.Member.Address)
 	case CmdExpire:
 		e.uvar(uint64(len(c.Expire)))
 		for _, it := range c.Expire {
@@ -212,6 +216,8 @@ func DecodeCommand(b []byte) (*Command, error) {
 		c.TTL = d.svar()
 	case CmdRevoke, CmdKeepAlive:
 		c.LeaseID = d.svar()
+	case CmdMember:
+		c.Member = MemberRecord{ID: d.uvar(), Name: d.str(), Address: d.str()}
 	case CmdExpire:
 		n := d.count()
 		if n > 0 {

@@ -157,6 +157,12 @@ func (s *state) apply(t *applyCtx, cmd *Command, index uint64) *Result {
 		}
 		s.revokeLease(t, cmd.LeaseID)
 		return &Result{}
+	case CmdMember:
+		if cmd.Member.ID == 0 || cmd.Member.Name == "" {
+			return &Result{Code: CodeBadCommand}
+		}
+		s.members.ReplaceOrInsert(cmd.Member)
+		return &Result{}
 	case CmdExpire:
 		for _, it := range cmd.Expire {
 			if l, ok := s.leases.Get(lease{id: it.ID}); ok && l.renew == it.Renew {
@@ -248,6 +254,13 @@ func (v *View) WriteTo(w io.Writer, done <-chan struct{}) error {
 		e.uvar(l.renew)
 		return true
 	})
+	e.uvar(uint64(v.st.members.Len()))
+	v.st.members.Ascend(func(m MemberRecord) bool {
+		e.uvar(m.ID)
+		e.str(m.Name)
+		e.str(m.Address)
+		return true
+	})
 	e.uvar(uint64(v.st.hist.Len()))
 	var err error
 	n := 0
@@ -304,6 +317,10 @@ func decodeSnapshot(b []byte) (*state, error) {
 	for i := 0; i < n && d.err == nil; i++ {
 		l := lease{id: d.svar(), ttl: d.svar(), renew: d.uvar()}
 		s.leases.ReplaceOrInsert(l)
+	}
+	n = d.count()
+	for i := 0; i < n && d.err == nil; i++ {
+		s.members.ReplaceOrInsert(MemberRecord{ID: d.uvar(), Name: d.str(), Address: d.str()})
 	}
 	n = d.count()
 	var last rec
@@ -372,6 +389,12 @@ func (v *View) Hash() uint64 {
 	v.st.leases.Ascend(func(l lease) bool {
 		e.svar(l.id)
 		e.svar(l.ttl)
+		return true
+	})
+	v.st.members.Ascend(func(m MemberRecord) bool {
+		e.uvar(m.ID)
+		e.str(m.Name)
+		e.str(m.Address)
 		return true
 	})
 	h.Write(e.b)

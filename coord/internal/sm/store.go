@@ -70,7 +70,10 @@ type state struct {
 	byRev      *btree.BTreeG[revKey]
 	leases     *btree.BTreeG[lease]
 	attached   *btree.BTreeG[attach]
+	members    *btree.BTreeG[MemberRecord]
 }
+
+func memberLess(a, b MemberRecord) bool { return a.ID < b.ID }
 
 func newState() *state {
 	return &state{
@@ -80,6 +83,7 @@ func newState() *state {
 		byRev:    btree.NewG(btreeDegree, revKeyLess),
 		leases:   btree.NewG(btreeDegree, leaseLess),
 		attached: btree.NewG(btreeDegree, attachLess),
+		members:  btree.NewG(btreeDegree, memberLess),
 	}
 }
 
@@ -87,7 +91,7 @@ func (s *state) clone() *View {
 	return &View{st: state{
 		rev: s.rev, compactRev: s.compactRev, applied: s.applied,
 		cur: s.cur.Clone(), hist: s.hist.Clone(), byRev: s.byRev.Clone(),
-		leases: s.leases.Clone(), attached: s.attached.Clone(),
+		leases: s.leases.Clone(), attached: s.attached.Clone(), members: s.members.Clone(),
 	}}
 }
 

@@ -132,6 +132,7 @@ const (
 	CmdRevoke
 	CmdKeepAlive
 	CmdExpire
+	CmdMember
 )
 
 // Command is the decoded form of one Raft entry.
@@ -142,6 +143,15 @@ type Command struct {
 	LeaseID  int64 // CmdGrant, CmdRevoke, CmdKeepAlive
 	TTL      int64 // CmdGrant, ms
 	Expire   []ExpireItem
+	Member   MemberRecord // CmdMember
+}
+
+// MemberRecord names a member that joined after the cluster was founded
+// (founders are named by every member's InitialCluster).
+type MemberRecord struct {
+	ID      uint64
+	Name    string
+	Address string
 }
 
 // OpResult is the outcome of one Op.

@@ -120,3 +120,13 @@ func (v *View) event(k revKey) Event {
 	})
 	return ev
 }
+
+// Members lists the member records (members that joined after founding).
+func (v *View) Members() []MemberRecord {
+	var out []MemberRecord
+	v.st.members.Ascend(func(m MemberRecord) bool {
+		out = append(out, m)
+		return true
+	})
+	return out
+}
