@@ -1,0 +1,28 @@
+// Package coord is coordkit's core: an embedded member of a strongly
+// consistent, replicated key-value store with MVCC history, transactions,
+// watches, leases and sessions, on dragonboat multi-group Raft.
+//
+// A service opens a Node with Open and is then a member of the cluster: reads
+// and watches are served from its own replica, writes go through the Raft
+// leader of the key's shard. There is no server to run or call.
+//
+// # Consistency
+//
+// Reads are linearizable unless WithSerializable is given, which reads the
+// local replica with no network. Writes return once applied on the calling
+// member. A Txn is atomic over the keys of one shard; keys under one
+// top-level directory ("/orders/...") always share a shard.
+//
+// # Errors
+//
+// Errors are sentinels (ErrCompacted, ErrCrossShard, ErrLeaseNotFound, ...)
+// matched with errors.Is; timeouts and cancellation also match
+// context.DeadlineExceeded and context.Canceled. A write that may or may not
+// have been applied returns ErrOutcomeUnknown and is never retried.
+//
+// # Lifetimes
+//
+// Every blocking call takes a context.Context first. Node.Close is
+// idempotent and waits for every goroutine the Node started; Watch channels
+// and Sessions report why they ended (WatchResponse.Err, Session.Err).
+package coord
