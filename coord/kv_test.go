@@ -391,6 +391,11 @@ func TestReopenChecksShardCountAndClosedCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
+	// Open returns once the replica replayed its log: a serializable read,
+	// which never waits, already sees the data.
+	if g, err := n.Get(ctx, "/re/k", coord.WithSerializable()); err != nil || g.Count != 1 {
+		t.Fatalf("serializable read right after reopen: %+v %v", g, err)
+	}
 	if n.Shards() != 2 {
 		t.Fatalf("reopened with %d shards, want 2", n.Shards())
 	}

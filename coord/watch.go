@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coordkit/coordkit/coord/internal/hooks"
 	"github.com/coordkit/coordkit/coord/internal/sm"
 )
 
@@ -156,6 +157,25 @@ func (s *shard) Applied(v *sm.View, events []sm.Event) {
 	h.mu.Unlock()
 }
 
+// Recovered implements sm.Listener: the replica jumped to a snapshot's state
+// without events, so every watcher re-reads from history what it has not
+// delivered yet (or ends with ErrCompacted if that history is gone).
+func (s *shard) Recovered(v *sm.View) {
+	h := s.hub
+	h.mu.Lock()
+	for w := range h.watchers {
+		w.mu.Lock()
+		w.lagging, w.pending, w.npend = true, nil, 0
+		w.latest = v.Revision()
+		w.mu.Unlock()
+		select {
+		case w.signal <- struct{}{}:
+		default:
+		}
+	}
+	h.mu.Unlock()
+}
+
 func (w *watcher) matches(ev *sm.Event) bool {
 	if !inRange(ev.KV.Key, w.key, w.end) {
 		return false
@@ -180,10 +200,11 @@ func (w *watcher) push(rev int64, events []sm.Event) {
 	if w.lagging {
 		return
 	}
+	drop := hooks.DropWatchEvent.Load()
 	for i := range events {
 		ev := &events[i]
 		r := ev.KV.ModRevision
-		if r < w.next || !w.matches(ev) {
+		if r < w.next || !w.matches(ev) || (drop != nil && (*drop)(w.s.n.cfg.Name, r)) {
 			continue
 		}
 		if w.npend >= maxPendingEvents {
@@ -329,8 +350,9 @@ func (w *watcher) catchUp(send func(WatchResponse) bool) bool {
 func (w *watcher) deliverHistory(v *sm.View, next int64, send func(WatchResponse) bool) bool {
 	evs, last := v.Events(next, v.Revision(), w.key, w.end, catchUpBatch)
 	resp := WatchResponse{Header: w.s.n.header(w.s, last)}
+	drop := hooks.DropWatchEvent.Load()
 	for i := range evs {
-		if w.matches(&evs[i]) {
+		if w.matches(&evs[i]) && (drop == nil || !(*drop)(w.s.n.cfg.Name, evs[i].KV.ModRevision)) {
 			resp.Events = append(resp.Events, w.convert(&evs[i]))
 		}
 	}

@@ -69,7 +69,7 @@ func New(tb testing.TB, n int, opts ...Option) *Cluster {
 	}
 	c := &Cluster{tb: tb}
 	if o.partitionable {
-		c.nw = &network{isolated: map[string]bool{}, byID: map[uint64]string{}}
+		c.nw = &network{isolated: map[string]bool{}, delay: map[string]time.Duration{}, byID: map[uint64]string{}}
 	}
 	dir := tb.TempDir()
 	initial := map[string]string{}
@@ -255,6 +255,16 @@ func (c *Cluster) Heal(i int) {
 		c.tb.Fatalf("coordtest: Heal needs WithPartitions")
 	}
 	c.nw.set(c.Config(i).RaftAddress, false)
+}
+
+// Slow delays every message member i receives by d (0 restores it); needs
+// WithPartitions.
+func (c *Cluster) Slow(i int, d time.Duration) {
+	c.tb.Helper()
+	if c.nw == nil {
+		c.tb.Fatalf("coordtest: Slow needs WithPartitions")
+	}
+	c.nw.setDelay(c.Config(i).RaftAddress, d)
 }
 
 // Leader returns the index of the member that leads shard, as agreed by a

@@ -2,6 +2,7 @@ package coordtest
 
 import (
 	"sync"
+	"time"
 
 	"github.com/lni/dragonboat/v4/config"
 	chantransport "github.com/lni/dragonboat/v4/plugin/chan"
@@ -13,8 +14,21 @@ import (
 // from an isolated member are dropped, as by a partition.
 type network struct {
 	mu       sync.RWMutex
-	isolated map[string]bool   // by raft address
-	byID     map[uint64]string // replica ID -> raft address, for snapshot chunks
+	isolated map[string]bool          // by raft address
+	delay    map[string]time.Duration // inbound delay, by raft address
+	byID     map[uint64]string        // replica ID -> raft address, for snapshot chunks
+}
+
+func (nw *network) delayOf(addr string) time.Duration {
+	nw.mu.RLock()
+	defer nw.mu.RUnlock()
+	return nw.delay[addr]
+}
+
+func (nw *network) setDelay(addr string, d time.Duration) {
+	nw.mu.Lock()
+	nw.delay[addr] = d
+	nw.mu.Unlock()
 }
 
 func (nw *network) blocked(from, to string) bool {
@@ -43,9 +57,13 @@ type filtered struct{ nw *network }
 func (f *filtered) Create(nhc config.NodeHostConfig, h raftio.MessageHandler, ch raftio.ChunkHandler) raftio.ITransport {
 	self := nhc.RaftAddress
 	mh := func(b pb.MessageBatch) {
-		if !f.nw.blocked(b.SourceAddress, self) {
-			h(b)
+		if f.nw.blocked(b.SourceAddress, self) {
+			return
 		}
+		if d := f.nw.delayOf(self); d > 0 {
+			time.Sleep(d) // a slow member: everything it receives is late
+		}
+		h(b)
 	}
 	chh := func(c pb.Chunk) bool {
 		if f.nw.blockedID(c.From, self) {

@@ -32,6 +32,10 @@ type Listener interface {
 	// LeasesReset reports the complete lease table after a snapshot was
 	// recovered; every earlier notification is void.
 	LeasesReset(leases []LeaseInfo)
+	// Recovered reports that the state was replaced by a snapshot's: the
+	// revision may have jumped forward with no events. Anyone following
+	// events must re-read what they missed from v's history.
+	Recovered(v *View)
 }
 
 type applyCtx struct {
@@ -219,7 +223,7 @@ func (m *Machine) RecoverFromSnapshot(r io.Reader, _ []dbsm.SnapshotFile, _ <-ch
 	m.view.Store(v)
 	if m.listener != nil {
 		m.listener.LeasesReset(v.Leases())
-		m.listener.Applied(v, nil)
+		m.listener.Recovered(v)
 	}
 	return nil
 }
