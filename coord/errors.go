@@ -23,7 +23,8 @@ var (
 	ErrRequestTooLarge = errors.New("coord: request too large")
 	// ErrTooManyOps: a Txn has more operations than Config.MaxTxnOps.
 	ErrTooManyOps = errors.New("coord: too many operations in txn")
-	// ErrDuplicateKey: a Txn branch puts the same key twice.
+	// ErrDuplicateKey: a Txn branch puts the same key twice, or puts a key
+	// that it also deletes (as in etcd: the outcome would depend on op order).
 	ErrDuplicateKey = errors.New("coord: duplicate key in txn")
 	// ErrCrossShard: a Txn or Watch names keys in more than one shard.
 	ErrCrossShard = errors.New("coord: operation spans shards")

@@ -175,7 +175,8 @@ type TxnResponse struct {
 // false and Else ran.
 //
 // Blocking and errors as for Put, plus ErrCrossShard, ErrTooManyOps and
-// ErrDuplicateKey (a branch that puts one key twice).
+// ErrDuplicateKey (a branch that puts one key twice, or puts a key it also
+// deletes). The events of one revision are delivered to watchers in key order.
 func (t *Txn) Commit() (*TxnResponse, error) {
 	n := t.n
 	if t.err != nil {

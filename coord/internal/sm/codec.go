@@ -74,9 +74,11 @@ func (d *decoder) svar() int64 {
 	return v
 }
 
-func (d *decoder) length(limit int) int {
+// length reads a length prefix and checks it against limit, which is
+// evaluated after the prefix is consumed: limit(remaining bytes).
+func (d *decoder) length(limit func(rest int) int) int {
 	n := d.uvar()
-	if d.err != nil || n > uint64(limit) {
+	if d.err != nil || n > uint64(limit(len(d.b))) {
 		d.fail()
 		return 0
 	}
@@ -84,7 +86,7 @@ func (d *decoder) length(limit int) int {
 }
 
 func (d *decoder) raw() []byte {
-	n := d.length(len(d.b))
+	n := d.length(func(rest int) int { return rest })
 	if d.err != nil {
 		return nil
 	}
@@ -117,7 +119,7 @@ func (d *decoder) flag() bool {
 
 func (d *decoder) count() int {
 	// Every item takes at least one byte, which bounds a believable count.
-	return d.length(min(len(d.b), maxDecodeItems))
+	return d.length(func(rest int) int { return min(rest, maxDecodeItems) })
 }
 
 // EncodeCommand returns the wire form of c.

@@ -47,12 +47,11 @@ func TestCompactionKeepsReadableHistory(t *testing.T) {
 			if last != 8 {
 				t.Fatalf("last %d", last)
 			}
-			// The event at r itself survives; only its PrevKV may be
-			// compacted away. (Checked for puts only: a delete at exactly the
-			// compaction revision loses its tombstone, a known bug.)
-			if scenarioPutAt(r) && r > 1 {
+			// The event at r itself survives, a delete as well as a put;
+			// only its PrevKV may be compacted away.
+			if r > 1 {
 				at, _ := v.Events(r, r, "", "\x00", 1000)
-				if len(at) != 1 || len(preAt) != 1 || at[0].Delete || !kvEqual(at[0].KV, preAt[0].KV) ||
+				if len(at) != 1 || len(preAt) != 1 || at[0].Delete != preAt[0].Delete || !kvEqual(at[0].KV, preAt[0].KV) ||
 					(at[0].PrevKV != nil && !kvEqual(at[0].PrevKV, preAt[0].PrevKV)) {
 					t.Fatalf("event at %d:\n%s\nwant\n%s", r, fmtEvents(at), fmtEvents(preAt))
 				}

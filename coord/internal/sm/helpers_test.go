@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"reflect"
-	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -264,29 +263,3 @@ func normResult(r *sm.Result) *sm.Result {
 
 func deepEqual(a, b any) bool { return reflect.DeepEqual(a, b) }
 
-// knownRawPanic runs fn. If fn panics inside decoder.raw with a slice-bounds
-// error, that is the known codec bug (raw bounds the length prefix by the
-// bytes remaining *before* the prefix was consumed, so a length that exceeds
-// the remaining data by up to the prefix's own size slices out of range);
-// knownRawPanic then reports true. Any other panic propagates.
-//
-// BUG(codec.go:87-93): remove this helper's use once decoder.raw is fixed; the
-// inputs it excuses must then simply return errDecode.
-func knownRawPanic(fn func()) (hit bool) {
-	defer func() {
-		r := recover()
-		if r == nil {
-			return
-		}
-		err, ok := r.(error)
-		stack := string(debug.Stack())
-		if ok && strings.Contains(err.Error(), "slice bounds out of range") &&
-			strings.Contains(stack, "sm.(*decoder).raw(") {
-			hit = true
-			return
-		}
-		panic(r)
-	}()
-	fn()
-	return false
-}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"hash/fnv"
 	"io"
+	"sort"
 	"sync/atomic"
 
 	dbsm "github.com/lni/dragonboat/v4/statemachine"
@@ -113,6 +114,9 @@ func (m *Machine) applyEntry(index uint64, raw []byte, all *[]Event, renewed *[]
 		s.rev = t.rev
 	}
 	res.Revision = s.rev
+	// Events of one revision go out in key order, the order history
+	// (byRev) replays them in, so live and catching-up watchers agree.
+	sort.SliceStable(t.events, func(i, j int) bool { return t.events[i].KV.Key < t.events[j].KV.Key })
 	*all = append(*all, t.events...)
 	*renewed = append(*renewed, t.leaseRenewed...)
 	*gone = append(*gone, t.leaseGone...)
@@ -178,8 +182,9 @@ func (s *state) apply(t *applyCtx, cmd *Command, index uint64) *Result {
 	return &Result{Code: CodeBadCommand}
 }
 
-// dupKeys reports whether one branch of a Txn writes the same key twice
-// (etcd refuses such a Txn: the outcome would depend on op order).
+// dupKeys reports whether one branch of a Txn writes a key twice: two puts,
+// or a put inside a range the branch deletes. etcd refuses such a Txn: its
+// outcome, and the events it produces, would depend on op order.
 func dupKeys(txn *Txn) bool {
 	for _, ops := range [][]Op{txn.Then, txn.Else} {
 		seen := map[string]bool{}
@@ -191,6 +196,16 @@ func dupKeys(txn *Txn) bool {
 				return true
 			}
 			seen[ops[i].Key] = true
+		}
+		for i := range ops {
+			if ops[i].Kind != OpDelete {
+				continue
+			}
+			for k := range seen {
+				if inRange(k, ops[i].Key, ops[i].End) {
+					return true
+				}
+			}
 		}
 	}
 	return false

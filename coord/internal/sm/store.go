@@ -363,6 +363,9 @@ func (s *state) checkOps(ops []Op) Code {
 		op := &ops[i]
 		switch op.Kind {
 		case OpPut:
+			if op.Lease < 0 {
+				return CodeBadCommand
+			}
 			if op.Lease != 0 && op.LeaseTTL <= 0 && !s.hasLease(op.Lease) {
 				return CodeLeaseNotFound
 			}
@@ -477,8 +480,10 @@ func (s *state) compact(rev int64) {
 			if r.key != k.key {
 				return false
 			}
-			if first && r.kv != nil {
-				first = false // the live version at rev stays
+			if first && (r.kv != nil || r.rev == rev) {
+				// The live version at rev stays; so does a delete at exactly
+				// rev, which watchers from rev still read.
+				first = false
 				return true
 			}
 			first = false

@@ -202,7 +202,7 @@ func TestTxnBranchIsAtomic(t *testing.T) {
 			[]sm.Op{putOp("a", "new"), {Kind: sm.OpPut, Key: "b", Value: []byte("x"), Lease: 99}, {Kind: sm.OpDelete, Key: "c"}}, nil,
 			sm.CodeLeaseNotFound, false},
 		{"unknown lease last", true,
-			[]sm.Op{{Kind: sm.OpDelete, Key: "", End: "\x00"}, putOp("a", "new"), {Kind: sm.OpPut, Key: "z", Lease: 99}}, nil,
+			[]sm.Op{{Kind: sm.OpDelete, Key: "b", End: "y"}, putOp("a", "new"), {Kind: sm.OpPut, Key: "z", Lease: 99}}, nil,
 			sm.CodeLeaseNotFound, false},
 		{"unknown lease in else", false,
 			nil, []sm.Op{putOp("a", "new"), {Kind: sm.OpPut, Key: "b", Lease: 99}},

@@ -53,6 +53,9 @@ func (v *View) List(dir string) []ListEntry {
 				return false
 			}
 			rest := kv.Key[len(dir):]
+			if rest == "" {
+				return true // the key named like the directory is not its child
+			}
 			if i := strings.IndexByte(rest, '/'); i >= 0 {
 				sub := dir + rest[:i+1]
 				out = append(out, ListEntry{Name: sub, Dir: true})
