@@ -262,4 +262,3 @@ func normResult(r *sm.Result) *sm.Result {
 }
 
 func deepEqual(a, b any) bool { return reflect.DeepEqual(a, b) }
-
