@@ -463,9 +463,6 @@ func (n *Node) Close() error {
 		close(n.stop)
 		n.wg.Wait()
 		n.nh.Close()
-		for _, s := range n.shards {
-			s.hub.closeAll()
-		}
 	})
 	return nil
 }

@@ -142,10 +142,6 @@ func (h *hub) remove(w *watcher) {
 	h.mu.Unlock()
 }
 
-// closeAll is a no-op hook kept for symmetry with add: watchers end on the
-// Node's stop channel.
-func (h *hub) closeAll() {}
-
 // Applied implements sm.Listener for the shard: it runs on the apply
 // goroutine after v is published.
 func (s *shard) Applied(v *sm.View, events []sm.Event) {

@@ -89,7 +89,7 @@ func New(tb testing.TB, n int, opts ...Option) *Cluster {
 	if os.Getenv("COORDTEST_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	for i, name := range names {
+	for _, name := range names {
 		cfg := coord.Config{
 			Name: name, DataDir: filepath.Join(dir, name), RaftAddress: initial[name],
 			InitialCluster: initial, ClusterToken: "coordtest", Shards: o.shards,
@@ -103,7 +103,6 @@ func New(tb testing.TB, n int, opts ...Option) *Cluster {
 			hooks.SetTransport(&cfg, &filtered{nw: c.nw})
 		}
 		c.cfgs = append(c.cfgs, cfg)
-		_ = i
 	}
 	c.nodes = make([]*coord.Node, n)
 	var wg sync.WaitGroup
