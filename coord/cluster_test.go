@@ -575,3 +575,26 @@ func TestHealthyClusterIsQuietAtInfo(t *testing.T) {
 		t.Fatalf("%d warnings from a healthy cluster, first: %q", len(warns), warns[0])
 	}
 }
+
+func TestCloseHandsLeadershipOver(t *testing.T) {
+	c := coordtest.New(t, 3, coordtest.WithShards(2))
+	for round := 0; round < 2; round++ {
+		leader := c.WaitLeader(0)
+		oldID := statusOf(t, c.Node(leader)).ReplicaID
+		c.Stop(leader)
+		// No waiting: Close returned only after the old leader heard from
+		// its successor, which therefore already leads.
+		led := false
+		for i := 0; i < 3; i++ {
+			if n := c.Node(i); n != nil {
+				st := statusOf(t, n)
+				led = led || (st.Shards[0].Leader == st.ReplicaID && st.ReplicaID != oldID)
+			}
+		}
+		if !led {
+			t.Fatalf("round %d: no survivor leads shard 0 when Close returned", round)
+		}
+		c.Restart(leader)
+		c.WaitReady()
+	}
+}
