@@ -160,6 +160,24 @@ func TestGetOptions(t *testing.T) {
 	if string(g.KVs[0].Value) != "7" {
 		t.Fatalf("read at revision %d: %s", old, g.KVs[0].Value)
 	}
+	// The key created just before /g/b: a fair queue's predecessor query.
+	all, _ := n.Get(ctx, "/g/", coord.WithPrefix())
+	createOf := map[string]coord.Revision{}
+	for _, kv := range all.KVs {
+		createOf[kv.Key] = kv.CreateRevision
+	}
+	g, err = n.Get(ctx, "/g/", coord.WithPrefix(), coord.WithMaxCreateRev(createOf["/g/b"]-1),
+		coord.WithSort(coord.SortByCreateRevision, coord.SortDescend), coord.WithLimit(1))
+	if err != nil || len(g.KVs) != 1 || g.KVs[0].Key != "/g/a" || g.Count != 2 {
+		t.Fatalf("predecessor of /g/b: %+v %v", g, err)
+	}
+	g, _ = n.Get(ctx, "/g/", coord.WithPrefix(), coord.WithMinCreateRev(createOf["/g/a"]), coord.WithCountOnly())
+	if g.Count != 2 {
+		t.Fatalf("keys created at or after /g/a: %d, want 2", g.Count)
+	}
+	if _, err := n.Get(ctx, "/g/", coord.WithPrefix(), coord.WithMaxCreateRev(0)); !errors.Is(err, coord.ErrInvalidOption) {
+		t.Fatalf("WithMaxCreateRev(0): %v", err)
+	}
 	d, err := n.Delete(ctx, "/g/", coord.WithPrefix(), coord.WithPrevKV())
 	if err != nil || d.Deleted != 3 || len(d.PrevKVs) != 3 {
 		t.Fatalf("delete prefix: %+v %v", d, err)

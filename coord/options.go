@@ -37,6 +37,8 @@ type op struct {
 	filterDelete bool
 	progress     time.Duration
 	attachedKeys bool
+	minCreate    Revision
+	maxCreate    Revision
 }
 
 // OpOption modifies a call. An option given to a call it does not apply to
@@ -197,6 +199,38 @@ func WithCountOnly() OpOption {
 		if o.allow("WithCountOnly", kindGet) {
 			o.countOnly = true
 		}
+	}
+}
+
+// WithMinCreateRev keeps only keys created at revision rev or later.
+// Applies to Get (and OpGet).
+func WithMinCreateRev(rev Revision) OpOption {
+	return func(o *op) {
+		if !o.allow("WithMinCreateRev", kindGet) {
+			return
+		}
+		if rev <= 0 {
+			o.bad("WithMinCreateRev: revision %d is not positive", rev)
+			return
+		}
+		o.minCreate = rev
+	}
+}
+
+// WithMaxCreateRev keeps only keys created at revision rev or earlier: with
+// WithSort(SortByCreateRevision, SortDescend) and WithLimit(1) it finds the
+// key created just before another, the building block of fair queues.
+// Applies to Get (and OpGet).
+func WithMaxCreateRev(rev Revision) OpOption {
+	return func(o *op) {
+		if !o.allow("WithMaxCreateRev", kindGet) {
+			return
+		}
+		if rev <= 0 {
+			o.bad("WithMaxCreateRev: revision %d is not positive", rev)
+			return
+		}
+		o.maxCreate = rev
 	}
 }
 

@@ -238,7 +238,8 @@ func (t *Txn) Commit() (*TxnResponse, error) {
 					}
 					so.Range = sm.RangeOpts{Limit: op.o.limit, KeysOnly: op.o.keysOnly, CountOnly: op.o.countOnly,
 						SortTarget: uint8(op.o.sortTarget), SortDesc: op.o.sortOrder == SortDescend,
-						Sorted: op.o.sorted && !(op.o.sortTarget == SortByKey && op.o.sortOrder == SortAscend)}
+						Sorted:    op.o.sorted && !(op.o.sortTarget == SortByKey && op.o.sortOrder == SortAscend),
+						MinCreate: int64(op.o.minCreate), MaxCreate: int64(op.o.maxCreate)}
 				}
 			}
 			if err := use(so.Key, so.End); err != nil {

@@ -180,6 +180,8 @@ func encodeOps(e *encoder, ops []Op) {
 		e.u8(r.SortTarget)
 		e.flag(r.SortDesc)
 		e.flag(r.Sorted)
+		e.svar(r.MinCreate)
+		e.svar(r.MaxCreate)
 	}
 }
 
@@ -263,6 +265,8 @@ func decodeOps(d *decoder) []Op {
 		r.SortTarget = d.u8()
 		r.SortDesc = d.flag()
 		r.Sorted = d.flag()
+		r.MinCreate = d.svar()
+		r.MaxCreate = d.svar()
 		if op.Kind < OpPut || op.Kind > OpRange || r.SortTarget > SortValue {
 			d.fail()
 		}

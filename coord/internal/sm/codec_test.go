@@ -99,8 +99,8 @@ func TestCommandDecodeRejects(t *testing.T) {
 	// A Txn with one op whose single bytes we can corrupt: layout is
 	// version, kind, ncmp=0, nthen=1, op..., nelse=0.
 	op := sm.EncodeCommand(&sm.Command{Kind: sm.CmdTxn, Txn: sm.Txn{Then: []sm.Op{{Kind: sm.OpRange, Key: "k"}}}})
-	// op bytes: [1 1 0 1 | kind=3 keylen=1 'k' endlen=0 vallen=0 lease=0 ttl=0 prevkv=0 limit=0 rev=0 keysonly=0 countonly=0 sort=0 desc=0 sorted=0 | 0]
-	if len(op) != 4+15+1 {
+	// op bytes: [1 1 0 1 | kind=3 keylen=1 'k' endlen=0 vallen=0 lease=0 ttl=0 prevkv=0 limit=0 rev=0 keysonly=0 countonly=0 sort=0 desc=0 sorted=0 mincreate=0 maxcreate=0 | 0]
+	if len(op) != 4+17+1 {
 		t.Fatalf("unexpected txn layout %x", op)
 	}
 	set := func(b []byte, i int, v byte) []byte { c := append([]byte(nil), b...); c[i] = v; return c }

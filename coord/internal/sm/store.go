@@ -233,6 +233,9 @@ func (s *state) rangeOp(op *Op) (OpResult, Code) {
 	}
 	var kvs []*KV
 	collect := func(kv *KV) bool {
+		if (o.MinCreate > 0 && kv.CreateRevision < o.MinCreate) || (o.MaxCreate > 0 && kv.CreateRevision > o.MaxCreate) {
+			return true
+		}
 		res.Count++
 		if o.CountOnly {
 			return true

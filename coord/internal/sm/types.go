@@ -96,6 +96,10 @@ type RangeOpts struct {
 	SortTarget uint8
 	SortDesc   bool
 	Sorted     bool // false: key order ascending, no sort pass
+	// MinCreate and MaxCreate keep only keys whose CreateRevision is in
+	// [MinCreate, MaxCreate]; 0 means no bound.
+	MinCreate int64
+	MaxCreate int64
 }
 
 // Op is one operation of a Txn. End is the exclusive end of a range; an empty
