@@ -49,6 +49,9 @@ type Node struct {
 	meta      *memberMeta
 	shards    []*shard
 
+	sessMu   sync.Mutex
+	sessions map[*Session]struct{} // live sessions, revoked by Close
+
 	closed    atomic.Bool
 	stop      chan struct{} // closed by Close: background work ends
 	wg        sync.WaitGroup
@@ -449,15 +452,17 @@ func codeErr(c sm.Code) error {
 	return fmt.Errorf("coord: request refused by the state machine (code %d)", c)
 }
 
-// Close stops this member: background work ends, watch channels close with
-// ErrClosed, and calls in flight return ErrClosed (or ErrOutcomeUnknown for
-// writes already proposed). Where this member leads a shard it first hands
-// leadership to another voter, so the others do not wait for an election
-// timeout. Close blocks until every goroutine it started has ended. It is
-// idempotent; later calls of other methods return ErrClosed. Sessions are not
-// revoked: their leases expire after their TTL, as after a crash.
+// Close stops this member: its live Sessions are revoked first (best
+// effort, within Config.RequestTimeout), so their keys and locks are
+// released at once rather than after their TTL; background work ends, watch
+// channels close with ErrClosed, and calls in flight return ErrClosed (or
+// ErrOutcomeUnknown for writes already proposed). Where this member leads a
+// shard it then hands leadership to another voter, so the others do not wait
+// for an election timeout. Close blocks until every goroutine it started has
+// ended. It is idempotent; later calls of other methods return ErrClosed.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		n.revokeSessions()
 		n.transferLeadership()
 		n.closed.Store(true)
 		close(n.stop)

@@ -62,9 +62,39 @@ func (n *Node) NewSession(ctx context.Context, opts ...SessionOption) (*Session,
 	}
 	kctx, cancel := context.WithCancel(context.Background())
 	s := &Session{n: n, id: g.ID, ttl: c.ttl, cancel: cancel, done: make(chan struct{})}
+	n.sessMu.Lock()
+	if n.sessions == nil {
+		n.sessions = map[*Session]struct{}{}
+	}
+	n.sessions[s] = struct{}{}
+	n.sessMu.Unlock()
 	n.wg.Add(1)
 	go s.keepAlive(kctx)
 	return s, nil
+}
+
+// revokeSessions revokes every live session of the Node, concurrently,
+// within the request timeout; used by Close.
+func (n *Node) revokeSessions() {
+	n.sessMu.Lock()
+	live := make([]*Session, 0, len(n.sessions))
+	for s := range n.sessions {
+		live = append(live, s)
+	}
+	n.sessMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range live {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.cancel()
+			s.end(ErrClosed)
+			_ = n.Revoke(ctx, s.id)
+		}()
+	}
+	wg.Wait()
 }
 
 // Node returns the Node the session lives on.
@@ -78,7 +108,7 @@ func (s *Session) TTL() time.Duration { return s.ttl }
 
 // Done is closed when the session ends: closed by Close, lost (its lease
 // expired or was revoked, or could not be renewed within its TTL), or its
-// Node closed. Err says which.
+// Node closed (Close revokes the lease first). Err says which.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
 // Err returns nil while the session is live, then why it ended:
@@ -97,6 +127,9 @@ func (s *Session) end(err error) {
 		close(s.done)
 	}
 	s.mu.Unlock()
+	s.n.sessMu.Lock()
+	delete(s.n.sessions, s)
+	s.n.sessMu.Unlock()
 }
 
 func (s *Session) keepAlive(ctx context.Context) {

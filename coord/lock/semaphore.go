@@ -1,0 +1,151 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/coordkit/coordkit/coord"
+)
+
+// Semaphore admits at most Permits holders at once, in arrival order. Every
+// Semaphore for one name must use the same permit count. A waiter watches
+// the semaphore's directory, so a release wakes every waiter to recount
+// (fine for the small queues semaphores usually have). Its methods are safe
+// for concurrent use; one value holds at most one permit.
+type Semaphore struct {
+	s       *coord.Session
+	dir     string
+	permits int
+
+	mu      sync.Mutex
+	busy    bool
+	current *hold
+}
+
+// NewSemaphore returns a Semaphore for name with the given permit count
+// (at least 1). It does no I/O.
+func NewSemaphore(s *coord.Session, name string, permits int) (*Semaphore, error) {
+	if permits < 1 {
+		return nil, fmt.Errorf("lock: semaphore needs at least one permit, got %d", permits)
+	}
+	return &Semaphore{s: s, dir: dirOf(name), permits: permits}, nil
+}
+
+// Acquire blocks until this value holds a permit: fewer than Permits keys
+// were queued before its own. Errors as for Mutex.Lock.
+func (m *Semaphore) Acquire(ctx context.Context) error {
+	m.mu.Lock()
+	if m.busy {
+		m.mu.Unlock()
+		return ErrAlreadyHeld
+	}
+	m.busy = true
+	m.mu.Unlock()
+	h, err := m.acquire(ctx)
+	m.mu.Lock()
+	m.current, m.busy = h, h != nil
+	m.mu.Unlock()
+	return err
+}
+
+func (m *Semaphore) acquire(ctx context.Context) (*hold, error) {
+	if err := m.s.Err(); err != nil {
+		return nil, sessionErr(m.s)
+	}
+	n := m.s.Node()
+	key := waiterKey(m.dir, m.s.Lease())
+	rev, err := enqueue(ctx, m.s, key, nil)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		g, err := n.Get(ctx, m.dir, coord.WithPrefix(), coord.WithMaxCreateRev(rev-1), coord.WithCountOnly())
+		if err == nil && g.Count < int64(m.permits) {
+			h, herr := newHold(ctx, m.s, key, rev)
+			if herr == nil {
+				return h, nil
+			}
+			err = herr
+		}
+		if err == nil {
+			err = m.waitRelease(ctx, g.Header.Revision)
+			if err == nil {
+				continue
+			}
+		}
+		removeKey(m.s, key)
+		return nil, err
+	}
+}
+
+func (m *Semaphore) waitRelease(ctx context.Context, rev coord.Revision) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := m.s.Node().Watch(wctx, m.dir, coord.WithPrefix(), coord.WithRev(rev+1), coord.WithFilterPut())
+	for {
+		select {
+		case r, ok := <-w:
+			if !ok {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return coord.ErrClosed
+			}
+			if err := r.Err(); err != nil {
+				if errors.Is(err, coord.ErrCompacted) {
+					return nil
+				}
+				return err
+			}
+			if len(r.Events) > 0 {
+				wakeups.Add(1)
+				return nil
+			}
+		case <-m.s.Done():
+			return sessionErr(m.s)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Release gives the permit back. Errors as for Mutex.Unlock.
+func (m *Semaphore) Release(ctx context.Context) error {
+	m.mu.Lock()
+	h := m.current
+	m.mu.Unlock()
+	if h == nil {
+		return ErrNotHeld
+	}
+	err := h.release(ctx)
+	if err == nil || errors.Is(err, ErrNotHeld) {
+		m.mu.Lock()
+		m.current, m.busy = nil, false
+		m.mu.Unlock()
+	}
+	return err
+}
+
+// Fence returns the current permit's fencing token (its key's create
+// revision), 0 when none is held.
+func (m *Semaphore) Fence() coord.Revision {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.current != nil {
+		return m.current.rev
+	}
+	return 0
+}
+
+// Done is closed when the current permit ends (Release, or loss: see
+// Mutex.Done); nil when none is held.
+func (m *Semaphore) Done() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.current != nil {
+		return m.current.done
+	}
+	return nil
+}
