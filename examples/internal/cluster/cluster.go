@@ -1,0 +1,69 @@
+// Package cluster starts an embedded coordkit cluster for the example
+// programs: members on loopback in a temporary directory.
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/coordkit/coordkit/coord"
+)
+
+// Start opens n members and waits until they are ready. stop closes them and
+// removes their data.
+func Start(ctx context.Context, n int) (nodes []*coord.Node, stop func(), err error) {
+	dir, err := os.MkdirTemp("", "coordkit-example-")
+	if err != nil {
+		return nil, nil, err
+	}
+	initial := map[string]string{}
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, err
+		}
+		initial[fmt.Sprintf("m%d", i)] = l.Addr().String()
+		l.Close()
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	nodes = make([]*coord.Node, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("m%d", i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i], errs[i] = coord.Open(ctx, coord.Config{Name: name, DataDir: filepath.Join(dir, name),
+				RaftAddress: initial[name], InitialCluster: initial, Logger: quiet})
+		}()
+	}
+	wg.Wait()
+	stop = func() {
+		for _, nd := range nodes {
+			if nd != nil {
+				nd.Close()
+			}
+		}
+		os.RemoveAll(dir)
+	}
+	for _, err := range errs {
+		if err != nil {
+			stop()
+			return nil, nil, err
+		}
+	}
+	for _, nd := range nodes {
+		if err := nd.Ready(ctx); err != nil {
+			stop()
+			return nil, nil, err
+		}
+	}
+	return nodes, stop, nil
+}
