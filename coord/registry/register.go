@@ -16,9 +16,9 @@ import (
 // Check is a health check a registering process runs on itself.
 type Check struct {
 	// Exactly one of HTTP, TCP and Func.
-	HTTP string                          // GET this URL: 2xx passing, 429 warning, anything else critical
-	TCP  string                          // connect to host:port: passing if it connects
-	Func func(context.Context) Status    // any Go check
+	HTTP string                       // GET this URL: 2xx passing, 429 warning, anything else critical
+	TCP  string                       // connect to host:port: passing if it connects
+	Func func(context.Context) Status // any Go check
 	// Interval between checks (default 10s) and Timeout of one (default 5s).
 	Interval time.Duration
 	Timeout  time.Duration
