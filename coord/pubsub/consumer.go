@@ -1,0 +1,211 @@
+package pubsub
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// ConsumerOption configures a durable consumer or a group member.
+type ConsumerOption func(*consumerConfig)
+
+type consumerConfig struct {
+	ackWait time.Duration
+	start   []SubscribeOption
+	ttl     time.Duration
+}
+
+// AckWait redelivers a message not acknowledged within d. Default 30s.
+func AckWait(d time.Duration) ConsumerOption { return func(c *consumerConfig) { c.ackWait = d } }
+
+// StartAt sets where a durable consumer starts the first time, before it
+// has acknowledged anything. Default FromEarliest.
+func StartAt(o SubscribeOption) ConsumerOption {
+	return func(c *consumerConfig) { c.start = []SubscribeOption{o} }
+}
+
+// MemberTTL sets a group member's session TTL: how long after its process
+// dies its unacknowledged messages go to another member. Default 10s.
+func MemberTTL(d time.Duration) ConsumerOption { return func(c *consumerConfig) { c.ttl = d } }
+
+func consumerDefaults(opts []ConsumerOption) consumerConfig {
+	c := consumerConfig{ackWait: 30 * time.Second, ttl: 10 * time.Second, start: []SubscribeOption{FromEarliest()}}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
+// tracker remembers delivered, unacknowledged messages for redelivery.
+type tracker struct {
+	mu      sync.Mutex
+	pending map[Offset]*pendingMsg
+	acked   map[Offset]bool
+	order   []Offset // delivered offsets, ascending, not yet committed
+}
+
+type pendingMsg struct {
+	m        Message
+	deadline time.Time
+}
+
+func newTracker() *tracker {
+	return &tracker{pending: map[Offset]*pendingMsg{}, acked: map[Offset]bool{}}
+}
+
+func (t *tracker) delivered(m Message, wait time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.pending[m.Offset]; !ok {
+		t.order = append(t.order, m.Offset)
+	}
+	t.pending[m.Offset] = &pendingMsg{m: m, deadline: time.Now().Add(wait)}
+}
+
+// ack marks o done and returns the new commit point: the highest offset at
+// and below which everything delivered is acknowledged (0 if unchanged).
+func (t *tracker) ack(o Offset) (Offset, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.pending[o]; !ok {
+		return 0, false
+	}
+	delete(t.pending, o)
+	t.acked[o] = true
+	var commit Offset
+	for len(t.order) > 0 && t.acked[t.order[0]] {
+		commit = t.order[0]
+		delete(t.acked, commit)
+		t.order = t.order[1:]
+	}
+	return commit, true
+}
+
+func (t *tracker) overdue(wait time.Duration) []Message {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	var out []Message
+	for _, p := range t.pending {
+		if now.After(p.deadline) {
+			p.deadline = now.Add(wait)
+			out = append(out, p.m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Offset < out[j].Offset })
+	return out
+}
+
+func (t *tracker) outstanding() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.pending)
+}
+
+// Consumer is a named, durable subscriber: it resumes after a restart from
+// its last acknowledged offset. Delivery is at-least-once: a message not
+// acknowledged within AckWait is delivered again, and after a restart the
+// messages after the last contiguous acknowledgement are. Safe for
+// concurrent use.
+type Consumer struct {
+	p      *PubSub
+	topic  string
+	key    string
+	out    chan Delivery
+	t      *tracker
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Consumer starts (or resumes) the durable consumer name on topic. ctx
+// bounds only the start. Errors: ErrInvalid, an *OutOfRangeError when its
+// saved position is no longer retained, those of coord's Get.
+func (p *PubSub) Consumer(ctx context.Context, topic, name string, opts ...ConsumerOption) (*Consumer, error) {
+	if err := validTopic(topic); err != nil {
+		return nil, err
+	}
+	if err := validTopic(name); err != nil {
+		return nil, fmt.Errorf("%w: consumer name %q", ErrInvalid, name)
+	}
+	c := consumerDefaults(opts)
+	key := p.meta(topic) + "consumers/" + name
+	g, err := p.n.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	start := c.start
+	if len(g.KVs) > 0 {
+		v, _ := strconv.ParseInt(string(g.KVs[0].Value), 10, 64)
+		start = []SubscribeOption{FromOffset(Offset(v) + 1)}
+	}
+	from, err := p.start(ctx, topic, start)
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	cs := &Consumer{p: p, topic: topic, key: key, out: make(chan Delivery, 64), t: newTracker(), cancel: cancel}
+	send := func(m Message) bool {
+		cs.t.delivered(m, c.ackWait)
+		select {
+		case cs.out <- Delivery{Message: m}:
+			return true
+		case <-rctx.Done():
+			return false
+		}
+	}
+	cs.wg.Add(2)
+	go func() {
+		defer cs.wg.Done()
+		if err := p.stream(rctx, topic, from, send); err != nil && rctx.Err() == nil {
+			select {
+			case cs.out <- Delivery{Err: err}:
+			case <-rctx.Done():
+			}
+		}
+	}()
+	go func() {
+		defer cs.wg.Done()
+		redeliver(rctx, cs.t, c.ackWait, send)
+	}()
+	return cs, nil
+}
+
+func redeliver(ctx context.Context, t *tracker, wait time.Duration, send func(Message) bool) {
+	tick := time.NewTicker(max(wait/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			for _, m := range t.overdue(wait) {
+				if !send(m) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// Messages delivers the consumer's messages; an item with Err ends it.
+func (c *Consumer) Messages() <-chan Delivery { return c.out }
+
+// Ack acknowledges m and, when that completes a contiguous run, saves the
+// consumer's position durably. Acknowledging a message twice is a no-op.
+func (c *Consumer) Ack(ctx context.Context, m Message) error {
+	commit, ok := c.t.ack(m.Offset)
+	if !ok || commit == 0 {
+		return nil
+	}
+	_, err := c.p.n.Put(ctx, c.key, []byte(strconv.FormatInt(int64(commit), 10)))
+	return err
+}
+
+// Close stops the consumer; its saved position stays.
+func (c *Consumer) Close() {
+	c.cancel()
+	c.wg.Wait()
+}

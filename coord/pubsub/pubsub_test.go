@@ -1,0 +1,341 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/coordkit/coordkit/coord/coordtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestEverySubscriberGetsEveryMessageInOrder(t *testing.T) {
+	c := coordtest.New(t, 3)
+	ctx := ctxT(t)
+	const total, publishers = 10000, 30
+	subs := make([]<-chan Delivery, 3)
+	for i := range subs {
+		subs[i] = New(c.Node(i), "/topics").Subscribe(ctx, "orders")
+	}
+	published := make(chan Offset, total)
+	var wg sync.WaitGroup
+	for w := 0; w < publishers; w++ {
+		ps := New(c.Node(w%3), "/topics")
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < total/publishers+1; i++ {
+				if w*(total/publishers+1)+i >= total {
+					return
+				}
+				o, err := ps.Publish(ctx, "orders", []byte(fmt.Sprintf("%d-%d", w, i)))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				published <- o
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(published)
+	want := map[Offset]bool{}
+	for o := range published {
+		if want[o] {
+			t.Fatalf("offset %d returned twice", o)
+		}
+		want[o] = true
+	}
+	if len(want) != total {
+		t.Fatalf("%d publishes succeeded, want %d", len(want), total)
+	}
+	for i, sub := range subs {
+		var last Offset
+		for n := 0; n < total; n++ {
+			select {
+			case d := <-sub:
+				if d.Err != nil {
+					t.Fatalf("subscriber %d: %v", i, d.Err)
+				}
+				if d.Offset <= last {
+					t.Fatalf("subscriber %d: offset %d after %d", i, d.Offset, last)
+				}
+				if !want[d.Offset] {
+					t.Fatalf("subscriber %d: offset %d was never published", i, d.Offset)
+				}
+				last = d.Offset
+			case <-time.After(30 * time.Second):
+				t.Fatalf("subscriber %d got %d of %d messages", i, n, total)
+			}
+		}
+	}
+}
+
+func TestSubscriptionStartsAndBatches(t *testing.T) {
+	c := coordtest.New(t, 1)
+	ctx := ctxT(t)
+	ps := New(c.Node(0), "/topics")
+	first, err := ps.PublishBatch(ctx, "t", [][]byte{[]byte("a"), []byte("b"), []byte("c")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mid := time.Now()
+	second, err := ps.Publish(ctx, "t", []byte("d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(opts ...SubscribeOption) []string {
+		sctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		var got []string
+		sub := ps.Subscribe(sctx, "t", opts...)
+		for len(got) < 10 {
+			select {
+			case d := <-sub:
+				if d.Err != nil {
+					t.Fatal(d.Err)
+				}
+				got = append(got, fmt.Sprintf("%s@%d", d.Payload, d.Offset-first))
+			case <-time.After(500 * time.Millisecond): // bounded look: nothing more to come
+				return got
+			}
+		}
+		return got
+	}
+	if got := fmt.Sprint(read(FromEarliest())); got != fmt.Sprintf("[a@0 b@1 c@2 d@%d]", second-first) {
+		t.Fatalf("from earliest: %s", got)
+	}
+	if got := fmt.Sprint(read(FromOffset(first + 1))); got != fmt.Sprintf("[b@1 c@2 d@%d]", second-first) {
+		t.Fatalf("from offset: %s", got)
+	}
+	if got := fmt.Sprint(read(FromTime(mid))); got != fmt.Sprintf("[d@%d]", second-first) {
+		t.Fatalf("from time: %s", got)
+	}
+	if got := read(); len(got) != 0 {
+		t.Fatalf("from now: %v", got)
+	}
+	if _, err := ps.Publish(ctx, "a/b", nil); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("topic with a slash: %v", err)
+	}
+}
+
+func TestDurableConsumerResumesAfterLastAckAcrossRestart(t *testing.T) {
+	c := coordtest.New(t, 3)
+	ctx := ctxT(t)
+	ps := New(c.Node(0), "/topics")
+	var offs []Offset
+	for i := 0; i < 10; i++ {
+		o, err := ps.Publish(ctx, "jobs", []byte(fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		offs = append(offs, o)
+	}
+	cons, err := New(c.Node(1), "/topics").Consumer(ctx, "jobs", "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		d := <-cons.Messages()
+		if d.Err != nil || d.Offset != offs[i] {
+			t.Fatalf("delivery %d: %+v", i, d)
+		}
+		if err := cons.Ack(ctx, d.Message); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d5 := <-cons.Messages() // delivered, never acknowledged
+	cons.Close()
+	c.Stop(1)
+	n := c.Restart(1)
+	cons, err = New(n, "/topics").Consumer(ctx, "jobs", "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	d := <-cons.Messages()
+	if d.Err != nil || d.Offset != offs[4] || d.Offset != d5.Offset {
+		t.Fatalf("after restart the consumer resumed at %+v, want offset %d (the first unacknowledged)", d, offs[4])
+	}
+	// Unacknowledged messages come again after AckWait.
+	quick, err := New(n, "/topics").Consumer(ctx, "jobs", "quick", AckWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer quick.Close()
+	first := <-quick.Messages()
+	for {
+		d := <-quick.Messages()
+		if d.Err != nil {
+			t.Fatal(d.Err)
+		}
+		if d.Offset == first.Offset {
+			break // redelivered
+		}
+	}
+}
+
+func runGroup(t *testing.T, closeOne bool) map[Offset]int {
+	c := coordtest.New(t, 3)
+	ctx := ctxT(t)
+	ps := New(c.Node(0), "/topics")
+	const total = 10000
+	var all []Offset
+	for b := 0; b < total/100; b++ {
+		batch := make([][]byte, 100)
+		for i := range batch {
+			batch[i] = []byte(fmt.Sprint(b*100 + i))
+		}
+		o, err := ps.PublishBatch(ctx, "work", batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range batch {
+			all = append(all, o+Offset(i))
+		}
+	}
+	var mu sync.Mutex
+	seen := map[Offset]int{}
+	done := make(chan struct{})
+	members := make([]*GroupMember, 3)
+	for i := range members {
+		m, err := New(c.Node(i), "/topics").JoinGroup(ctx, "work", "g", AckWait(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		members[i] = m
+	}
+	var wg sync.WaitGroup
+	for i, m := range members {
+		wg.Add(1)
+		go func(i int, m *GroupMember) {
+			defer wg.Done()
+			for {
+				select {
+				case d, ok := <-m.Messages():
+					if !ok || d.Err != nil {
+						return
+					}
+					mu.Lock()
+					seen[d.Offset]++
+					n := len(seen)
+					mu.Unlock()
+					if closeOne && i == 2 && n > total/3 {
+						return // this member dies mid-batch: its claim is left unfinished
+					}
+					m.Ack(ctx, d.Message)
+					if n == total {
+						select {
+						case <-done:
+						default:
+							close(done)
+						}
+					}
+				case <-done:
+					return
+				case <-ctx.Done():
+					return
+				}
+			}
+		}(i, m)
+	}
+	if closeOne {
+		go func() {
+			for {
+				mu.Lock()
+				n := len(seen)
+				mu.Unlock()
+				if n > total/3 {
+					c.Stop(2) // member 2's node closes: its session and claims go
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+	}
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		mu.Lock()
+		t.Fatalf("group processed %d of %d messages", len(seen), total)
+	}
+	wg.Wait()
+	for _, m := range members {
+		m.Close(context.Background())
+	}
+	for _, o := range all {
+		if seen[o] == 0 {
+			t.Fatalf("message %d never processed", o)
+		}
+	}
+	return seen
+}
+
+func TestConsumerGroupExactlyOnceWhenNobodyDies(t *testing.T) {
+	seen := runGroup(t, false)
+	for o, n := range seen {
+		if n != 1 {
+			t.Fatalf("message %d processed %d times", o, n)
+		}
+	}
+}
+
+func TestConsumerGroupAtLeastOnceWhenAMemberCloses(t *testing.T) {
+	seen := runGroup(t, true)
+	again := 0
+	for _, n := range seen {
+		if n > 1 {
+			again++
+		}
+	}
+	t.Logf("%d messages redelivered after a member closed mid-batch", again)
+}
+
+func TestRetentionRemovesOldMessagesAndOldOffsetsFailClearly(t *testing.T) {
+	c := coordtest.New(t, 1)
+	ctx := ctxT(t)
+	ps := New(c.Node(0), "/topics")
+	if err := ps.SetRetention(ctx, "logs", Retention{MaxMessages: 50}); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := ps.Publish(ctx, "logs", []byte("0"))
+	for i := 1; i < 200; i++ {
+		if _, err := ps.Publish(ctx, "logs", []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ps.Trim(ctx, "logs"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ps.Stats(ctx, "logs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Messages != 50 || st.Removed != 150 {
+		t.Fatalf("stats after retention: %+v, want 50 kept and 150 removed", st)
+	}
+	d := <-ps.Subscribe(ctx, "logs", FromOffset(first))
+	var oor *OutOfRangeError
+	if !errors.Is(d.Err, ErrOffsetOutOfRange) || !errors.As(d.Err, &oor) || oor.Earliest != st.First {
+		t.Fatalf("subscribing to a removed offset: %v, want an OutOfRangeError naming %d", d.Err, st.First)
+	}
+	t.Log(d.Err)
+	// The earliest retained offset still works.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if d := <-ps.Subscribe(sctx, "logs", FromOffset(st.First)); d.Err != nil || d.Offset != st.First || string(d.Payload) != "150" {
+		t.Fatalf("from the earliest retained offset: %+v", d)
+	}
+}
