@@ -187,7 +187,7 @@ func TestDurableConsumerResumesAfterLastAckAcrossRestart(t *testing.T) {
 	}
 }
 
-func runGroup(t *testing.T, closeOne bool) map[Offset]int {
+func runGroup(t *testing.T, closeOne bool) (map[Offset]int, []int) {
 	c := coordtest.New(t, 3)
 	ctx := ctxT(t)
 	ps := New(c.Node(0), "/topics")
@@ -208,6 +208,7 @@ func runGroup(t *testing.T, closeOne bool) map[Offset]int {
 	}
 	var mu sync.Mutex
 	seen := map[Offset]int{}
+	perMember := make([]int, 3)
 	done := make(chan struct{})
 	members := make([]*GroupMember, 3)
 	for i := range members {
@@ -230,11 +231,13 @@ func runGroup(t *testing.T, closeOne bool) map[Offset]int {
 					}
 					mu.Lock()
 					seen[d.Offset]++
+					perMember[i]++
 					n := len(seen)
 					mu.Unlock()
 					if closeOne && i == 2 && n > total/3 {
 						return // this member dies mid-batch: its claim is left unfinished
 					}
+					time.Sleep(50 * time.Microsecond) // the message's work
 					m.Ack(ctx, d.Message)
 					if n == total {
 						select {
@@ -280,20 +283,26 @@ func runGroup(t *testing.T, closeOne bool) map[Offset]int {
 			t.Fatalf("message %d never processed", o)
 		}
 	}
-	return seen
+	return seen, perMember
 }
 
 func TestConsumerGroupExactlyOnceWhenNobodyDies(t *testing.T) {
-	seen := runGroup(t, false)
+	seen, per := runGroup(t, false)
 	for o, n := range seen {
 		if n != 1 {
 			t.Fatalf("message %d processed %d times", o, n)
 		}
 	}
+	t.Logf("messages per member: %v", per)
+	for i, n := range per {
+		if n == 0 {
+			t.Fatalf("member %d processed nothing: the group did not share the work (%v)", i, per)
+		}
+	}
 }
 
 func TestConsumerGroupAtLeastOnceWhenAMemberCloses(t *testing.T) {
-	seen := runGroup(t, true)
+	seen, _ := runGroup(t, true)
 	again := 0
 	for _, n := range seen {
 		if n > 1 {

@@ -1,0 +1,43 @@
+package registry_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"os"
+
+	"github.com/coordkit/coordkit/coord"
+	"github.com/coordkit/coordkit/coord/registry"
+)
+
+func ExampleRegistry_Register() {
+	dir, _ := os.MkdirTemp("", "registry-example-")
+	defer os.RemoveAll(dir)
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	ctx := context.Background()
+	n, err := coord.Open(ctx, coord.Config{DataDir: dir, RaftAddress: addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer n.Close()
+
+	r := registry.New(n, "/services")
+	reg, err := r.Register(ctx, registry.Instance{Service: "billing", ID: "b1", Addr: "10.0.0.5:8080"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	found, _ := r.Lookup(ctx, "billing", registry.PassingOnly())
+	fmt.Println(found[0].ID, found[0].Addr, found[0].Status)
+	reg.SetStatus(ctx, registry.Critical)
+	found, _ = r.Lookup(ctx, "billing", registry.PassingOnly())
+	fmt.Println("passing after a critical check:", len(found))
+	reg.Deregister(ctx)
+	// Output:
+	// b1 10.0.0.5:8080 passing
+	// passing after a critical check: 0
+}
