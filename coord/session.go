@@ -40,7 +40,6 @@ type Session struct {
 	ttl    time.Duration
 	cancel context.CancelFunc
 	done   chan struct{}
-	wg     sync.WaitGroup
 
 	mu  sync.Mutex
 	err error

@@ -51,12 +51,11 @@ const (
 
 // Cluster is an in-process cluster. Its methods are safe for concurrent use.
 type Cluster struct {
-	tb      testing.TB
-	mu      sync.Mutex
-	cfgs    []coord.Config
-	nodes   []*coord.Node
-	nw      *network
-	closing bool
+	tb    testing.TB
+	mu    sync.Mutex
+	cfgs  []coord.Config
+	nodes []*coord.Node
+	nw    *network
 }
 
 // New starts an n-member cluster, waits until every member is Ready, and

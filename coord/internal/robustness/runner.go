@@ -82,14 +82,13 @@ func (r *Report) violate(format string, args ...any) {
 
 // serialRead is a serializable Get: checked against the committed history.
 type serialRead struct {
-	member       int
-	call, ret    int64
-	key          string
-	rev          int64
-	found        bool
-	value        string
-	modRev       int64
-	shardRevDesc string
+	member    int
+	call, ret int64
+	key       string
+	rev       int64
+	found     bool
+	value     string
+	modRev    int64
 }
 
 // recorder collects what clients saw, with times from one monotonic clock.

@@ -9,7 +9,6 @@ import (
 )
 
 // putAt reports whether revision rev of the history scenario is a put.
-func scenarioPutAt(rev int64) bool { return rev != 5 && rev != 8 }
 
 func TestCompactionKeepsReadableHistory(t *testing.T) {
 	for r := int64(1); r <= 8; r++ {

@@ -47,9 +47,7 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{1})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var c *sm.Command
-		var err error
-		c, err = sm.DecodeCommand(data)
+		c, err := sm.DecodeCommand(data)
 		m, idx := fuzzMachine(t)
 		v0 := m.View()
 		res, ev := m.Apply(idx+1, data)
@@ -124,9 +122,7 @@ func FuzzSnapshotDecode(f *testing.F) {
 	fresh := sm.New(nil).View().Hash()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m := sm.New(nil)
-		var err error
-		err = m.RecoverFromSnapshot(bytes.NewReader(data), nil, nil)
-		if err != nil {
+		if err := m.RecoverFromSnapshot(bytes.NewReader(data), nil, nil); err != nil {
 			if m.View().Hash() != fresh || m.View().Revision() != 1 {
 				t.Fatal("failed recovery changed the machine")
 			}
@@ -165,9 +161,7 @@ func FuzzDecodeResult(f *testing.F) {
 	}
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var r *sm.Result
-		var err error
-		r, err = sm.DecodeResult(data)
+		r, err := sm.DecodeResult(data)
 		if err != nil {
 			return
 		}
