@@ -348,3 +348,39 @@ func TestRetentionRemovesOldMessagesAndOldOffsetsFailClearly(t *testing.T) {
 		t.Fatalf("from the earliest retained offset: %+v", d)
 	}
 }
+
+func TestRetentionByBytesAndAge(t *testing.T) {
+	c := coordtest.New(t, 1)
+	ctx := ctxT(t)
+	ps := New(c.Node(0), "/topics")
+	// Bytes: ten 10-byte messages, keep at most 35 bytes: the newest three.
+	if err := ps.SetRetention(ctx, "bytes", Retention{MaxBytes: 35}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := ps.Publish(ctx, "bytes", []byte(fmt.Sprintf("message-%02d", i)[:10])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := ps.Trim(ctx, "bytes"); err != nil || n != 7 {
+		t.Fatalf("trim by bytes removed %d (%v), want 7", n, err)
+	}
+	if st, _ := ps.Stats(ctx, "bytes"); st.Messages != 3 || st.Bytes != 30 {
+		t.Fatalf("after trim by bytes: %+v", st)
+	}
+	// Age: messages older than the limit go, newer ones stay.
+	if err := ps.SetRetention(ctx, "age", Retention{MaxAge: 300 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		ps.Publish(ctx, "age", []byte("old"))
+	}
+	time.Sleep(400 * time.Millisecond) // the first five age past the limit: time must pass
+	ps.Publish(ctx, "age", []byte("new"))
+	if n, err := ps.Trim(ctx, "age"); err != nil || n != 5 {
+		t.Fatalf("trim by age removed %d (%v), want 5", n, err)
+	}
+	if err := ps.SetRetention(ctx, "x", Retention{MaxMessages: -1}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("negative retention: %v", err)
+	}
+}
