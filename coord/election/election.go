@@ -125,6 +125,15 @@ func (e *Election) campaign(ctx context.Context, value []byte) error {
 			}
 		}
 		if err == nil {
+			// The candidate's own key must still exist at the revision the
+			// queue was read at; a deletion after it is caught by waitGone.
+			var own *coord.GetResponse
+			own, err = n.Get(ctx, key, coord.WithRev(g.Header.Revision))
+			if err == nil && (len(own.KVs) == 0 || own.KVs[0].CreateRevision != rev) {
+				err = fmt.Errorf("%w: the candidate's key was deleted while it waited", coord.ErrSessionExpired)
+			}
+		}
+		if err == nil {
 			err = e.waitGone(ctx, g.KVs[0].Key, key, g.Header.Revision)
 			if err == nil {
 				continue

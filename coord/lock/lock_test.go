@@ -369,3 +369,32 @@ func TestSemaphoreNeverExceedsPermits(t *testing.T) {
 		t.Fatal("a semaphore with no permits was accepted")
 	}
 }
+
+// Regression: a session revoked between a waiter's enqueue and its first
+// look at the queue used to leave Lock waiting until the session's next
+// keep-alive (a third of its TTL).
+func TestSessionRevokedRightAfterEnqueue(t *testing.T) {
+	c := coordtest.New(t, 3)
+	ctx := ctxT(t)
+	holder := NewMutex(session(t, c.Node(0), time.Minute), "/early/lock")
+	if err := holder.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := session(t, c.Node(1), time.Minute)
+	afterEnqueue = func() {
+		if err := c.Node(2).Revoke(ctx, s.Lease()); err != nil {
+			t.Error(err)
+		}
+	}
+	defer func() { afterEnqueue = nil }()
+	got := make(chan error, 1)
+	go func() { got <- NewMutex(s, "/early/lock").Lock(ctx) }()
+	select {
+	case err := <-got:
+		if !errors.Is(err, coord.ErrSessionExpired) {
+			t.Fatalf("Lock: %v, want ErrSessionExpired", err)
+		}
+	case <-time.After(10 * time.Second): // the bug waited 20s (TTL/3)
+		t.Fatal("Lock kept waiting after its session was revoked")
+	}
+}

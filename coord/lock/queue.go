@@ -13,6 +13,10 @@ import (
 	"github.com/coordkit/coordkit/coord"
 )
 
+// afterEnqueue, when set by a test, runs right after a waiter queued its
+// key: it lets a test end the session at the worst moment.
+var afterEnqueue func()
+
 // wakeups counts how often a waiter woke because the key it watched went
 // away; tests use it to check that a release wakes only the next waiter.
 var wakeups atomic.Int64
@@ -125,6 +129,20 @@ func waitGone(ctx context.Context, s *coord.Session, key, own string, rev coord.
 	}
 }
 
+// stillQueued checks that the waiter's key, created at ownRev, existed at
+// revision at: read together with the queue at that revision, and watched
+// from at+1 on, no deletion of it can go unnoticed.
+func stillQueued(ctx context.Context, s *coord.Session, own string, ownRev, at coord.Revision) error {
+	g, err := s.Node().Get(ctx, own, coord.WithRev(at))
+	if err != nil {
+		return err
+	}
+	if len(g.KVs) == 0 || g.KVs[0].CreateRevision != ownRev {
+		return ownKeyGone(ctx, s)
+	}
+	return nil
+}
+
 // ownKeyGone explains why a waiter's key disappeared: its session's lease
 // ended (ErrSessionExpired), or someone deleted the key (ErrLost).
 func ownKeyGone(ctx context.Context, s *coord.Session) error {
@@ -154,6 +172,9 @@ func acquire(ctx context.Context, s *coord.Session, dir, blockDir string, value 
 	if err != nil {
 		return nil, err
 	}
+	if afterEnqueue != nil {
+		afterEnqueue()
+	}
 	for {
 		pred, at, err := predecessor(ctx, s.Node(), blockDir, rev)
 		if err == nil && pred == nil {
@@ -162,6 +183,9 @@ func acquire(ctx context.Context, s *coord.Session, dir, blockDir string, value 
 				return h, nil
 			}
 			err = herr
+		}
+		if err == nil {
+			err = stillQueued(ctx, s, key, rev, at)
 		}
 		if err == nil {
 			err = waitGone(ctx, s, pred.Key, key, at)

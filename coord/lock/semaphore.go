@@ -70,6 +70,9 @@ func (m *Semaphore) acquire(ctx context.Context) (*hold, error) {
 			err = herr
 		}
 		if err == nil {
+			err = stillQueued(ctx, m.s, key, rev, g.Header.Revision)
+		}
+		if err == nil {
 			err = m.waitRelease(ctx, g.Header.Revision)
 			if err == nil {
 				continue
