@@ -1,63 +1,153 @@
-// Command bench measures coordkit. Run from this directory:
+// Command bench measures coordkit side by side with embedded etcd v3.7.3 and
+// with raw dragonboat running a trivial state machine. Run from this
+// directory:
 //
-//	go run . -workload shards
+//	go run . -workload all                 # every workload, every system, one table
+//	go run . -workload put-256,get-lin     # some workloads
+//	go run . -workload put-256 -systems coordkit -duration 10s -cpuprofile cpu.out
+//	go run . -workload shards              # coordkit's shard-count trade-off
 //
-// Figures are from one run on the machine it runs on; compare ratios, not
-// absolute numbers, on a shared or noisy machine.
+// Every system runs in this process, one after another, each workload on a
+// fresh cluster with its data in a temporary directory; memory is measured
+// in child processes. Figures are from one run on the machine it runs on;
+// compare ratios, not absolute numbers, on a shared or noisy machine.
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"runtime"
+	"runtime/pprof"
+	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
-
-	"github.com/coordkit/coordkit/coord"
 )
 
 func main() {
-	workload := flag.String("workload", "shards", "workload to run: shards")
-	duration := flag.Duration("duration", 5*time.Second, "measured time per case")
+	if spec, ok := childSpec(os.Args[1:]); ok {
+		os.Exit(runChild(spec))
+	}
+	p := defaultParams()
+	workload := flag.String("workload", "all", "workloads to run, comma-separated: all, shards, or names from the list below")
+	systems := flag.String("systems", strings.Join(allSystems, ","), "systems to run, comma-separated: coordkit, etcd, raw")
+	flag.DurationVar(&p.duration, "duration", p.duration, "measured time per timed case (shards: default 5s)")
+	flag.IntVar(&p.watchers, "watchers", p.watchers, "watchers in watch-10k")
+	flag.IntVar(&p.leases, "leases", p.leases, "leases in lease-10k")
+	flag.DurationVar(&p.idle, "idle", p.idle, "idle time before reading a child's RSS")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	svg := flag.String("svg", "", "also write a bar chart of coordkit/etcd ratios to this SVG file")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: bench [flags]\n\nworkloads:\n")
+		for _, w := range workloads() {
+			fmt.Fprintf(flag.CommandLine.Output(), "  %-18s %s\n", w.name, w.desc)
+		}
+		fmt.Fprintf(flag.CommandLine.Output(), "  %-18s %s\n\nflags:\n", "shards", "coordkit puts at 1, 2, 4 and 8 shards (separate table)")
+		flag.PrintDefaults()
+	}
 	flag.Parse()
-	fmt.Printf("# coordkit bench: %s, %d CPUs, %s/%s, %s, %s\n", *workload, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH,
-		runtime.Version(), time.Now().UTC().Format("2006-01-02"))
-	switch *workload {
-	case "shards":
-		if err := shardsWorkload(*duration, os.Stdout); err != nil {
+
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
 			log.Fatal(err)
 		}
-	default:
-		log.Fatalf("unknown workload %q", *workload)
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
+	fmt.Printf("# coordkit bench: %s, %d CPUs, %s/%s, %s, %s\n\n", *workload, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH,
+		runtime.Version(), time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	if *workload == "shards" {
+		d := 5 * time.Second // the shard table in the README was measured with 5s
+		flag.Visit(func(f *flag.Flag) {
+			if f.Name == "duration" {
+				d = p.duration
+			}
+		})
+		if err := shardsWorkload(d, os.Stdout); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
+	ws, err := selectWorkloads(*workload)
+	if err != nil {
+		log.Fatal(err)
+	}
+	sys := strings.Split(*systems, ",")
+	for _, s := range sys {
+		if !slices.Contains(allSystems, s) {
+			log.Fatalf("unknown system %q (want coordkit, etcd or raw)", s)
+		}
+	}
+	sys = slices.DeleteFunc(slices.Clone(allSystems), func(s string) bool { return !slices.Contains(sys, s) })
+	start := time.Now()
+	res := runAll(p, ws, sys, os.Stderr)
+	writeTable(os.Stdout, ws, sys, res)
+	if slices.Contains(sys, sysCoordkit) {
+		fmt.Println()
+		writeTargets(os.Stdout, res)
+	}
+	fmt.Printf("\ntotal time %s\n", time.Since(start).Round(time.Second))
+	if *svg != "" {
+		f, err := os.Create(*svg)
+		if err != nil {
+			log.Fatal(err)
+		}
+		writeSVG(f, ws, res)
+		if err := f.Close(); err != nil {
+			log.Fatal(err)
+		}
 	}
 }
 
-// shardsWorkload measures what the shard count costs or buys on this
-// machine: 3 members in one process, puts with 16-byte values spread over 16
-// top-level directories, sequentially and from 64 and 256 clients.
-func shardsWorkload(d time.Duration, out *os.File) error {
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "shards\tclients\tputs/s\tp50\tp99\terrors\t")
-	value := []byte(strings.Repeat("v", 16))
-	for _, shards := range []int{1, 2, 4, 8} {
-		nodes, stop, err := coordCluster(3, func(c *coord.Config) { c.Shards = shards })
-		if err != nil {
-			return err
-		}
-		for _, clients := range []int{1, 64, 256} {
-			r := drive(clients, d, func(ctx context.Context, c, i int) error {
-				n := nodes[c%len(nodes)]
-				_, err := n.Put(ctx, fmt.Sprintf("/d%d/c%d-%d", (c+i)%16, c, i%1000), value)
-				return err
-			})
-			fmt.Fprintf(tw, "%d\t%d\t%.0f\t%v\t%v\t%d\t\n", shards, clients, r.opsPerSec(),
-				r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errs)
-		}
-		stop()
+// selectWorkloads resolves -workload.
+func selectWorkloads(spec string) ([]workload, error) {
+	all := workloads()
+	if spec == "all" {
+		return all, nil
 	}
-	return tw.Flush()
+	var out []workload
+	for _, name := range strings.Split(spec, ",") {
+		i := slices.IndexFunc(all, func(w workload) bool { return w.name == name })
+		if i < 0 {
+			return nil, fmt.Errorf("unknown workload %q (see -h)", name)
+		}
+		out = append(out, all[i])
+	}
+	return out, nil
+}
+
+// runAll runs each workload against each system in turn, logging progress.
+func runAll(p params, ws []workload, systems []string, progress io.Writer) results {
+	res := results{}
+	for _, w := range ws {
+		res[w.name] = map[string]figure{}
+		for _, s := range systems {
+			t0 := time.Now()
+			f, skipped := runOne(p, w, s)
+			res[w.name][s] = f
+			if !skipped {
+				fmt.Fprintf(progress, "%-18s %-9s %s (%s)\n", w.name, s, cell(f, w.metric), time.Since(t0).Round(100*time.Millisecond))
+				if f.firstErr != nil {
+					fmt.Fprintf(progress, "%-18s %-9s first error: %v\n", "", "", f.firstErr)
+				}
+			}
+		}
+	}
+	return res
+}
+
+// runOne runs workload w against system s, or says why it has no figure.
+func runOne(p params, w workload, s string) (figure, bool) {
+	if why, ok := w.na[s]; ok {
+		return figure{na: why}, true
+	}
+	return w.run(p, s), false
 }

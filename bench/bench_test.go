@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary serve as the child process of the memory
+// workloads, as the command's binary does.
+func TestMain(m *testing.M) {
+	if spec, ok := childSpec(os.Args[1:]); ok {
+		os.Exit(runChild(spec))
+	}
+	os.Exit(m.Run())
+}
+
+// testParams shrinks every workload: these tests check that each one runs
+// and counts, never how fast.
+func testParams() params {
+	return params{duration: 300 * time.Millisecond, watchers: 100, leases: 200, idle: 200 * time.Millisecond}
+}
+
+// TestWorkloads runs every in-process workload briefly against every system,
+// sharing one cluster per system and voter count, and checks that each
+// counted operations and lost no watch event.
+func TestWorkloads(t *testing.T) {
+	p := testParams()
+	for _, kind := range allSystems {
+		for _, voters := range []int{3, 1} {
+			var ws []workload
+			for _, w := range workloads() {
+				if w.body != nil && w.voters == voters {
+					ws = append(ws, w)
+				}
+			}
+			s, err := startSystem(kind, voters)
+			if err != nil {
+				t.Fatalf("starting %s with %d voters: %v", kind, voters, err)
+			}
+			for _, w := range ws {
+				t.Run(kind+"/"+w.name, func(t *testing.T) {
+					f := w.body(p, s)
+					if why, ok := w.na[kind]; ok {
+						if f.na == "" {
+							t.Fatalf("%s is marked %q, but ran: %+v", w.name, why, f)
+						}
+						return
+					}
+					checkFigure(t, w, f)
+				})
+			}
+			s.close()
+		}
+	}
+}
+
+func checkFigure(t *testing.T, w workload, f figure) {
+	t.Helper()
+	switch {
+	case f.na != "":
+		t.Fatalf("no figure: %s", f.na)
+	case f.err != nil:
+		t.Fatalf("failed: %v", f.err)
+	case f.ops <= 0:
+		t.Fatalf("no operations counted: %+v", f)
+	case f.lost != 0:
+		t.Fatalf("%d watch events lost (%s)", f.lost, f.note)
+	case strings.HasPrefix(w.name, "watch") && f.errs != 0:
+		t.Fatalf("%d watch errors (%s)", f.errs, f.note)
+	}
+	if f.errs > 0 {
+		t.Logf("%d errors next to %d operations, the first: %v", f.errs, f.ops, f.firstErr)
+	}
+	t.Logf("%s", cell(f, w.metric))
+}
+
+// TestMemoryWorkloads runs the child-process workloads briefly.
+func TestMemoryWorkloads(t *testing.T) {
+	p := testParams()
+	for _, w := range workloads() {
+		if w.child == nil {
+			continue
+		}
+		for _, kind := range allSystems {
+			t.Run(kind+"/"+w.name, func(t *testing.T) {
+				p := p
+				if w.name == "put-256-hwm" {
+					p.duration = time.Second // 256 clients' first puts on a busy machine
+				}
+				f := w.child(p, kind)
+				if f.err != nil {
+					t.Fatal(f.err)
+				}
+				if f.mem.process <= 0 || f.mem.base <= 0 {
+					t.Fatalf("no memory figure: %+v", f.mem)
+				}
+				if w.name == "put-256-hwm" && f.ops <= 0 {
+					t.Fatalf("the child counted no puts: %+v", f)
+				}
+				t.Logf("%s", cell(f, w.metric))
+			})
+		}
+	}
+}
+
+// TestShardsWorkload keeps the original -workload shards running.
+func TestShardsWorkload(t *testing.T) {
+	var out bytes.Buffer
+	if err := shardsWorkload(50*time.Millisecond, &out); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), "\n"); n != 13 {
+		t.Fatalf("want a header and 12 rows, got %d lines:\n%s", n, out.String())
+	}
+}
+
+// TestReport renders a table, the targets and the SVG from made-up figures.
+func TestReport(t *testing.T) {
+	ws := workloads()
+	res := results{}
+	for _, w := range ws {
+		res[w.name] = map[string]figure{}
+		for i, s := range allSystems {
+			f := figure{result: result{ops: int64(1000 * (i + 1)), elapsed: time.Second,
+				p50: time.Duration(i+1) * time.Millisecond, p99: time.Duration(i+2) * time.Millisecond},
+				mem: memory{perMember: int64(1024 * (i + 1)), process: 40960, base: 30720, what: "RSS"}}
+			if why, ok := w.na[s]; ok {
+				f = figure{na: why}
+			}
+			res[w.name][s] = f
+		}
+	}
+	res["put-64"][sysEtcd] = figure{err: errors.New("boom")}
+	var out bytes.Buffer
+	writeTable(&out, ws, allSystems, res)
+	writeTargets(&out, res)
+	text := out.String()
+	for _, want := range []string{"| put-256 ", "0.50x ops/s", "n/a (no lock)", "error: boom", "MISSED", "met"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report lacks %q:\n%s", want, text)
+		}
+	}
+	var svg bytes.Buffer
+	writeSVG(&svg, ws, res)
+	d := xml.NewDecoder(&svg)
+	for {
+		if _, err := d.Token(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("SVG is not well-formed XML: %v", err)
+		}
+	}
+}
+
+// TestSelectWorkloads resolves -workload lists.
+func TestSelectWorkloads(t *testing.T) {
+	if ws, err := selectWorkloads("all"); err != nil || len(ws) != len(workloads()) {
+		t.Fatalf("all: %d workloads, %v", len(ws), err)
+	}
+	if ws, err := selectWorkloads("put-256,get-lin"); err != nil || len(ws) != 2 || ws[1].name != "get-lin" {
+		t.Fatalf("list: %v, %v", ws, err)
+	}
+	if _, err := selectWorkloads("nope"); err == nil {
+		t.Fatal("unknown workload accepted")
+	}
+}
+
+// TestHist checks the histogram's quantiles against exact ones.
+func TestHist(t *testing.T) {
+	var h hist
+	var all []time.Duration
+	for i := range 100000 {
+		d := time.Duration((i*7919)%5000000) + time.Duration(i%37)
+		h.add(d)
+		all = append(all, d)
+	}
+	p50, p99 := percentiles(all)
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, p50}, {0.99, p99}} {
+		got := h.quantile(c.q)
+		if diff := float64(got-c.want) / float64(c.want); diff > 1.0/64 || diff < -1.0/64 {
+			t.Errorf("quantile(%v) = %v, exact %v", c.q, got, c.want)
+		}
+	}
+	for _, ns := range []int64{0, 1, 63, 64, 65, 127, 128, 1000, 123456789, 1 << 62} {
+		if v := histValue(histBucket(ns)); float64(v-ns) > float64(ns)/64+1 || float64(ns-v) > float64(ns)/64+1 {
+			t.Errorf("bucket of %d has value %d", ns, v)
+		}
+	}
+}

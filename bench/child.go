@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Memory is measured in child processes, so that one system's RSS is not
+// mixed with another's: the parent re-executes its own binary with
+// -child=SPEC, where SPEC is one of
+//
+//	idle,SYSTEM,MEMBERS,IDLE   start a cluster, idle, report RSS and HWM
+//	put256,SYSTEM,DURATION     start 3 members, run put-256, report HWM
+//
+// The child prints one line "CHILD rss=KiB hwm=KiB base=KiB ops=N cpu=MS"
+// and exits. base is the RSS before the cluster started (Go runtime, the
+// binary, and every system's package init); cpu is the CPU time the process
+// used while idling (idle) or 0.
+const childFlag = "-child="
+
+// childSpec finds -child=SPEC among args.
+func childSpec(args []string) (string, bool) {
+	for _, a := range args {
+		for _, pre := range []string{childFlag, "-" + childFlag} {
+			if spec, ok := strings.CutPrefix(a, pre); ok {
+				return spec, true
+			}
+		}
+	}
+	return "", false
+}
+
+// runChild runs a child spec and returns the process exit code.
+func runChild(spec string) int {
+	if err := child(spec); err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	return 0
+}
+
+func child(spec string) error {
+	f := strings.Split(spec, ",")
+	base, _, err := memStatus()
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(f) == 4 && f[0] == "idle":
+		members, err := strconv.Atoi(f[2])
+		if err != nil {
+			return err
+		}
+		idle, err := time.ParseDuration(f[3])
+		if err != nil {
+			return err
+		}
+		s, err := startSystem(f[1], members)
+		if err != nil {
+			return err
+		}
+		cpu0 := cpuTime()
+		time.Sleep(idle)
+		cpu := cpuTime() - cpu0
+		rss, hwm, err := memStatus()
+		if err != nil {
+			return err
+		}
+		fmt.Printf("CHILD rss=%d hwm=%d base=%d ops=0 cpu=%d\n", rss, hwm, base, cpu.Milliseconds())
+		s.close()
+		return nil
+	case len(f) == 3 && f[0] == "put256":
+		d, err := time.ParseDuration(f[2])
+		if err != nil {
+			return err
+		}
+		s, err := startSystem(f[1], 3)
+		if err != nil {
+			return err
+		}
+		r := putLoad(params{duration: d}, s, 256, 16)
+		rss, hwm, err := memStatus()
+		if err != nil {
+			return err
+		}
+		fmt.Printf("CHILD rss=%d hwm=%d base=%d ops=%d cpu=0\n", rss, hwm, base, r.ops)
+		s.close()
+		return nil
+	}
+	return fmt.Errorf("bad spec %q", spec)
+}
+
+// memStatus reads VmRSS and VmHWM (KiB) from /proc/self/status.
+func memStatus() (rss, hwm int64, err error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, 0, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(val)
+		if len(fields) == 0 {
+			continue
+		}
+		n, _ := strconv.ParseInt(fields[0], 10, 64)
+		switch name {
+		case "VmRSS":
+			rss = n
+		case "VmHWM":
+			hwm = n
+		}
+	}
+	if rss == 0 {
+		return 0, 0, fmt.Errorf("no VmRSS in /proc/self/status")
+	}
+	return rss, hwm, nil
+}
+
+// cpuTime returns the CPU time this process used so far, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// childReport is what a child printed.
+type childReport struct{ rss, hwm, base, ops, cpuMS int64 }
+
+// spawn runs this binary as a child with spec and parses its report.
+func spawn(spec string) (childReport, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return childReport{}, err
+	}
+	cmd := exec.Command(exe, childFlag+spec)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return childReport{}, fmt.Errorf("child %s: %w: %s", spec, err, lastLines(stderr.String(), 5))
+	}
+	var r childReport
+	for line := range strings.Lines(stdout.String()) {
+		if strings.HasPrefix(line, "CHILD ") {
+			_, err := fmt.Sscanf(line, "CHILD rss=%d hwm=%d base=%d ops=%d cpu=%d", &r.rss, &r.hwm, &r.base, &r.ops, &r.cpuMS)
+			return r, err
+		}
+	}
+	return r, fmt.Errorf("child %s: no report: %s", spec, lastLines(stderr.String(), 5))
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], " | ")
+}
+
+// idleRSS: a child process starts a cluster of `members`, idles for p.idle
+// and reports its RSS. The figure is what one member adds: the process's
+// RSS less its RSS before the cluster started (the Go runtime and this
+// binary, which links all three systems), divided by members.
+func idleRSS(p params, kind string, members int) figure {
+	r, err := spawn(fmt.Sprintf("idle,%s,%d,%s", kind, members, p.idle))
+	if err != nil {
+		return figure{err: err}
+	}
+	return figure{mem: memory{perMember: (r.rss - r.base) / int64(members), process: r.rss, base: r.base, what: "RSS"},
+		note: fmt.Sprintf("idle CPU %.1f%% of one core", float64(r.cpuMS)/float64(p.idle.Milliseconds())*100)}
+}
+
+// putPeakRSS: a child process runs put-256 on 3 members and reports its
+// peak RSS (VmHWM); the figure is per member, as for idleRSS.
+func putPeakRSS(p params, kind string) figure {
+	r, err := spawn(fmt.Sprintf("put256,%s,%s", kind, p.duration))
+	if err != nil {
+		return figure{err: err}
+	}
+	return figure{mem: memory{perMember: (r.hwm - r.base) / 3, process: r.hwm, base: r.base, what: "peak"},
+		result: result{ops: r.ops, elapsed: p.duration}}
+}
+
+// mib formats KiB as MiB.
+func mib(kib int64) string { return fmt.Sprintf("%.1f MiB", float64(kib)/1024) }
