@@ -3,7 +3,6 @@ package lock
 import (
 	"context"
 	"errors"
-	"sync"
 
 	"github.com/coordkit/coordkit/coord"
 )
@@ -40,10 +39,7 @@ var (
 type Mutex struct {
 	s   *coord.Session
 	dir string
-
-	mu      sync.Mutex
-	busy    bool // acquiring or held
-	current *hold
+	slot
 }
 
 // NewMutex returns a Mutex for name (a key directory; keep it under the
@@ -53,93 +49,38 @@ func NewMutex(s *coord.Session, name string) *Mutex {
 	return &Mutex{s: s, dir: dirOf(name)}
 }
 
-func (m *Mutex) start() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.busy {
-		return ErrAlreadyHeld
-	}
-	m.busy = true
-	return nil
-}
-
-func (m *Mutex) finish(h *hold) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.current = h
-	m.busy = h != nil
-}
-
 // Lock blocks until this Mutex holds the lock, ctx ends, or the session
 // ends. On a ctx or session error the waiter's key is removed before Lock
 // returns, so no ghost waiter blocks the queue. Errors: ErrAlreadyHeld,
 // context errors, coord.ErrSessionExpired, ErrLost (the waiter's key was
 // deleted while waiting), and those of coord's Put and Get.
 func (m *Mutex) Lock(ctx context.Context) error {
-	if err := m.start(); err != nil {
-		return err
-	}
-	h, err := acquire(ctx, m.s, m.dir, m.dir, nil)
-	m.finish(h)
-	return err
+	return m.acquireWith(func() (*hold, error) { return acquire(ctx, m.s, m.dir, m.dir, nil) })
 }
 
 // TryLock takes the lock only if nobody holds or waits for it, and returns
 // ErrLocked at once otherwise. Other errors as for Lock.
 func (m *Mutex) TryLock(ctx context.Context) error {
-	if err := m.start(); err != nil {
-		return err
-	}
-	h, err := tryAcquire(ctx, m.s, m.dir, m.dir)
-	m.finish(h)
-	return err
+	return m.acquireWith(func() (*hold, error) { return tryAcquire(ctx, m.s, m.dir, m.dir) })
 }
 
 // Unlock releases the lock. It deletes the lock key only if it is still
 // this acquisition's, so it can never release a newer holder. ErrNotHeld
 // when this Mutex does not hold the lock, or lost it before the call (the
 // Mutex is then free to Lock again).
-func (m *Mutex) Unlock(ctx context.Context) error {
-	m.mu.Lock()
-	h := m.current
-	m.mu.Unlock()
-	if h == nil {
-		return ErrNotHeld
-	}
-	err := h.release(ctx)
-	if err == nil || errors.Is(err, ErrNotHeld) {
-		m.finish(nil)
-	}
-	return err
-}
-
-func (m *Mutex) held() *hold {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.current
-}
+func (m *Mutex) Unlock(ctx context.Context) error { return m.release(ctx) }
 
 // Fence returns the fencing token of the current hold: the create revision
 // of its key, which strictly increases with every new holder of the lock
 // (across members, restarts and leader changes). 0 when not held. Pass it to
 // the resource the lock guards, which must refuse tokens older than the
 // newest it has seen.
-func (m *Mutex) Fence() coord.Revision {
-	if h := m.held(); h != nil {
-		return h.rev
-	}
-	return 0
-}
+func (m *Mutex) Fence() coord.Revision { return m.fence() }
 
 // IsOwner returns a compare that holds only while this hold's key exists:
 // put it in a Txn's If so the Txn's writes happen only while the lock is
 // held. When the Mutex holds nothing, the compare never holds.
-func (m *Mutex) IsOwner() coord.Cmp {
-	if h := m.held(); h != nil {
-		return h.owner()
-	}
-	return notHeld(m.dir)
-}
+func (m *Mutex) IsOwner() coord.Cmp { return m.owner(m.dir) }
 
 // Key returns the current hold's key, or "".
 func (m *Mutex) Key() string {
@@ -151,12 +92,7 @@ func (m *Mutex) Key() string {
 
 // Done returns a channel closed when the current hold ends: by Unlock
 // (Err is then nil) or by losing the lock (Err says why). nil when not held.
-func (m *Mutex) Done() <-chan struct{} {
-	if h := m.held(); h != nil {
-		return h.done
-	}
-	return nil
-}
+func (m *Mutex) Done() <-chan struct{} { return m.done() }
 
 // Err returns why the current hold ended: nil while held or after Unlock,
 // an error wrapping ErrLost after a loss.

@@ -2,8 +2,6 @@ package lock
 
 import (
 	"context"
-	"errors"
-	"sync"
 
 	"github.com/coordkit/coordkit/coord"
 )
@@ -17,10 +15,7 @@ import (
 type RWMutex struct {
 	s   *coord.Session
 	dir string
-
-	mu      sync.Mutex
-	busy    bool
-	current *hold
+	slot
 }
 
 // NewRWMutex returns an RWMutex for name. It does no I/O.
@@ -31,69 +26,26 @@ func NewRWMutex(s *coord.Session, name string) *RWMutex {
 func (m *RWMutex) readers() string { return m.dir + "r/" }
 func (m *RWMutex) writers() string { return m.dir + "w/" }
 
-func (m *RWMutex) run(f func() (*hold, error)) error {
-	m.mu.Lock()
-	if m.busy {
-		m.mu.Unlock()
-		return ErrAlreadyHeld
-	}
-	m.busy = true
-	m.mu.Unlock()
-	h, err := f()
-	m.mu.Lock()
-	m.current, m.busy = h, h != nil
-	m.mu.Unlock()
-	return err
-}
-
 // RLock blocks until this value holds a read lock: no writer that arrived
 // earlier holds or waits. Errors as for Mutex.Lock.
 func (m *RWMutex) RLock(ctx context.Context) error {
-	return m.run(func() (*hold, error) { return acquire(ctx, m.s, m.readers(), m.writers(), nil) })
+	return m.acquireWith(func() (*hold, error) { return acquire(ctx, m.s, m.readers(), m.writers(), nil) })
 }
 
 // Lock blocks until this value holds the write lock: nobody that arrived
 // earlier holds or waits. Errors as for Mutex.Lock.
 func (m *RWMutex) Lock(ctx context.Context) error {
-	return m.run(func() (*hold, error) { return acquire(ctx, m.s, m.writers(), m.dir, nil) })
+	return m.acquireWith(func() (*hold, error) { return acquire(ctx, m.s, m.writers(), m.dir, nil) })
 }
 
 // Unlock releases the read or write lock this value holds. Errors as for
 // Mutex.Unlock.
-func (m *RWMutex) Unlock(ctx context.Context) error {
-	m.mu.Lock()
-	h := m.current
-	m.mu.Unlock()
-	if h == nil {
-		return ErrNotHeld
-	}
-	err := h.release(ctx)
-	if err == nil || errors.Is(err, ErrNotHeld) {
-		m.mu.Lock()
-		m.current, m.busy = nil, false
-		m.mu.Unlock()
-	}
-	return err
-}
+func (m *RWMutex) Unlock(ctx context.Context) error { return m.release(ctx) }
 
 // Fence returns the current hold's fencing token (see Mutex.Fence), 0 when
 // not held. For readers it orders read acquisitions after earlier writes.
-func (m *RWMutex) Fence() coord.Revision {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.current != nil {
-		return m.current.rev
-	}
-	return 0
-}
+func (m *RWMutex) Fence() coord.Revision { return m.fence() }
 
 // IsOwner returns a compare that holds only while this hold lasts (see
 // Mutex.IsOwner).
-func (m *RWMutex) IsOwner() coord.Cmp {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.current != nil {
-		return m.current.owner()
-	}
-	return notHeld(m.dir)
-}
+func (m *RWMutex) IsOwner() coord.Cmp { return m.owner(m.dir) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/coordkit/coordkit/coord"
 )
@@ -18,10 +17,7 @@ type Semaphore struct {
 	s       *coord.Session
 	dir     string
 	permits int
-
-	mu      sync.Mutex
-	busy    bool
-	current *hold
+	slot
 }
 
 // NewSemaphore returns a Semaphore for name with the given permit count
@@ -36,18 +32,7 @@ func NewSemaphore(s *coord.Session, name string, permits int) (*Semaphore, error
 // Acquire blocks until this value holds a permit: fewer than Permits keys
 // were queued before its own. Errors as for Mutex.Lock.
 func (m *Semaphore) Acquire(ctx context.Context) error {
-	m.mu.Lock()
-	if m.busy {
-		m.mu.Unlock()
-		return ErrAlreadyHeld
-	}
-	m.busy = true
-	m.mu.Unlock()
-	h, err := m.acquire(ctx)
-	m.mu.Lock()
-	m.current, m.busy = h, h != nil
-	m.mu.Unlock()
-	return err
+	return m.acquireWith(func() (*hold, error) { return m.acquire(ctx) })
 }
 
 func (m *Semaphore) acquire(ctx context.Context) (*hold, error) {
@@ -115,40 +100,12 @@ func (m *Semaphore) waitRelease(ctx context.Context, rev coord.Revision) error {
 }
 
 // Release gives the permit back. Errors as for Mutex.Unlock.
-func (m *Semaphore) Release(ctx context.Context) error {
-	m.mu.Lock()
-	h := m.current
-	m.mu.Unlock()
-	if h == nil {
-		return ErrNotHeld
-	}
-	err := h.release(ctx)
-	if err == nil || errors.Is(err, ErrNotHeld) {
-		m.mu.Lock()
-		m.current, m.busy = nil, false
-		m.mu.Unlock()
-	}
-	return err
-}
+func (m *Semaphore) Release(ctx context.Context) error { return m.release(ctx) }
 
 // Fence returns the current permit's fencing token (its key's create
 // revision), 0 when none is held.
-func (m *Semaphore) Fence() coord.Revision {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.current != nil {
-		return m.current.rev
-	}
-	return 0
-}
+func (m *Semaphore) Fence() coord.Revision { return m.fence() }
 
 // Done is closed when the current permit ends (Release, or loss: see
 // Mutex.Done); nil when none is held.
-func (m *Semaphore) Done() <-chan struct{} {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.current != nil {
-		return m.current.done
-	}
-	return nil
-}
+func (m *Semaphore) Done() <-chan struct{} { return m.done() }
