@@ -13,11 +13,7 @@ import (
 	"github.com/coordkit/coordkit/coord/coordtest"
 )
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t *testing.T) context.Context { return coordtest.Context(t, 30*time.Second) }
 
 func mustPut(t *testing.T, n *coord.Node, key, val string, opts ...coord.OpOption) *coord.PutResponse {
 	t.Helper()

@@ -334,3 +334,22 @@ func Eventually(tb testing.TB, d time.Duration, cond func() bool, format string,
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Context returns a context that ends after d or when the test ends.
+func Context(tb testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+// Session opens a session with the given TTL on n, failing the test on
+// error, and closes it when the test ends.
+func Session(tb testing.TB, n *coord.Node, ttl time.Duration) *coord.Session {
+	tb.Helper()
+	s, err := n.NewSession(Context(tb, 30*time.Second), coord.WithTTL(ttl))
+	if err != nil {
+		tb.Fatalf("coordtest: session: %v", err)
+	}
+	tb.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}

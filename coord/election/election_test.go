@@ -17,21 +17,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func session(t *testing.T, n *coord.Node, ttl time.Duration) *coord.Session {
-	t.Helper()
-	s, err := n.NewSession(ctxT(t), coord.WithTTL(ttl))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(context.Background()) })
-	return s
-}
+func ctxT(t *testing.T) context.Context { return coordtest.Context(t, 60*time.Second) }
 
 func TestExactlyOneLeaderUnderConcurrentCampaigns(t *testing.T) {
 	c := coordtest.New(t, 3)
@@ -42,7 +28,7 @@ func TestExactlyOneLeaderUnderConcurrentCampaigns(t *testing.T) {
 	var fences []coord.Revision
 	var wg sync.WaitGroup
 	for i := 0; i < candidates; i++ {
-		e := New(session(t, c.Node(i%3), time.Minute), "/svc/leader")
+		e := New(coordtest.Session(t, c.Node(i%3), time.Minute), "/svc/leader")
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
@@ -84,9 +70,9 @@ func TestExactlyOneLeaderUnderConcurrentCampaigns(t *testing.T) {
 func TestObserveSeesEveryLeaderAndNoLeader(t *testing.T) {
 	c := coordtest.New(t, 3)
 	ctx := ctxT(t)
-	a := New(session(t, c.Node(0), time.Minute), "/obs/leader")
-	b := New(session(t, c.Node(1), time.Minute), "/obs/leader")
-	watcher := New(session(t, c.Node(2), time.Minute), "/obs/leader")
+	a := New(coordtest.Session(t, c.Node(0), time.Minute), "/obs/leader")
+	b := New(coordtest.Session(t, c.Node(1), time.Minute), "/obs/leader")
+	watcher := New(coordtest.Session(t, c.Node(2), time.Minute), "/obs/leader")
 	obs := watcher.Observe(ctx)
 	next := func() *Leader {
 		t.Helper()
@@ -150,11 +136,11 @@ func TestLeaderFailover(t *testing.T) {
 	leader := c.WaitLeader(0)
 	victim := (leader + 1) % 3
 	ttl := 2 * coordtest.ElectionTimeout
-	old := New(session(t, c.Node(victim), ttl), "/fo/leader")
+	old := New(coordtest.Session(t, c.Node(victim), ttl), "/fo/leader")
 	if err := old.Campaign(ctx, []byte("old")); err != nil {
 		t.Fatal(err)
 	}
-	next := New(session(t, c.Node(leader), time.Minute), "/fo/leader")
+	next := New(coordtest.Session(t, c.Node(leader), time.Minute), "/fo/leader")
 	got := make(chan error, 1)
 	go func() { got <- next.Campaign(ctx, []byte("next")) }()
 	coordtest.Eventually(t, 10*time.Second, func() bool {
@@ -189,11 +175,11 @@ func TestCleanCloseHandsOverAtOnce(t *testing.T) {
 	c := coordtest.New(t, 3)
 	ctx := ctxT(t)
 	// A long TTL: only a revoke on Close can explain a quick handover.
-	old := New(session(t, c.Node(0), time.Minute), "/cc/leader")
+	old := New(coordtest.Session(t, c.Node(0), time.Minute), "/cc/leader")
 	if err := old.Campaign(ctx, []byte("old")); err != nil {
 		t.Fatal(err)
 	}
-	next := New(session(t, c.Node(1), time.Minute), "/cc/leader")
+	next := New(coordtest.Session(t, c.Node(1), time.Minute), "/cc/leader")
 	got := make(chan error, 1)
 	go func() { got <- next.Campaign(ctx, []byte("next")) }()
 	coordtest.Eventually(t, 10*time.Second, func() bool {

@@ -18,21 +18,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func session(t *testing.T, n *coord.Node, ttl time.Duration) *coord.Session {
-	t.Helper()
-	s, err := n.NewSession(ctxT(t), coord.WithTTL(ttl))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(context.Background()) })
-	return s
-}
+func ctxT(t *testing.T) context.Context { return coordtest.Context(t, 60*time.Second) }
 
 func keysIn(t *testing.T, n *coord.Node, dir string) int64 {
 	t.Helper()
@@ -119,7 +105,7 @@ func TestMutualExclusionWithFencing(t *testing.T) {
 func TestFIFOAndReleaseWakesOnlyTheNext(t *testing.T) {
 	c := coordtest.New(t, 3)
 	ctx := ctxT(t)
-	holder := NewMutex(session(t, c.Node(0), time.Minute), "/fifo/lock")
+	holder := NewMutex(coordtest.Session(t, c.Node(0), time.Minute), "/fifo/lock")
 	if err := holder.Lock(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +114,7 @@ func TestFIFOAndReleaseWakesOnlyTheNext(t *testing.T) {
 	release := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := 0; i < waiters; i++ {
-		m := NewMutex(session(t, c.Node(i%3), time.Minute), "/fifo/lock")
+		m := NewMutex(coordtest.Session(t, c.Node(i%3), time.Minute), "/fifo/lock")
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
@@ -172,11 +158,11 @@ func TestHolderCutOffIsReplacedAfterTTLWithLargerFence(t *testing.T) {
 	leader := c.WaitLeader(0)
 	victim := (leader + 1) % 3
 	ttl := 2 * coordtest.ElectionTimeout
-	held := NewMutex(session(t, c.Node(victim), ttl), "/crash/lock")
+	held := NewMutex(coordtest.Session(t, c.Node(victim), ttl), "/crash/lock")
 	if err := held.Lock(ctx); err != nil {
 		t.Fatal(err)
 	}
-	next := NewMutex(session(t, c.Node(leader), time.Minute), "/crash/lock")
+	next := NewMutex(coordtest.Session(t, c.Node(leader), time.Minute), "/crash/lock")
 	got := make(chan error, 1)
 	go func() { got <- next.Lock(ctx) }()
 	coordtest.Eventually(t, 10*time.Second, func() bool { return keysIn(t, c.Node(leader), "/crash/lock/") == 2 }, "waiter never queued")
@@ -214,12 +200,12 @@ func TestHolderCutOffIsReplacedAfterTTLWithLargerFence(t *testing.T) {
 func TestSessionExpiryOrCancelWhileWaiting(t *testing.T) {
 	c := coordtest.New(t, 3)
 	ctx := ctxT(t)
-	holder := NewMutex(session(t, c.Node(0), time.Minute), "/wait/lock")
+	holder := NewMutex(coordtest.Session(t, c.Node(0), time.Minute), "/wait/lock")
 	if err := holder.Lock(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// Session expiry while waiting: Lock returns at once with an error.
-	s := session(t, c.Node(1), time.Minute)
+	s := coordtest.Session(t, c.Node(1), time.Minute)
 	w := NewMutex(s, "/wait/lock")
 	got := make(chan error, 1)
 	go func() { got <- w.Lock(ctx) }()
@@ -236,7 +222,7 @@ func TestSessionExpiryOrCancelWhileWaiting(t *testing.T) {
 		t.Fatal("Lock kept waiting after its session expired")
 	}
 	// Cancel while waiting: the waiter's key is gone when Lock returns.
-	w2 := NewMutex(session(t, c.Node(2), time.Minute), "/wait/lock")
+	w2 := NewMutex(coordtest.Session(t, c.Node(2), time.Minute), "/wait/lock")
 	cctx, cancel := context.WithCancel(ctx)
 	go func() { got <- w2.Lock(cctx) }()
 	coordtest.Eventually(t, 10*time.Second, func() bool { return keysIn(t, c.Node(0), "/wait/lock/") == 2 }, "waiter never queued")
@@ -252,7 +238,7 @@ func TestSessionExpiryOrCancelWhileWaiting(t *testing.T) {
 func TestMisuse(t *testing.T) {
 	c := coordtest.New(t, 1)
 	ctx := ctxT(t)
-	s := session(t, c.Node(0), time.Minute)
+	s := coordtest.Session(t, c.Node(0), time.Minute)
 	m := NewMutex(s, "/misuse/lock")
 	if err := m.Unlock(ctx); !errors.Is(err, ErrNotHeld) {
 		t.Fatalf("Unlock of a free Mutex: %v", err)
@@ -289,10 +275,10 @@ func TestMisuse(t *testing.T) {
 func TestRWMutexReadersShareWritersExclude(t *testing.T) {
 	c := coordtest.New(t, 3)
 	ctx := ctxT(t)
-	r1 := NewRWMutex(session(t, c.Node(0), time.Minute), "/rw/lock")
-	r2 := NewRWMutex(session(t, c.Node(1), time.Minute), "/rw/lock")
-	w := NewRWMutex(session(t, c.Node(2), time.Minute), "/rw/lock")
-	r3 := NewRWMutex(session(t, c.Node(0), time.Minute), "/rw/lock")
+	r1 := NewRWMutex(coordtest.Session(t, c.Node(0), time.Minute), "/rw/lock")
+	r2 := NewRWMutex(coordtest.Session(t, c.Node(1), time.Minute), "/rw/lock")
+	w := NewRWMutex(coordtest.Session(t, c.Node(2), time.Minute), "/rw/lock")
+	r3 := NewRWMutex(coordtest.Session(t, c.Node(0), time.Minute), "/rw/lock")
 	if err := r1.RLock(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +323,7 @@ func TestSemaphoreNeverExceedsPermits(t *testing.T) {
 	var inside, peak atomic.Int64
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
-		sem, err := NewSemaphore(session(t, c.Node(w%3), time.Minute), "/sem/pool", permits)
+		sem, err := NewSemaphore(coordtest.Session(t, c.Node(w%3), time.Minute), "/sem/pool", permits)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -376,11 +362,11 @@ func TestSemaphoreNeverExceedsPermits(t *testing.T) {
 func TestSessionRevokedRightAfterEnqueue(t *testing.T) {
 	c := coordtest.New(t, 3)
 	ctx := ctxT(t)
-	holder := NewMutex(session(t, c.Node(0), time.Minute), "/early/lock")
+	holder := NewMutex(coordtest.Session(t, c.Node(0), time.Minute), "/early/lock")
 	if err := holder.Lock(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s := session(t, c.Node(1), time.Minute)
+	s := coordtest.Session(t, c.Node(1), time.Minute)
 	afterEnqueue = func() {
 		if err := c.Node(2).Revoke(ctx, s.Lease()); err != nil {
 			t.Error(err)

@@ -15,11 +15,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t *testing.T) context.Context { return coordtest.Context(t, 90*time.Second) }
 
 func TestEverySubscriberGetsEveryMessageInOrder(t *testing.T) {
 	c := coordtest.New(t, 3)

@@ -17,11 +17,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxT(t *testing.T) context.Context { return coordtest.Context(t, 60*time.Second) }
 
 func TestRegisterLookupAcrossMembersAndCrashedInstanceDisappears(t *testing.T) {
 	c := coordtest.New(t, 3, coordtest.WithPartitions())
