@@ -121,11 +121,20 @@ func (gm *GroupMember) run(ctx context.Context, send func(Message) bool) error {
 		if err == nil && b == nil {
 			b, at, err = gm.claimNew(ctx)
 		}
+		if errors.Is(err, errRetry) {
+			continue // another member moved the cursor first
+		}
 		if err != nil {
-			if errors.Is(err, coord.ErrClosed) || ctx.Err() != nil {
+			if gm.s.Err() != nil {
+				continue // reported as the session's expiry above
+			}
+			if !transient(ctx, err) {
 				return err
 			}
-			continue // a timeout or no quorum: try again
+			if err := retryPause(ctx, 0); err != nil {
+				return err
+			}
+			continue
 		}
 		if b != nil {
 			if err := gm.process(ctx, b, send); err != nil {
@@ -147,22 +156,29 @@ func (gm *GroupMember) claimOrphan(ctx context.Context) (*batch, coord.Revision,
 	if err != nil {
 		return nil, 0, err
 	}
-	cs, err := n.Get(ctx, gm.dir+"claim/", coord.WithPrefix(), coord.WithKeysOnly())
+	cs, err := n.Get(ctx, gm.dir+"claim/", coord.WithPrefix())
 	if err != nil {
 		return nil, 0, err
 	}
-	claimed := map[string]bool{}
+	claimed := map[string]*coord.KeyValue{}
 	for _, kv := range cs.KVs {
-		claimed[strings.TrimPrefix(kv.Key, gm.dir+"claim/")] = true
+		claimed[strings.TrimPrefix(kv.Key, gm.dir+"claim/")] = kv
 	}
 	for _, kv := range bs.KVs {
 		name := strings.TrimPrefix(kv.Key, gm.dir+"batch/")
-		if claimed[name] {
-			continue
-		}
 		from, _ := strconv.ParseInt(name, 10, 64)
 		to, _ := strconv.ParseInt(string(kv.Value), 10, 64)
 		claim := gm.dir + "claim/" + name
+		if c := claimed[name]; c != nil {
+			if string(c.Value) == gm.id {
+				// Ours, yet this member processes one batch at a time and
+				// is between batches: a claim whose write timed out (an
+				// unknown outcome) but was applied. Resume it, or nobody
+				// would while this session lives.
+				return &batch{from: Offset(from), to: Offset(to), claim: claim, claimRev: c.CreateRevision}, 0, nil
+			}
+			continue
+		}
 		r, err := n.Txn(ctx).If(coord.Compare(coord.CreateRevision(claim), "=", 0),
 			coord.Compare(coord.CreateRevision(kv.Key), "=", kv.CreateRevision)).
 			Then(coord.OpPut(claim, []byte(gm.id), coord.WithLease(gm.s.Lease()))).Commit()
@@ -223,7 +239,12 @@ var errRetry = errors.New("pubsub: retry")
 // then retires the batch for the group.
 func (gm *GroupMember) process(ctx context.Context, b *batch, send func(Message) bool) error {
 	for from := b.from; from <= b.to; {
-		msgs, _, more, err := gm.p.page(ctx, gm.topic, from)
+		var msgs []Message
+		var more bool
+		err := retrying(ctx, func() (err error) {
+			msgs, _, more, err = gm.p.page(ctx, gm.topic, from)
+			return err
+		})
 		if err != nil {
 			return err
 		}
@@ -249,10 +270,14 @@ func (gm *GroupMember) process(ctx context.Context, b *batch, send func(Message)
 			return ctx.Err()
 		}
 	}
+	// Retire the batch. The compare makes a repeat after an unknown outcome
+	// harmless: once applied, the claim is gone and the compare fails.
 	n := gm.p.n
-	_, err := n.Txn(ctx).If(coord.Compare(coord.CreateRevision(b.claim), "=", b.claimRev)).
-		Then(coord.OpDelete(gm.dir+"batch/"+strings.TrimPrefix(b.claim, gm.dir+"claim/")), coord.OpDelete(b.claim)).Commit()
-	return err
+	return retrying(ctx, func() error {
+		_, err := n.Txn(ctx).If(coord.Compare(coord.CreateRevision(b.claim), "=", b.claimRev)).
+			Then(coord.OpDelete(gm.dir+"batch/"+strings.TrimPrefix(b.claim, gm.dir+"claim/")), coord.OpDelete(b.claim)).Commit()
+		return err
+	})
 }
 
 // waitWork waits for a new message or a released claim after revision at.

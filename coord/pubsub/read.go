@@ -102,9 +102,10 @@ type Delivery struct {
 // and no duplicate, until ctx ends or the Node closes. It resolves its start
 // before returning (a linearizable read; with FromTime, a scan of retained
 // messages), then delivers in the background: catch-up reads are
-// linearizable, live messages come from this member's replica. Errors
-// arrive as a Delivery with Err: ErrInvalid, an *OutOfRangeError,
-// coord.ErrClosed.
+// linearizable, live messages come from this member's replica. A read that
+// times out or finds no leader (a leader change) is retried with backoff
+// while ctx lives. Errors arrive as a Delivery with Err: ErrInvalid, an
+// *OutOfRangeError, coord.ErrClosed.
 func (p *PubSub) Subscribe(ctx context.Context, topic string, opts ...SubscribeOption) <-chan Delivery {
 	out := make(chan Delivery, 64)
 	from, err := p.start(ctx, topic, opts)
@@ -188,7 +189,13 @@ func (p *PubSub) stream(ctx context.Context, topic string, from Offset, f func(M
 	for {
 		var at coord.Revision
 		for {
-			msgs, rev, more, err := p.page(ctx, topic, from)
+			var msgs []Message
+			var rev coord.Revision
+			var more bool
+			err := retrying(ctx, func() (err error) {
+				msgs, rev, more, err = p.page(ctx, topic, from)
+				return err
+			})
 			if err != nil {
 				return err
 			}
