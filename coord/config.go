@@ -1,9 +1,12 @@
 package coord
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"time"
 )
@@ -42,6 +45,22 @@ type Config struct {
 	// DataDir; a restart ignores it. InitialCluster is then optional: it
 	// only names the other members for Members until the joiner has caught up.
 	Join bool
+	// Observer, with Join, starts this member as a non-voting member (added
+	// with AddMember and AsObserver, or admitted through JoinSeeds): it
+	// reads and watches from its own replica, forwards writes to the
+	// leader, and never counts toward quorum. A member promoted with
+	// PromoteMember restarts as a voter whatever this says.
+	Observer bool
+	// TLS, when set, makes peer traffic mutual TLS: this member presents
+	// CertFile and accepts only peers whose certificates CAFile signed.
+	// Every member of a cluster must use TLS or none. Default: plaintext,
+	// allowed only on a loopback RaftAddress unless InsecurePeers is set.
+	TLS *TLSConfig
+	// InsecurePeers allows plaintext peer traffic on a RaftAddress that is
+	// not loopback. Anyone who can connect to a plaintext Raft port can
+	// disturb or crash the member (dragonboat trusts its peers): set it
+	// only on a network that only members can reach.
+	InsecurePeers bool
 	// Shards is the number of Raft groups keys are spread over by their first
 	// path segment. It is fixed when the cluster is created; reopening with
 	// another non-zero count is an error. Default 1 (see the README for the
@@ -86,6 +105,48 @@ type Config struct {
 
 	// test hooks, set through coord/internal/hooks only.
 	testTransport any
+}
+
+// TLSConfig names the PEM files of mutual TLS between members.
+type TLSConfig struct {
+	// CAFile holds the certificate authority that signs every member's
+	// certificate; a peer whose certificate it did not sign is refused.
+	CAFile string
+	// CertFile and KeyFile are this member's certificate (valid for
+	// client and server authentication) and private key.
+	CertFile, KeyFile string
+}
+
+// check loads the files, so that a bad path or certificate is reported by
+// Open naming the field rather than by the first connection.
+func (t *TLSConfig) check() error {
+	if t.CAFile == "" || t.CertFile == "" || t.KeyFile == "" {
+		return configError("TLS", "CAFile, CertFile and KeyFile are all required")
+	}
+	ca, err := os.ReadFile(t.CAFile)
+	if err != nil {
+		return configError("TLS.CAFile", "%v", err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(ca) {
+		return configError("TLS.CAFile", "%s holds no PEM certificate", t.CAFile)
+	}
+	if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+		return configError("TLS.CertFile", "%v", err)
+	}
+	return nil
+}
+
+// loopback reports whether addr's host is a loopback address or localhost.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 const (
@@ -194,6 +255,16 @@ func (c *Config) validate() error {
 			return configError("InitialCluster", "members %q and %q share address %q", other, name, a)
 		}
 		seen[a] = name
+	}
+	if c.TLS != nil {
+		if err := c.TLS.check(); err != nil {
+			return err
+		}
+	} else if !c.InsecurePeers && !loopback(c.RaftAddress) {
+		return configError("RaftAddress", "%q is not loopback and TLS is not set: anyone who can reach a plaintext Raft port can disturb the cluster; set TLS, or InsecurePeers on a network only members reach", c.RaftAddress)
+	}
+	if c.Observer && !c.Join {
+		return configError("Observer", "needs Join: a cluster is founded by voters")
 	}
 	if c.Shards < 0 || c.Shards > maxShards {
 		return configError("Shards", "%d is outside 1..%d", c.Shards, maxShards)

@@ -4,26 +4,71 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sort"
+	"sync"
+	"time"
 
 	"github.com/lni/dragonboat/v4"
 
 	"github.com/coordkit/coordkit/coord/internal/sm"
 )
 
-// ErrMemberExists: AddMember was given a name or address already in use, or
-// the name and address of a removed member (Raft IDs are never reused).
-var ErrMemberExists = errors.New("coord: member exists")
+// Membership errors. Match them with errors.Is.
+var (
+	// ErrMemberExists: AddMember was given a name or address already in
+	// use, or the name and address of a removed member (Raft IDs are never
+	// reused).
+	ErrMemberExists = errors.New("coord: member exists")
+	// ErrMemberNotFound: no current member has the name given.
+	ErrMemberNotFound = errors.New("coord: member not found")
+	// ErrQuorum: a membership change would leave the voters unable to
+	// reach a quorum with the members reachable now (etcd's strict
+	// reconfiguration check). Force overrides it.
+	ErrQuorum = errors.New("coord: change would lose quorum")
+)
 
 // Member describes one member of the cluster.
 type Member struct {
 	Name    string
-	ID      uint64 // Raft replica ID
+	ID      uint64 // Raft replica ID, never reused
 	Address string // RaftAddress
-	Voter   bool
+	// Voter: a voting member. Otherwise an observer (a non-voting replica):
+	// it reads and watches locally and never counts toward quorum.
+	Voter bool
 	// Leads lists the shards this member leads, as known to the member
 	// answering.
 	Leads []int
+	// Reachable: the answering member is this member, or opened a TCP
+	// connection to its RaftAddress within half an election timeout.
+	Reachable bool
+}
+
+// MemberOption configures AddMember and RemoveMember.
+type MemberOption func(*memberConfig)
+
+type memberConfig struct {
+	observer, force bool
+	reuseName       bool // an observer admitted through JoinSeeds, which gets a new ID each time
+}
+
+// AsObserver makes AddMember add a non-voting member (an observer).
+func AsObserver() MemberOption { return func(c *memberConfig) { c.observer = true } }
+
+// Force skips the quorum check of AddMember, RemoveMember and
+// PromoteMember: the change is made even if the voters reachable now could
+// not form a quorum afterwards. Use it only to recover a cluster whose
+// unreachable members are gone for good.
+func Force() MemberOption { return func(c *memberConfig) { c.force = true } }
+
+func memberOptions(opts []MemberOption) memberConfig {
+	var c memberConfig
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	return c
 }
 
 type membership struct {
@@ -61,7 +106,9 @@ func (n *Node) names(v *sm.View) map[uint64]string {
 }
 
 // Members lists the cluster's members, ordered by ID, from the membership of
-// shard 0 as committed through Raft (linearizable). Errors: those of Get.
+// shard 0 as committed through Raft (linearizable). Reachable is probed from
+// this member concurrently, so the call takes at most about half an
+// election timeout longer than the read. Errors: those of Get.
 func (n *Node) Members(ctx context.Context) ([]Member, error) {
 	if err := n.check(ctx); err != nil {
 		return nil, err
@@ -72,6 +119,13 @@ func (n *Node) Members(ctx context.Context) ([]Member, error) {
 	if err != nil {
 		return nil, err
 	}
+	out := n.describe(m)
+	n.probe(ctx, out)
+	return out, nil
+}
+
+// describe lists m's members (without Reachable), ordered by ID.
+func (n *Node) describe(m *membership) []Member {
 	names := n.names(n.shards[0].machine.Load().View())
 	var out []Member
 	add := func(id uint64, addr string, voter bool) {
@@ -90,17 +144,114 @@ func (n *Node) Members(ctx context.Context) ([]Member, error) {
 		add(id, addr, false)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
+	return out
 }
 
-// AddMember adds a voting member to every shard, like etcdctl member add.
-// Then start the new member with Config{Join: true} and the same name,
-// address and ClusterToken. Until it has started and caught up, the cluster
-// counts it in its quorum: add one member at a time, and start it promptly.
+// probe sets Reachable on every member: this member is; another is when a
+// TCP connection to its RaftAddress opens within half an election timeout.
+// A connection says the process listens, not that it is healthy.
+func (n *Node) probe(ctx context.Context, ms []Member) {
+	var wg sync.WaitGroup
+	for i := range ms {
+		if ms[i].ID == n.replicaID {
+			ms[i].Reachable = true
+			continue
+		}
+		wg.Add(1)
+		go func(m *Member) {
+			defer wg.Done()
+			m.Reachable = n.reachable(ctx, m.Address)
+		}(&ms[i])
+	}
+	wg.Wait()
+}
+
+func (n *Node) reachable(ctx context.Context, addr string) bool {
+	d := net.Dialer{Timeout: n.cfg.ElectionTimeout / 2}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// quorumAfter checks that the voters in after, reachable now, form a
+// quorum of after. reach holds the reachable members by ID.
+func quorumAfter(after map[uint64]bool, reach map[uint64]bool) error {
+	if len(after) == 0 {
+		return fmt.Errorf("%w: no voter would remain", ErrQuorum)
+	}
+	up := 0
+	for id := range after {
+		if reach[id] {
+			up++
+		}
+	}
+	if need := len(after)/2 + 1; up < need {
+		return fmt.Errorf("%w: %d of %d voters would be reachable, %d needed", ErrQuorum, up, len(after), need)
+	}
+	return nil
+}
+
+// current reads shard 0's membership and describes it with reachability.
+func (n *Node) current(ctx context.Context) (*membership, []Member, error) {
+	m, err := n.membership(ctx, n.shards[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	ms := n.describe(m)
+	n.probe(ctx, ms)
+	return m, ms, nil
+}
+
+// memberNamed finds the member named name in the current membership.
+func (n *Node) memberNamed(ctx context.Context, name string) (Member, []Member, error) {
+	_, ms, err := n.current(ctx)
+	if err != nil {
+		return Member{}, nil, err
+	}
+	m, err := findMember(ms, name)
+	return m, ms, err
+}
+
+func findMember(ms []Member, name string) (Member, error) {
+	for _, m := range ms {
+		if m.Name == name {
+			return m, nil
+		}
+	}
+	return Member{}, fmt.Errorf("%w: %q", ErrMemberNotFound, name)
+}
+
+// voterSet returns the IDs of ms's voters, and the reachable members.
+func voterSet(ms []Member) (voters, reach map[uint64]bool) {
+	voters, reach = map[uint64]bool{}, map[uint64]bool{}
+	for _, m := range ms {
+		if m.Voter {
+			voters[m.ID] = true
+		}
+		if m.Reachable {
+			reach[m.ID] = true
+		}
+	}
+	return voters, reach
+}
+
+// AddMember adds a member to every shard, like etcdctl member add: a voter,
+// or an observer with AsObserver. Then start the new member with
+// Config{Join: true} (and Observer for an observer) and the same name,
+// address and ClusterToken. Until a new voter has started and caught up,
+// the cluster counts it in its quorum: add one voter at a time, and start it
+// promptly. Adding a voter is refused with ErrQuorum when the voters
+// reachable now would not be a quorum of the larger set (Force overrides).
 //
-// Errors: ErrMemberExists for a name or address in use (or a removed
-// member's), ErrInvalidConfig for a bad address, plus those of Put.
-func (n *Node) AddMember(ctx context.Context, name, addr string) (*Member, error) {
+// It blocks until every shard has committed the change, or ctx ends (a
+// shard left unchanged then can be completed by calling AddMember again with
+// the same arguments). Errors: ErrMemberExists for a name or address in use
+// (or a removed member's), ErrInvalidConfig for a bad name or address,
+// ErrQuorum, plus those of Put.
+func (n *Node) AddMember(ctx context.Context, name, addr string, opts ...MemberOption) (*Member, error) {
 	if err := n.check(ctx); err != nil {
 		return nil, err
 	}
@@ -110,30 +261,47 @@ func (n *Node) AddMember(ctx context.Context, name, addr string) (*Member, error
 	if err := validAddress(addr); err != nil {
 		return nil, configError("address", "%v", err)
 	}
+	return n.addMember(ctx, name, addr, joinedReplicaID(n.cfg.ClusterToken, name, addr), memberOptions(opts))
+}
+
+func (n *Node) addMember(ctx context.Context, name, addr string, id uint64, mc memberConfig) (*Member, error) {
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
 	s0 := n.shards[0]
-	v, err := n.read(ctx, s0, false)
+	if _, err := n.read(ctx, s0, false); err != nil {
+		return nil, err
+	}
+	m, ms, err := n.current(ctx)
 	if err != nil {
 		return nil, err
 	}
-	m, err := n.membership(ctx, s0)
-	if err != nil {
-		return nil, err
-	}
-	names := n.names(v)
-	id := joinedReplicaID(n.cfg.ClusterToken, name, addr)
 	if _, gone := m.removed[id]; gone {
-		return nil, fmt.Errorf("%w: member %q at %s was removed; Raft IDs are never reused, use another name or address", ErrMemberExists, name, addr)
+		return nil, fmt.Errorf("%w: member %q at %s was removed; Raft IDs are never reused, use another name", ErrMemberExists, name, addr)
 	}
-	for _, set := range []map[uint64]string{m.voters, m.nonVoting} {
-		for mid, a := range set {
-			if a == addr {
-				return nil, fmt.Errorf("%w: address %s is member %q", ErrMemberExists, addr, names[mid])
+	if !mc.reuseName {
+		names := n.names(n.shards[0].machine.Load().View())
+		for rid := range m.removed {
+			if names[rid] == name {
+				return nil, fmt.Errorf("%w: a removed member was named %q; a name is not reused in a cluster, use another", ErrMemberExists, name)
 			}
-			if names[mid] == name {
-				return nil, fmt.Errorf("%w: name %q", ErrMemberExists, name)
-			}
+		}
+	}
+	resume := false // a retry of an AddMember that did not reach every shard
+	for _, mb := range ms {
+		switch {
+		case mb.ID == id && mb.Name == name && mb.Address == addr && mb.Voter == !mc.observer:
+			resume = true
+		case mb.Address == addr:
+			return nil, fmt.Errorf("%w: address %s is member %q", ErrMemberExists, addr, mb.Name)
+		case mb.Name == name:
+			return nil, fmt.Errorf("%w: name %q", ErrMemberExists, name)
+		}
+	}
+	if !mc.observer && !mc.force && !resume {
+		voters, reach := voterSet(ms)
+		voters[id] = true
+		if err := quorumAfter(voters, reach); err != nil {
+			return nil, fmt.Errorf("coord: adding voter %q: %w", name, err)
 		}
 	}
 	res, err := n.propose(ctx, s0, &sm.Command{Kind: sm.CmdMember, Member: sm.MemberRecord{ID: id, Name: name, Address: addr}})
@@ -144,18 +312,206 @@ func (n *Node) AddMember(ctx context.Context, name, addr string) (*Member, error
 		return nil, err
 	}
 	for _, s := range n.shards {
-		for attempt := 0; ; attempt++ {
-			err := n.nh.SyncRequestAddReplica(ctx, s.id, id, addr, 0)
-			if err == nil {
-				break
+		err := n.configChange(ctx, s, func(ctx context.Context) error {
+			if mc.observer {
+				return n.nh.SyncRequestAddNonVoting(ctx, s.id, id, addr, 0)
 			}
-			if (retryable(err) || errors.Is(err, dragonboat.ErrRejected)) && n.backoff(ctx, attempt) {
-				continue // a config change in flight, or no leader yet
-			}
-			return nil, fmt.Errorf("coord: adding member %q to shard %d: %w", name, s.idx, translate(ctx, err, true))
+			return n.nh.SyncRequestAddReplica(ctx, s.id, id, addr, 0)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("coord: adding member %q to shard %d: %w", name, s.idx, err)
 		}
 	}
-	return &Member{Name: name, ID: id, Address: addr, Voter: true}, nil
+	return &Member{Name: name, ID: id, Address: addr, Voter: !mc.observer}, nil
+}
+
+// configChange runs a membership change on shard s, retrying while another
+// change is in flight or there is no leader yet.
+func (n *Node) configChange(ctx context.Context, s *shard, f func(context.Context) error) error {
+	for attempt := 0; ; attempt++ {
+		err := f(ctx)
+		if err == nil {
+			return nil
+		}
+		if (retryable(err) || errors.Is(err, dragonboat.ErrRejected)) && n.backoff(ctx, attempt) {
+			continue
+		}
+		return translate(ctx, err, true)
+	}
+}
+
+// RemoveMember removes the member named name from every shard, like
+// etcdctl member remove. Where it leads a shard, leadership is handed to
+// another reachable voter first, so the shard does not wait for an election.
+// Removing a voter is refused with ErrQuorum when the voters left and
+// reachable now would not be a quorum (Force overrides; the last voter is
+// never removed). The removed member stops taking part at once; close it.
+// Its name is not used again in the cluster, as its Raft ID is never
+// reused: a replacement joins under a new name, with an empty DataDir.
+//
+// It blocks until every shard has committed the removal or ctx ends; call it
+// again to finish an interrupted removal. Errors: ErrMemberNotFound,
+// ErrQuorum, plus those of Put.
+func (n *Node) RemoveMember(ctx context.Context, name string, opts ...MemberOption) error {
+	if err := n.check(ctx); err != nil {
+		return err
+	}
+	mc := memberOptions(opts)
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	target, ms, err := n.memberNamed(ctx, name)
+	if err != nil {
+		return err
+	}
+	return n.removeMember(ctx, target, ms, mc)
+}
+
+func (n *Node) removeMember(ctx context.Context, target Member, ms []Member, mc memberConfig) error {
+	if target.Voter {
+		voters, reach := voterSet(ms)
+		delete(voters, target.ID)
+		if len(voters) == 0 {
+			return fmt.Errorf("coord: removing %q: %w: it is the last voter", target.Name, ErrQuorum)
+		}
+		if err := quorumAfter(voters, reach); err != nil && !mc.force {
+			return fmt.Errorf("coord: removing %q: %w", target.Name, err)
+		}
+		n.handOver(ctx, target.ID, voters, reachMap(ms))
+	}
+	for _, s := range n.shards {
+		err := n.configChange(ctx, s, func(ctx context.Context) error {
+			return n.nh.SyncRequestDeleteReplica(ctx, s.id, target.ID, 0)
+		})
+		if err != nil {
+			return fmt.Errorf("coord: removing member %q from shard %d: %w", target.Name, s.idx, err)
+		}
+	}
+	return nil
+}
+
+func reachMap(ms []Member) map[uint64]bool {
+	_, reach := voterSet(ms)
+	return reach
+}
+
+// handOver moves the leadership of every shard led by id to a reachable
+// voter in to, waiting up to an election timeout in all. A shard that does
+// not move in time elects a new leader once id is removed.
+func (n *Node) handOver(ctx context.Context, id uint64, to, reach map[uint64]bool) {
+	var next uint64
+	for v := range to {
+		if reach[v] && (next == 0 || v < next) {
+			next = v
+		}
+	}
+	if next == 0 {
+		return
+	}
+	var moving []*shard
+	for _, s := range n.shards {
+		if l, _, ok, err := n.nh.GetLeaderID(s.id); err == nil && ok && l == id {
+			if n.nh.RequestLeaderTransfer(s.id, next) == nil {
+				moving = append(moving, s)
+			}
+		}
+	}
+	deadline := time.Now().Add(n.cfg.ElectionTimeout)
+	for _, s := range moving {
+		for attempt := 0; time.Now().Before(deadline); attempt++ {
+			if l, _, ok, err := n.nh.GetLeaderID(s.id); err != nil || (ok && l != id) {
+				break
+			}
+			if !n.backoff(ctx, attempt) {
+				return
+			}
+		}
+	}
+}
+
+// PromoteMember turns the observer named name into a voter in every shard.
+// It is refused with ErrQuorum when the voters reachable now, with the
+// observer, would not be a quorum of the larger set (Force overrides). The
+// observer must be running and caught up to be useful as a voter; it keeps
+// its ID. It blocks until every shard has committed the change or ctx ends.
+// Errors: ErrMemberNotFound, ErrInvalidConfig when the member is already a
+// voter, ErrQuorum, plus those of Put.
+func (n *Node) PromoteMember(ctx context.Context, name string, opts ...MemberOption) error {
+	if err := n.check(ctx); err != nil {
+		return err
+	}
+	mc := memberOptions(opts)
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	target, ms, err := n.memberNamed(ctx, name)
+	if err != nil {
+		return err
+	}
+	if target.Voter {
+		return configError("name", "member %q is already a voter", name)
+	}
+	if !mc.force {
+		voters, reach := voterSet(ms)
+		voters[target.ID] = true
+		if err := quorumAfter(voters, reach); err != nil {
+			return fmt.Errorf("coord: promoting %q: %w", name, err)
+		}
+	}
+	for _, s := range n.shards {
+		err := n.configChange(ctx, s, func(ctx context.Context) error {
+			return n.nh.SyncRequestAddReplica(ctx, s.id, target.ID, target.Address, 0)
+		})
+		if err != nil {
+			return fmt.Errorf("coord: promoting member %q in shard %d: %w", name, s.idx, err)
+		}
+	}
+	return nil
+}
+
+// MoveLeader hands the leadership of shard to the voter named name, like
+// etcdctl move-leader, and blocks until this member sees it lead or ctx
+// ends. Errors: ErrMemberNotFound; ErrInvalidConfig for an observer (only
+// voters lead) or a shard out of range; ctx's error (wrapped) when the
+// transfer did not complete in time, for example because the target is
+// down or behind.
+func (n *Node) MoveLeader(ctx context.Context, shard int, name string) error {
+	if err := n.check(ctx); err != nil {
+		return err
+	}
+	if shard < 0 || shard >= len(n.shards) {
+		return configError("shard", "%d is outside 0..%d", shard, len(n.shards)-1)
+	}
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	m, err := n.membership(ctx, n.shards[0])
+	if err != nil {
+		return err
+	}
+	target, err := findMember(n.describe(m), name)
+	if err != nil {
+		return err
+	}
+	if !target.Voter {
+		return configError("name", "member %q is an observer; only voters lead", name)
+	}
+	s := n.shards[shard]
+	var asked time.Time
+	for attempt := 0; ; attempt++ {
+		if l, _, ok, err := n.nh.GetLeaderID(s.id); err == nil && ok && l == target.ID {
+			return nil
+		}
+		if time.Since(asked) > n.cfg.ElectionTimeout {
+			// Asked again each election timeout: a request sent while the
+			// shard had no leader, or that the leader dropped, is lost.
+			n.nh.RequestLeaderTransfer(s.id, target.ID)
+			asked = time.Now()
+		}
+		if !n.backoff(ctx, min(attempt, 4)) {
+			if err := n.check(ctx); err != nil {
+				return fmt.Errorf("coord: moving shard %d's leadership to %q: %w", shard, name, err)
+			}
+			return ErrClosed
+		}
+	}
 }
 
 // ShardStatus is one shard as this member sees it.

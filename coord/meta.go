@@ -22,6 +22,8 @@ type memberMeta struct {
 	Shards       int               `json:"shards"`
 	RaftAddress  string            `json:"raft_address"`
 	Joined       bool              `json:"joined,omitempty"`
+	Observer     bool              `json:"observer,omitempty"` // the role it last started in
+	Seeded       bool              `json:"seeded,omitempty"`   // admitted through JoinSeeds
 	Members      map[string]member `json:"members"`
 }
 

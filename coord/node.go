@@ -66,6 +66,8 @@ type shard struct {
 	machine atomic.Pointer[sm.Machine]
 	hub     *hub
 	keeper  *keeper
+	// recovered: the state machine loaded a snapshot since it started.
+	recovered atomic.Bool
 }
 
 // Open starts this member. A new DataDir founds a cluster with
@@ -107,7 +109,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			members[c.Name] = member{ReplicaID: id, Address: c.RaftAddress}
 		}
 		meta = &memberMeta{
-			Version: 1, Name: c.Name, ReplicaID: id, Joined: c.Join,
+			Version: 1, Name: c.Name, ReplicaID: id, Joined: c.Join, Observer: c.Observer,
 			ClusterToken: c.ClusterToken, Shards: shards, RaftAddress: c.RaftAddress, Members: members,
 		}
 	} else {
@@ -141,6 +143,10 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			Engine: config.GetDefaultEngineConfig(),
 		},
 	}
+	if c.TLS != nil {
+		nhc.MutualTLS = true
+		nhc.CAFile, nhc.CertFile, nhc.KeyFile = c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile
+	}
 	if f, ok := c.testTransport.(config.TransportFactory); ok {
 		nhc.Expert.TransportFactory = f
 	}
@@ -160,24 +166,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		s.hub = newHub(s)
 		s.keeper = newKeeper(s)
 		n.shards = append(n.shards, s)
-		rc := config.Config{
-			ReplicaID:          meta.ReplicaID,
-			ShardID:            s.id,
-			CheckQuorum:        true,
-			PreVote:            true,
-			ElectionRTT:        uint64(c.ElectionTimeout / c.HeartbeatInterval),
-			HeartbeatRTT:       1,
-			SnapshotEntries:    c.SnapshotEntries,
-			CompactionOverhead: c.CompactionOverhead,
-		}
-		create := func(shardID, replicaID uint64) dbsm.IConcurrentStateMachine {
-			m := sm.New(s)
-			s.machine.Store(m)
-			return m
-		}
-		if err := nh.StartConcurrentReplica(initial, fresh && c.Join, create, rc); err != nil {
+		if err := n.startShard(s, initial, fresh && c.Join, meta.Observer); err != nil {
 			nh.Close()
-			return nil, fmt.Errorf("coord: starting shard %d: %w", i, err)
+			return nil, err
 		}
 	}
 	if fresh {
@@ -196,12 +187,96 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
+	if !fresh {
+		if err := n.fixRole(ctx); err != nil {
+			nh.Close()
+			return nil, err
+		}
+	}
 	for _, s := range n.shards {
 		n.wg.Add(1)
 		go s.keeper.run()
 	}
 	n.log.Debug("member started", "replica_id", n.replicaID, "shards", meta.Shards, "fresh", fresh)
 	return n, nil
+}
+
+// startShard starts this member's replica of s.
+func (n *Node) startShard(s *shard, initial map[uint64]dragonboat.Target, join, observer bool) error {
+	c := &n.cfg
+	rc := config.Config{
+		ReplicaID:          n.replicaID,
+		ShardID:            s.id,
+		CheckQuorum:        true,
+		PreVote:            true,
+		ElectionRTT:        uint64(c.ElectionTimeout / c.HeartbeatInterval),
+		HeartbeatRTT:       1,
+		SnapshotEntries:    c.SnapshotEntries,
+		CompactionOverhead: c.CompactionOverhead,
+		IsNonVoting:        observer,
+	}
+	create := func(shardID, replicaID uint64) dbsm.IConcurrentStateMachine {
+		m := sm.New(s)
+		s.machine.Store(m)
+		return m
+	}
+	if err := n.nh.StartConcurrentReplica(initial, join, create, rc); err != nil {
+		return fmt.Errorf("coord: starting shard %d: %w", s.idx, err)
+	}
+	return nil
+}
+
+// fixRole restarts, as a voter, the replicas of an observer that was
+// promoted (PromoteMember) since it last started: dragonboat must be told a
+// replica's role when it starts it, and the role lives in the replicated
+// membership, which is known only once the replica has replayed its log.
+func (n *Node) fixRole(ctx context.Context) error {
+	if !n.meta.Observer {
+		return nil
+	}
+	info := n.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true})
+	promoted := false
+	for _, si := range info.ShardInfoList {
+		if !si.Pending && !si.IsNonVoting {
+			promoted = true
+		}
+	}
+	if !promoted {
+		return nil
+	}
+	n.log.Info("this observer was promoted to voter; restarting its replicas as a voter")
+	for _, s := range n.shards {
+		// A replica started as a voter panics when it replays the entry that
+		// added it as an observer: snapshot first, so that the replay starts
+		// after that entry. Rejected means nothing was applied since the
+		// last snapshot, which then already holds the promotion.
+		sctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+		_, err := n.nh.SyncRequestSnapshot(sctx, s.id, dragonboat.SnapshotOption{})
+		cancel()
+		if err != nil && !errors.Is(err, dragonboat.ErrRejected) {
+			return fmt.Errorf("coord: snapshot before restarting shard %d as a voter: %w", s.idx, err)
+		}
+		if err := n.nh.StopShard(s.id); err != nil {
+			return fmt.Errorf("coord: restarting shard %d as a voter: %w", s.idx, err)
+		}
+		s.recovered.Store(false)
+		// StopShard returns before the replica is gone: start it again once
+		// dragonboat no longer knows it.
+		for attempt := 0; ; attempt++ {
+			err := n.startShard(s, nil, false, false)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, dragonboat.ErrShardAlreadyExist) || !n.backoff(ctx, attempt) {
+				return err
+			}
+		}
+	}
+	n.meta.Observer = false
+	if err := saveMeta(n.cfg.DataDir, n.meta); err != nil {
+		return fmt.Errorf("coord: DataDir: %w", err)
+	}
+	return n.waitReplayed(ctx)
 }
 
 // waitReplayed blocks until each shard's state machine has applied every
@@ -237,9 +312,22 @@ func (n *Node) replayed(s *shard, lr dragonboat.ReadonlyLogReader, commit uint64
 	if applied >= commit {
 		return true
 	}
-	ents, err := lr.Entries(applied+1, commit+1, 64<<20)
-	if err != nil || len(ents) == 0 || ents[0].Index != applied+1 {
-		return false // the snapshot is not loaded yet
+	// Entries up to the latest snapshot are in the state once it is loaded,
+	// even when the last of them were not proposals (a leader's empty
+	// entry, a membership change), which leave Applied behind.
+	from := applied + 1
+	if snap := lr.Snapshot(); snap.Index >= from {
+		if !s.recovered.Load() {
+			return false // the snapshot is not loaded yet
+		}
+		from = snap.Index + 1
+	}
+	if from > commit {
+		return true
+	}
+	ents, err := lr.Entries(from, commit+1, 64<<20)
+	if err != nil || len(ents) == 0 || ents[0].Index != from {
+		return false
 	}
 	for i := range ents {
 		if ents[i].IsProposal() && !ents[i].IsEmpty() {

@@ -157,6 +157,7 @@ func (s *shard) Applied(v *sm.View, events []sm.Event) {
 // without events, so every watcher re-reads from history what it has not
 // delivered yet (or ends with ErrCompacted if that history is gone).
 func (s *shard) Recovered(v *sm.View) {
+	s.recovered.Store(true)
 	h := s.hub
 	h.mu.Lock()
 	for w := range h.watchers {

@@ -85,8 +85,12 @@ func New(tb testing.TB, n int, opts ...Option) *Cluster {
 		}
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if os.Getenv("COORDTEST_LOG") != "" {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if v := os.Getenv("COORDTEST_LOG"); v != "" {
+		level := slog.LevelWarn
+		if v == "debug" {
+			level = slog.LevelDebug // dragonboat's own warnings are logged at Debug
+		}
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	}
 	for _, name := range names {
 		cfg := coord.Config{
@@ -201,6 +205,19 @@ func (c *Cluster) Restart(i int) *coord.Node {
 // starts it with Config.Join, waits until it is Ready, and returns its index.
 func (c *Cluster) Join() int {
 	c.tb.Helper()
+	return c.join(false)
+}
+
+// JoinObserver adds a new observer (a non-voting member) through AddMember
+// with coord.AsObserver, starts it with Config.Join and Config.Observer,
+// waits until it is Ready, and returns its index.
+func (c *Cluster) JoinObserver() int {
+	c.tb.Helper()
+	return c.join(true)
+}
+
+func (c *Cluster) join(observer bool) int {
+	c.tb.Helper()
 	var via *coord.Node
 	for i := 0; i < c.Size() && via == nil; i++ {
 		via = c.Node(i)
@@ -212,6 +229,7 @@ func (c *Cluster) Join() int {
 	cfg.DataDir = filepath.Join(filepath.Dir(cfg.DataDir), cfg.Name)
 	cfg.RaftAddress = freeAddr(c.tb)
 	cfg.Join = true
+	cfg.Observer = observer
 	cfg.InitialCluster = nil
 	cfg.Logger = c.cfgs[0].Logger.With("member", cfg.Name)
 	c.mu.Unlock()
@@ -220,7 +238,11 @@ func (c *Cluster) Join() int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := via.AddMember(ctx, cfg.Name, cfg.RaftAddress); err != nil {
+	var opts []coord.MemberOption
+	if observer {
+		opts = append(opts, coord.AsObserver())
+	}
+	if _, err := via.AddMember(ctx, cfg.Name, cfg.RaftAddress, opts...); err != nil {
 		c.tb.Fatalf("coordtest: AddMember: %v", err)
 	}
 	n, err := coord.Open(ctx, cfg)

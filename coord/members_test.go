@@ -1,0 +1,279 @@
+package coord_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coordkit/coordkit/coord"
+	"github.com/coordkit/coordkit/coord/coordtest"
+)
+
+func memberNamed(t *testing.T, n *coord.Node, name string) (coord.Member, bool) {
+	t.Helper()
+	ms, err := n.Members(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return coord.Member{}, false
+}
+
+func serializableCount(n *coord.Node, prefix string) int64 {
+	g, err := n.Get(context.Background(), prefix, coord.WithPrefix(), coord.WithSerializable(), coord.WithCountOnly())
+	if err != nil {
+		return -1
+	}
+	return g.Count
+}
+
+func TestObserverReadsLocallyWritesThroughLeaderAndIsNotInQuorum(t *testing.T) {
+	c := coordtest.New(t, 3)
+	ctx := ctxT(t)
+	for i := 0; i < 50; i++ {
+		mustPut(t, c.Node(i%3), fmt.Sprintf("/obs/k%d", i), "v")
+	}
+	o := c.JoinObserver()
+	obs := c.Node(o)
+	coordtest.Eventually(t, 10*time.Second, func() bool { return serializableCount(obs, "/obs/") == 50 },
+		"the observer did not catch up")
+	m, ok := memberNamed(t, c.Node(0), c.Config(o).Name)
+	if !ok || m.Voter || !m.Reachable {
+		t.Fatalf("observer as listed: %+v (found %v), want a reachable non-voter", m, ok)
+	}
+	// A write through the observer goes through the leader; a watch on the
+	// observer sees writes made elsewhere.
+	w := obs.Watch(ctx, "/obs/", coord.WithPrefix())
+	mustPut(t, obs, "/obs/from-observer", "x")
+	mustPut(t, c.Node(1), "/obs/from-voter", "y")
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		r := <-w
+		if r.Err() != nil {
+			t.Fatal(r.Err())
+		}
+		for _, ev := range r.Events {
+			seen[ev.KV.Key] = true
+		}
+	}
+	// Not in the quorum: with one of three voters down, writes go on; with
+	// two down the observer does not make up a majority.
+	c.Stop(2)
+	mustPut(t, obs, "/obs/one-voter-down", "z")
+	c.Stop(1)
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := obs.Put(sctx, "/obs/no-quorum", nil); err == nil {
+		t.Fatal("a write succeeded with one voter of three and an observer: the observer counted toward quorum")
+	}
+	// Reads from its own replica still work.
+	if n := serializableCount(obs, "/obs/"); n != 53 {
+		t.Fatalf("observer's local read: %d keys, want 53", n)
+	}
+}
+
+func TestPromoteObserverAndItRestartsAsAVoter(t *testing.T) {
+	c := coordtest.New(t, 3)
+	ctx := ctxT(t)
+	o := c.JoinObserver()
+	name := c.Config(o).Name
+	if err := c.Node(0).PromoteMember(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := memberNamed(t, c.Node(1), name); !m.Voter {
+		t.Fatalf("after promotion: %+v, want a voter", m)
+	}
+	if err := c.Node(0).PromoteMember(ctx, name); !errors.Is(err, coord.ErrInvalidConfig) {
+		t.Fatalf("promoting a voter: %v, want ErrInvalidConfig", err)
+	}
+	// It counts now: with it, 3 of 4 voters form a quorum after one stops,
+	// and it restarts as a voter (its Config still says Observer).
+	c.Stop(o)
+	c.Restart(o)
+	c.Stop(0)
+	mustPut(t, c.Node(o), "/promoted/x", "1")
+	if m, _ := memberNamed(t, c.Node(o), name); !m.Voter {
+		t.Fatalf("after restart: %+v, want a voter", m)
+	}
+	// Leadership can move to it: only a voter's replica can lead.
+	if err := c.Node(1).MoveLeader(ctx, 0, name); err != nil {
+		t.Fatal(err)
+	}
+	if l := c.Leader(0); l != o {
+		t.Fatalf("leader after MoveLeader: member %d, want %d", l, o)
+	}
+}
+
+func TestRemoveMemberRefusesToLoseQuorumAndHandsOverLeadership(t *testing.T) {
+	c := coordtest.New(t, 3)
+	ctx := ctxT(t)
+	mustPut(t, c.Node(0), "/rm/before", "x")
+	leader := c.WaitLeader(0)
+	dead := (leader + 1) % 3
+	alive := (leader + 2) % 3
+	c.Stop(dead)
+	// Removing the leader would leave {dead, alive}: one of two reachable.
+	err := c.Node(alive).RemoveMember(ctx, c.Config(leader).Name)
+	if !errors.Is(err, coord.ErrQuorum) {
+		t.Fatalf("removing a member that would break quorum: %v, want ErrQuorum", err)
+	}
+	t.Log(err)
+	if err := c.Node(alive).RemoveMember(ctx, "nobody"); !errors.Is(err, coord.ErrMemberNotFound) {
+		t.Fatalf("removing an unknown member: %v", err)
+	}
+	// Replacing a dead member: remove it (the two left are reachable).
+	if err := c.Node(alive).RemoveMember(ctx, c.Config(dead).Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := memberNamed(t, c.Node(alive), c.Config(dead).Name); ok {
+		t.Fatal("removed member still listed")
+	}
+	// A removed member's name and address never come back (IDs are not reused).
+	if _, err := c.Node(alive).AddMember(ctx, c.Config(dead).Name, c.Config(dead).RaftAddress); !errors.Is(err, coord.ErrMemberExists) {
+		t.Fatalf("re-adding a removed member: %v, want ErrMemberExists", err)
+	}
+	// Removing the leader of a two-voter cluster: one voter left, reachable.
+	mustPut(t, c.Node(alive), "/rm/two", "y")
+	if err := c.Node(alive).RemoveMember(ctx, c.Config(leader).Name); err != nil {
+		t.Fatal(err)
+	}
+	// Leadership was handed over before the removal: the survivor leads and
+	// serves at once.
+	coordtest.Eventually(t, 10*time.Second, func() bool { return c.Leader(0) == alive }, "survivor does not lead")
+	mustPut(t, c.Node(alive), "/rm/alone", "z")
+	if g, err := c.Node(alive).Get(ctx, "/rm/", coord.WithPrefix()); err != nil || g.Count != 3 {
+		t.Fatalf("survivor: %v, %v", g, err)
+	}
+	// The last voter is never removed.
+	if err := c.Node(alive).RemoveMember(ctx, c.Config(alive).Name, coord.Force()); !errors.Is(err, coord.ErrQuorum) {
+		t.Fatalf("removing the last voter: %v, want ErrQuorum", err)
+	}
+}
+
+func TestAddVoterRefusedWhenTheLargerClusterWouldLackQuorum(t *testing.T) {
+	c := coordtest.New(t, 3)
+	ctx := ctxT(t)
+	c.Stop(2)
+	// 2 of 3 reachable; with a 4th voter not yet started, 2 of 4 < 3.
+	_, err := c.Node(0).AddMember(ctx, "m9", freeAddr(t))
+	if !errors.Is(err, coord.ErrQuorum) {
+		t.Fatalf("adding a voter with one member down: %v, want ErrQuorum", err)
+	}
+	// An observer never counts, so it is allowed.
+	if _, err := c.Node(0).AddMember(ctx, "o9", freeAddr(t), coord.AsObserver()); err != nil {
+		t.Fatal(err)
+	}
+	m, ok := memberNamed(t, c.Node(0), "o9")
+	if !ok || m.Voter || m.Reachable {
+		t.Fatalf("added observer not started yet: %+v", m)
+	}
+}
+
+func tlsCluster(t *testing.T, ca *coordtest.CA) *coordtest.Cluster {
+	return coordtest.New(t, 3, coordtest.WithConfig(func(cfg *coord.Config) { cfg.TLS = ca.Issue(cfg.Name) }))
+}
+
+// A process that cannot present a certificate from the cluster's CA never
+// gets a message processed: added as an observer, it never receives data,
+// and the cluster keeps serving.
+func TestTLSRefusesMembersWithoutTheClusterCA(t *testing.T) {
+	ca := coordtest.NewCA(t)
+	c := tlsCluster(t, ca)
+	ctx := ctxT(t)
+	mustPut(t, c.Node(0), "/tls/a", "1")
+	if g, err := c.Node(2).Get(ctx, "/tls/a"); err != nil || g.Count != 1 {
+		t.Fatalf("read over TLS: %v, %v", g, err)
+	}
+	for _, tc := range []struct {
+		name string
+		tls  *coord.TLSConfig
+	}{
+		{"other-ca", coordtest.NewCA(t).Issue("rogue")},
+		{"plaintext", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := freeAddr(t)
+			if _, err := c.Node(0).AddMember(ctx, tc.name, addr, coord.AsObserver()); err != nil {
+				t.Fatal(err)
+			}
+			cfg := c.Config(0)
+			cfg.Name, cfg.RaftAddress, cfg.DataDir = tc.name, addr, t.TempDir()
+			cfg.Join, cfg.Observer, cfg.InitialCluster, cfg.TLS = true, true, nil, tc.tls
+			rogue, err := coord.Open(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rogue.Close()
+			for i := 0; i < 20; i++ {
+				mustPut(t, c.Node(i%3), fmt.Sprintf("/tls/%s/%d", tc.name, i), "v")
+			}
+			// The rogue's writes never reach the leader.
+			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			if _, err := rogue.Put(wctx, "/tls/from-rogue", []byte("x")); err == nil {
+				t.Fatal("a member without the cluster's CA wrote to the cluster")
+			}
+			// Nor does it receive anything: the TLS members' data never
+			// arrives (checked after the writes above had time to travel).
+			if n := serializableCount(rogue, "/tls/"); n > 0 {
+				t.Fatalf("a member without the cluster's CA received %d keys", n)
+			}
+			if g, err := c.Node(1).Get(ctx, "/tls/from-rogue"); err != nil || g.Count != 0 {
+				t.Fatalf("rogue write visible: %v, %v", g, err)
+			}
+			mustPut(t, c.Node(1), "/tls/still-serving", tc.name)
+			if err := c.Node(0).RemoveMember(ctx, tc.name); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// Garbage on a TLS member's Raft port is refused by the handshake: the
+// member keeps serving and answers the next real peer.
+func TestTLSPortSurvivesGarbage(t *testing.T) {
+	ca := coordtest.NewCA(t)
+	c := tlsCluster(t, ca)
+	for i := 0; i < 50; i++ {
+		conn, err := net.DialTimeout("tcp", c.Config(1).RaftAddress, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(time.Second))
+		conn.Write([]byte(strings.Repeat("\x16\x03\x01\xff\xff garbage", 100)))
+		conn.Close()
+	}
+	mustPut(t, c.Node(1), "/garbage/after", "ok")
+	if g, err := c.Node(2).Get(ctxT(t), "/garbage/after"); err != nil || g.Count != 1 {
+		t.Fatalf("after garbage: %v, %v", g, err)
+	}
+}
+
+func TestPlaintextRefusedOnNonLoopbackAddress(t *testing.T) {
+	ctx := ctxT(t)
+	for _, addr := range []string{"10.1.2.3:2380", "0.0.0.0:2380", "node-a.example:2380"} {
+		_, err := coord.Open(ctx, coord.Config{DataDir: t.TempDir(), RaftAddress: addr, Logger: quietLogger()})
+		if !errors.Is(err, coord.ErrInvalidConfig) || !strings.Contains(err.Error(), "RaftAddress") || !strings.Contains(err.Error(), "TLS") {
+			t.Fatalf("plaintext on %s: %v, want ErrInvalidConfig naming RaftAddress and TLS", addr, err)
+		}
+	}
+	// TLS files that do not exist are named.
+	_, err := coord.Open(ctx, coord.Config{DataDir: t.TempDir(), RaftAddress: "10.1.2.3:2380", Logger: quietLogger(),
+		TLS: &coord.TLSConfig{CAFile: "/nonexistent/ca.pem", CertFile: "c", KeyFile: "k"}})
+	if !errors.Is(err, coord.ErrInvalidConfig) || !strings.Contains(err.Error(), "TLS.CAFile") {
+		t.Fatalf("missing CA file: %v", err)
+	}
+	// Observer without Join is refused.
+	_, err = coord.Open(ctx, coord.Config{DataDir: t.TempDir(), Observer: true, Logger: quietLogger()})
+	if !errors.Is(err, coord.ErrInvalidConfig) || !strings.Contains(err.Error(), "Observer") {
+		t.Fatalf("observer founding a cluster: %v", err)
+	}
+}
