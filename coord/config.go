@@ -51,6 +51,27 @@ type Config struct {
 	// leader, and never counts toward quorum. A member promoted with
 	// PromoteMember restarts as a voter whatever this says.
 	Observer bool
+	// JoinSeeds lets an observer join without an operator: with Join and
+	// Observer, Open asks these members in turn (their AdminAddress,
+	// host:port) to admit this member, and the one that answers adds it
+	// under a fresh Raft ID. No AddMember is needed, and InitialCluster is
+	// not used. On a restart Open asks again: if the observer was removed
+	// meanwhile (see ObserverGracePeriod), its Raft state in DataDir is
+	// discarded and it joins afresh (an observer holds only a replica of
+	// the voters' data). If no seed answers a restart, the member restarts
+	// as it was.
+	JoinSeeds []string
+	// AdminAddress is the host:port where this member answers the admission
+	// requests of observers whose JoinSeeds name it. Empty: it answers none.
+	// With TLS set it requires a client certificate signed by TLS.CAFile;
+	// without TLS it must be loopback unless InsecurePeers is set.
+	AdminAddress string
+	// ObserverGracePeriod is how long an observer may stay unreachable (no
+	// TCP connection to its RaftAddress) before the leader of shard 0
+	// removes it from the cluster, so that observers that died or left do
+	// not accumulate. A clean Close counts as leaving. Voters are never
+	// removed automatically. Default 1 minute; negative: never.
+	ObserverGracePeriod time.Duration
 	// TLS, when set, makes peer traffic mutual TLS: this member presents
 	// CertFile and accepts only peers whose certificates CAFile signed.
 	// Every member of a cluster must use TLS or none. Default: plaintext,
@@ -165,6 +186,7 @@ const (
 	defaultHistoryRetention  = 10000
 	defaultSnapshotEntries   = 10000
 	defaultCompactionOverhad = 5000
+	defaultObserverGrace     = time.Minute
 )
 
 func configError(field, format string, args ...any) error {
@@ -221,9 +243,13 @@ func (c Config) withDefaults() Config {
 	if c.CompactionOverhead == 0 {
 		c.CompactionOverhead = defaultCompactionOverhad
 	}
+	if c.ObserverGracePeriod == 0 {
+		c.ObserverGracePeriod = defaultObserverGrace
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.JoinSeeds = append([]string(nil), c.JoinSeeds...)
 	return c
 }
 
@@ -265,6 +291,22 @@ func (c *Config) validate() error {
 	}
 	if c.Observer && !c.Join {
 		return configError("Observer", "needs Join: a cluster is founded by voters")
+	}
+	if len(c.JoinSeeds) > 0 && !(c.Join && c.Observer) {
+		return configError("JoinSeeds", "needs Join and Observer: voters are added by an operator with AddMember")
+	}
+	for _, a := range c.JoinSeeds {
+		if err := validAddress(a); err != nil {
+			return configError("JoinSeeds", "%v", err)
+		}
+	}
+	if c.AdminAddress != "" {
+		if err := validAddress(c.AdminAddress); err != nil {
+			return configError("AdminAddress", "%v", err)
+		}
+		if c.TLS == nil && !c.InsecurePeers && !loopback(c.AdminAddress) {
+			return configError("AdminAddress", "%q is not loopback and TLS is not set: anyone reaching it could join as an observer; set TLS, or InsecurePeers", c.AdminAddress)
+		}
 	}
 	if c.Shards < 0 || c.Shards > maxShards {
 		return configError("Shards", "%d is outside 1..%d", c.Shards, maxShards)

@@ -405,7 +405,7 @@ func (k *keeper) expire() {
 		return
 	}
 	sort.Slice(items, func(i, j int) bool { return items[i].ID < items[j].ID })
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+	ctx, cancel := n.bgContext(n.cfg.RequestTimeout)
 	defer cancel()
 	if _, err := n.propose(ctx, k.s, &sm.Command{Kind: sm.CmdExpire, Expire: items}); err != nil && !errors.Is(err, ErrClosed) {
 		n.log.Debug("lease expiry not committed; will retry", "shard", k.s.idx, "leases", len(items), "err", err)
@@ -422,7 +422,7 @@ func (k *keeper) autoCompact() {
 	if v.Revision()-v.CompactRevision() <= keep+keep/10 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+	ctx, cancel := n.bgContext(n.cfg.RequestTimeout)
 	defer cancel()
 	if _, err := n.propose(ctx, k.s, &sm.Command{Kind: sm.CmdCompact, Revision: v.Revision() - keep}); err != nil && !errors.Is(err, ErrClosed) {
 		n.log.Debug("history compaction not committed", "shard", k.s.idx, "err", err)

@@ -304,6 +304,23 @@ func (n *Node) addMember(ctx context.Context, name, addr string, id uint64, mc m
 			return nil, fmt.Errorf("coord: adding voter %q: %w", name, err)
 		}
 	}
+	// A retry completes the shards an interrupted call left; if none is
+	// left, the member simply exists.
+	var todo []*shard
+	for _, s := range n.shards {
+		mm, err := n.membership(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		_, voter := mm.voters[id]
+		_, observer := mm.nonVoting[id]
+		if !voter && !observer {
+			todo = append(todo, s)
+		}
+	}
+	if len(todo) == 0 {
+		return nil, fmt.Errorf("%w: name %q", ErrMemberExists, name)
+	}
 	res, err := n.propose(ctx, s0, &sm.Command{Kind: sm.CmdMember, Member: sm.MemberRecord{ID: id, Name: name, Address: addr}})
 	if err != nil {
 		return nil, err
@@ -311,7 +328,7 @@ func (n *Node) addMember(ctx context.Context, name, addr string, id uint64, mc m
 	if err := codeErr(res.Code); err != nil {
 		return nil, err
 	}
-	for _, s := range n.shards {
+	for _, s := range todo {
 		err := n.configChange(ctx, s, func(ctx context.Context) error {
 			if mc.observer {
 				return n.nh.SyncRequestAddNonVoting(ctx, s.id, id, addr, 0)

@@ -175,6 +175,77 @@ func TestAddVoterRefusedWhenTheLargerClusterWouldLackQuorum(t *testing.T) {
 	if !ok || m.Voter || m.Reachable {
 		t.Fatalf("added observer not started yet: %+v", m)
 	}
+	// Adding it again is refused at once, not retried until the deadline.
+	if _, err := c.Node(1).AddMember(ctx, "o9", m.Address, coord.AsObserver()); !errors.Is(err, coord.ErrMemberExists) {
+		t.Fatalf("adding an existing member again: %v, want ErrMemberExists", err)
+	}
+}
+
+func TestObserversJoinThroughSeedsAndAreRemovedWhenGone(t *testing.T) {
+	var admin []string
+	c := coordtest.New(t, 3, coordtest.WithConfig(func(cfg *coord.Config) {
+		a, err := freeListener()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.AdminAddress, cfg.ObserverGracePeriod = a, time.Second
+		admin = append(admin, a)
+	}))
+	ctx := ctxT(t)
+	for i := 0; i < 30; i++ {
+		mustPut(t, c.Node(i%3), fmt.Sprintf("/fleet/k%d", i), "v")
+	}
+	cfg := coord.Config{Name: "svc-1", DataDir: t.TempDir(), RaftAddress: freeAddr(t), ClusterToken: "coordtest",
+		Join: true, Observer: true, JoinSeeds: []string{freeAddr(t), admin[1]}, // the first seed is down
+		HeartbeatInterval: coordtest.HeartbeatInterval, ElectionTimeout: coordtest.ElectionTimeout, Logger: quietLogger()}
+	// A wrong cluster token is refused by the seed.
+	bad := cfg
+	bad.ClusterToken, bad.DataDir = "another-cluster", t.TempDir()
+	if _, err := coord.Open(ctx, bad); err == nil || !strings.Contains(err.Error(), "token") {
+		t.Fatalf("joining with another cluster's token: %v", err)
+	}
+	obs, err := coord.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	coordtest.Eventually(t, 10*time.Second, func() bool { return serializableCount(obs, "/fleet/") == 30 },
+		"the admitted observer did not catch up")
+	m1, ok := memberNamed(t, c.Node(0), "svc-1")
+	if !ok || m1.Voter {
+		t.Fatalf("admitted observer as listed: %+v (found %v)", m1, ok)
+	}
+	// Restarted within the grace period, it resumes under the same ID.
+	obs.Close()
+	if obs, err = coord.Open(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := memberNamed(t, c.Node(2), "svc-1"); m.ID != m1.ID {
+		t.Fatalf("a quick restart changed the observer's ID: %d, then %d", m1.ID, m.ID)
+	}
+	// Gone for longer than the grace period, it is removed by the leader.
+	obs.Close()
+	coordtest.Eventually(t, 20*time.Second, func() bool {
+		_, ok := memberNamed(t, c.Node(0), "svc-1")
+		return !ok
+	}, "a departed observer was not removed after the grace period")
+	// Started again, it learns it was removed and joins afresh.
+	mustPut(t, c.Node(0), "/fleet/while-away", "v")
+	if obs, err = coord.Open(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	defer obs.Close()
+	coordtest.Eventually(t, 10*time.Second, func() bool { return serializableCount(obs, "/fleet/") == 31 },
+		"the rejoined observer did not catch up")
+	m2, ok := memberNamed(t, c.Node(0), "svc-1")
+	if !ok || m2.ID == m1.ID || m2.Voter {
+		t.Fatalf("rejoined observer: %+v (found %v); first ID %d", m2, ok, m1.ID)
+	}
+	// Voters are never removed automatically.
+	c.Stop(2)
+	time.Sleep(2 * time.Second) // longer than the grace period: time must pass
+	if _, ok := memberNamed(t, c.Node(0), c.Config(2).Name); !ok {
+		t.Fatal("an unreachable voter was removed automatically")
+	}
 }
 
 func tlsCluster(t *testing.T, ca *coordtest.CA) *coordtest.Cluster {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,6 +50,8 @@ type Node struct {
 	replicaID uint64
 	meta      *memberMeta
 	shards    []*shard
+
+	admin     *http.Server // the admission service, when AdminAddress is set
 
 	sessMu   sync.Mutex
 	sessions map[*Session]struct{} // live sessions, revoked by Close
@@ -97,6 +101,22 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	fresh := meta == nil
+	if !fresh && meta.Seeded && len(c.JoinSeeds) > 0 {
+		if meta, err = rejoin(ctx, &c, meta); err != nil {
+			return nil, err
+		}
+		fresh = meta == nil
+	}
+	var admitted *admitResponse
+	if fresh && c.Join && len(c.JoinSeeds) > 0 {
+		if admitted, err = askSeeds(ctx, &c, 0); err != nil {
+			return nil, err
+		}
+		if c.Shards != 0 && c.Shards != admitted.Shards {
+			return nil, configError("Shards", "%d, but the cluster has %d", c.Shards, admitted.Shards)
+		}
+		c.Shards = admitted.Shards
+	}
 	if fresh {
 		shards := c.Shards
 		if shards == 0 {
@@ -106,10 +126,14 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		id := members[c.Name].ReplicaID
 		if c.Join {
 			id = joinedReplicaID(c.ClusterToken, c.Name, c.RaftAddress)
+			if admitted != nil {
+				id, _ = strconv.ParseUint(admitted.ReplicaID, 10, 64)
+				members = map[string]member{}
+			}
 			members[c.Name] = member{ReplicaID: id, Address: c.RaftAddress}
 		}
 		meta = &memberMeta{
-			Version: 1, Name: c.Name, ReplicaID: id, Joined: c.Join, Observer: c.Observer,
+			Version: 1, Name: c.Name, ReplicaID: id, Joined: c.Join, Observer: c.Observer, Seeded: admitted != nil,
 			ClusterToken: c.ClusterToken, Shards: shards, RaftAddress: c.RaftAddress, Members: members,
 		}
 	} else {
@@ -193,9 +217,19 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
+	if c.AdminAddress != "" {
+		if err := n.serveAdmissions(); err != nil {
+			nh.Close()
+			return nil, err
+		}
+	}
 	for _, s := range n.shards {
 		n.wg.Add(1)
 		go s.keeper.run()
+	}
+	if c.ObserverGracePeriod > 0 {
+		n.wg.Add(1)
+		go n.reap()
 	}
 	n.log.Debug("member started", "replica_id", n.replicaID, "shards", meta.Shards, "fresh", fresh)
 	return n, nil
@@ -412,6 +446,21 @@ func (n *Node) withTimeout(ctx context.Context) (context.Context, context.Cancel
 	return context.WithTimeout(ctx, n.cfg.RequestTimeout)
 }
 
+// bgContext is the context of one step of background work: it ends after d,
+// or as soon as the node starts closing, so Close never waits out a
+// request that cannot complete.
+func (n *Node) bgContext(d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	go func() {
+		select {
+		case <-n.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 func (n *Node) check(ctx context.Context) error {
 	if n.closed.Load() {
 		return ErrClosed
@@ -554,6 +603,9 @@ func (n *Node) Close() error {
 		n.transferLeadership()
 		n.closed.Store(true)
 		close(n.stop)
+		if n.admin != nil {
+			n.admin.Close()
+		}
 		n.wg.Wait()
 		n.nh.Close()
 	})

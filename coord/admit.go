@@ -1,0 +1,317 @@
+package coord
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// Observers of a fleet join without an operator: a new observer asks one of
+// its JoinSeeds (other members' AdminAddress) to admit it. The admitting
+// member adds it to every shard as a non-voting member under a fresh,
+// random Raft ID and answers with that ID and the cluster's members. The
+// leader of shard 0 removes an observer that stays unreachable for
+// ObserverGracePeriod (reaper below), so observers that die or leave do not
+// accumulate.
+
+const admitPath = "/coordkit/v1/admit"
+
+type admitRequest struct {
+	Token     string `json:"token"`
+	Name      string `json:"name"`
+	Address   string `json:"address"`
+	ReplicaID string `json:"replica_id,omitempty"` // a restarting observer's ID
+}
+
+type admitResponse struct {
+	ReplicaID string            `json:"replica_id"`
+	Shards    int               `json:"shards"`
+	Members   map[string]string `json:"members"` // name -> RaftAddress
+	Error     string            `json:"error,omitempty"`
+}
+
+// tlsFiles builds the crypto/tls settings of c.TLS for the admission
+// service: a server that requires a client certificate from the CA, and a
+// client that presents this member's certificate.
+func (t *TLSConfig) tlsFiles() (server, client *tls.Config, err error) {
+	ca, err := os.ReadFile(t.CAFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	server = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool,
+		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
+	client = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return server, client, nil
+}
+
+// serveAdmissions starts the admission service on Config.AdminAddress.
+func (n *Node) serveAdmissions() error {
+	l, err := net.Listen("tcp", n.cfg.AdminAddress)
+	if err != nil {
+		return fmt.Errorf("coord: AdminAddress: %w", err)
+	}
+	if n.cfg.TLS != nil {
+		server, _, err := n.cfg.TLS.tlsFiles()
+		if err != nil {
+			l.Close()
+			return configError("TLS", "%v", err)
+		}
+		l = tls.NewListener(l, server)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc(admitPath, n.handleAdmit)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 2 * n.cfg.RequestTimeout, MaxHeaderBytes: 16 << 10,
+		ErrorLog: nil}
+	n.admin = srv
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		srv.Serve(l)
+	}()
+	return nil
+}
+
+func (n *Node) handleAdmit(w http.ResponseWriter, r *http.Request) {
+	reply := func(code int, resp admitResponse) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(resp)
+	}
+	if r.Method != http.MethodPost {
+		reply(http.StatusMethodNotAllowed, admitResponse{Error: "POST only"})
+		return
+	}
+	var req admitRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+		reply(http.StatusBadRequest, admitResponse{Error: "bad request: " + err.Error()})
+		return
+	}
+	if req.Token != n.cfg.ClusterToken {
+		reply(http.StatusForbidden, admitResponse{Error: "cluster token does not match"})
+		return
+	}
+	if req.Name == "" || validAddress(req.Address) != nil {
+		reply(http.StatusBadRequest, admitResponse{Error: "name and a host:port address are required"})
+		return
+	}
+	id, err := n.admit(r.Context(), req)
+	if err != nil {
+		code := http.StatusServiceUnavailable
+		if errors.Is(err, ErrMemberExists) {
+			code = http.StatusConflict
+		}
+		reply(code, admitResponse{Error: err.Error()})
+		return
+	}
+	members := map[string]string{}
+	if m, err := n.membership(r.Context(), n.shards[0]); err == nil {
+		for _, mb := range n.describe(m) {
+			members[mb.Name] = mb.Address
+		}
+	}
+	reply(http.StatusOK, admitResponse{ReplicaID: strconv.FormatUint(id, 10), Shards: len(n.shards), Members: members})
+}
+
+// admit adds the observer req describes, or confirms a restarting one.
+func (n *Node) admit(ctx context.Context, req admitRequest) (uint64, error) {
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	_, ms, err := n.current(ctx)
+	if err != nil {
+		return 0, err
+	}
+	prev, _ := strconv.ParseUint(req.ReplicaID, 10, 64)
+	for _, m := range ms {
+		if m.Name != req.Name && m.Address != req.Address {
+			continue
+		}
+		if m.ID == prev && m.Name == req.Name && m.Address == req.Address && !m.Voter {
+			return prev, nil // a restart: still a member
+		}
+		if m.Voter || m.Name != req.Name || m.Address != req.Address {
+			return 0, fmt.Errorf("%w: name %q or address %s is member %q", ErrMemberExists, req.Name, req.Address, m.Name)
+		}
+		// An earlier incarnation of this observer (it lost its DataDir, or
+		// was started afresh): replace it.
+		if err := n.removeMember(ctx, m, ms, memberConfig{}); err != nil {
+			return 0, err
+		}
+	}
+	id := randomReplicaID()
+	if _, err := n.addMember(ctx, req.Name, req.Address, id, memberConfig{observer: true, reuseName: true}); err != nil {
+		return 0, err
+	}
+	n.log.Info("admitted observer", "name", req.Name, "address", req.Address, "replica_id", id)
+	return id, nil
+}
+
+// randomReplicaID returns an ID no other member has: founders use 1..N and
+// members added by AddMember use hashes in [2^32, 2^63); these use [2^63,
+// 2^64), random, so an admitted observer never gets an ID used before.
+func randomReplicaID() uint64 {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("coord: crypto/rand failed: %v", err))
+	}
+	return binary.BigEndian.Uint64(b[:]) | 1<<63
+}
+
+// askSeeds asks the JoinSeeds in turn to admit this member, and returns the
+// first answer. prev is the ID this member had (0 when new).
+func askSeeds(ctx context.Context, c *Config, prev uint64) (*admitResponse, error) {
+	client := &http.Client{Timeout: 2 * c.RequestTimeout}
+	scheme := "http"
+	if c.TLS != nil {
+		_, cl, err := c.TLS.tlsFiles()
+		if err != nil {
+			return nil, configError("TLS", "%v", err)
+		}
+		client.Transport = &http.Transport{TLSClientConfig: cl}
+		scheme = "https"
+	}
+	defer client.CloseIdleConnections()
+	req := admitRequest{Token: c.ClusterToken, Name: c.Name, Address: c.RaftAddress}
+	if prev != 0 {
+		req.ReplicaID = strconv.FormatUint(prev, 10)
+	}
+	body, _ := json.Marshal(req)
+	var errs []error
+	for _, seed := range c.JoinSeeds {
+		hr, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+seed+admitPath, bytes.NewReader(body))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", seed, err))
+			continue
+		}
+		resp, err := client.Do(hr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", seed, err))
+			continue
+		}
+		var ar admitResponse
+		err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ar)
+		resp.Body.Close()
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: bad answer: %w", seed, err))
+		case resp.StatusCode != http.StatusOK:
+			errs = append(errs, fmt.Errorf("%s: %s", seed, ar.Error))
+			if resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusForbidden {
+				return nil, fmt.Errorf("coord: admission refused: %w", errors.Join(errs...))
+			}
+		default:
+			return &ar, nil
+		}
+	}
+	return nil, fmt.Errorf("coord: no seed admitted this member: %w", errors.Join(errs...))
+}
+
+// reap runs on every member and acts while it leads shard 0: an observer
+// unreachable (see Member.Reachable) for longer than ObserverGracePeriod is
+// removed. Voters are never removed automatically. A change of leader
+// starts the countdown again.
+func (n *Node) reap() {
+	defer n.wg.Done()
+	grace := n.cfg.ObserverGracePeriod
+	every := min(max(grace/4, 100*time.Millisecond), 5*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	down := map[uint64]time.Time{}
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		if l, _, ok, err := n.nh.GetLeaderID(n.shards[0].id); err != nil || !ok || l != n.replicaID {
+			clear(down)
+			continue
+		}
+		ctx, cancel := n.bgContext(n.cfg.RequestTimeout)
+		_, ms, err := n.current(ctx)
+		if err == nil {
+			n.reapOnce(ctx, ms, down, grace)
+		}
+		cancel()
+	}
+}
+
+func (n *Node) reapOnce(ctx context.Context, ms []Member, down map[uint64]time.Time, grace time.Duration) {
+	seen := map[uint64]bool{}
+	for _, m := range ms {
+		if m.Voter {
+			continue
+		}
+		seen[m.ID] = true
+		if m.Reachable {
+			delete(down, m.ID)
+			continue
+		}
+		since, ok := down[m.ID]
+		if !ok {
+			down[m.ID] = time.Now()
+			continue
+		}
+		if time.Since(since) < grace {
+			continue
+		}
+		if err := n.removeMember(ctx, m, ms, memberConfig{}); err != nil {
+			n.log.Warn("removing an unreachable observer failed", "name", m.Name, "err", err)
+			continue
+		}
+		n.log.Info("removed an observer unreachable for longer than the grace period", "name", m.Name, "grace", grace)
+		delete(down, m.ID)
+	}
+	for id := range down {
+		if !seen[id] {
+			delete(down, id)
+		}
+	}
+}
+
+// rejoin asks the seeds whether this restarting observer is still a member.
+// It returns meta unchanged when it is (or when no seed answers), and nil
+// after discarding the Raft state of an observer the cluster removed, so
+// that Open joins it afresh.
+func rejoin(ctx context.Context, c *Config, meta *memberMeta) (*memberMeta, error) {
+	c.Name = meta.Name
+	c.RaftAddress = meta.RaftAddress
+	c.ClusterToken = meta.ClusterToken
+	ar, err := askSeeds(ctx, c, meta.ReplicaID)
+	if err != nil {
+		c.Logger.Warn("no seed confirmed this observer's membership; restarting as it was", "err", err)
+		return meta, nil
+	}
+	if ar.ReplicaID == strconv.FormatUint(meta.ReplicaID, 10) {
+		return meta, nil
+	}
+	// The seed admitted this member under a new ID: the old one was removed.
+	// Forget the old replica and start from nothing as the new one.
+	c.Logger.Info("this observer was removed from the cluster while away; joining afresh", "old_replica_id", meta.ReplicaID)
+	if err := os.RemoveAll(filepath.Join(c.DataDir, "raft")); err != nil {
+		return nil, fmt.Errorf("coord: DataDir: %w", err)
+	}
+	if err := os.Remove(filepath.Join(c.DataDir, metaFile)); err != nil {
+		return nil, fmt.Errorf("coord: DataDir: %w", err)
+	}
+	return nil, nil
+}
