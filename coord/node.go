@@ -51,7 +51,7 @@ type Node struct {
 	meta      *memberMeta
 	shards    []*shard
 
-	admin     *http.Server // the admission service, when AdminAddress is set
+	admin *http.Server // the admission service, when AdminAddress is set
 
 	sessMu   sync.Mutex
 	sessions map[*Session]struct{} // live sessions, revoked by Close
