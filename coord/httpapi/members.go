@@ -1,0 +1,164 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/coordkit/coordkit/coord"
+)
+
+type member struct {
+	Name string `json:"name"`
+	// Replica IDs can exceed 2^53, beyond what a JSON number keeps exactly
+	// in JavaScript, so they travel as decimal strings.
+	ID        uint64 `json:"id,string"`
+	Address   string `json:"address"`
+	Voter     bool   `json:"voter"`
+	Leads     []int  `json:"leads"`
+	Reachable bool   `json:"reachable"`
+}
+
+func toMember(m coord.Member) member {
+	leads := m.Leads
+	if leads == nil {
+		leads = []int{}
+	}
+	return member{Name: m.Name, ID: m.ID, Address: m.Address, Voter: m.Voter, Leads: leads, Reachable: m.Reachable}
+}
+
+type membersResponse struct {
+	Members []member `json:"members"`
+}
+
+func (a *api) members(ctx context.Context) (any, error) {
+	ms, err := a.n.Members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]member, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, toMember(m))
+	}
+	return membersResponse{Members: out}, nil
+}
+
+type memberAddRequest struct {
+	Name     string `json:"name"`
+	Address  string `json:"address"`
+	Observer bool   `json:"observer"`
+	Force    bool   `json:"force"`
+}
+
+type memberAddResponse struct {
+	Member member `json:"member"`
+}
+
+func (a *api) addMember(ctx context.Context, req *memberAddRequest) (any, error) {
+	var opts []coord.MemberOption
+	if req.Observer {
+		opts = append(opts, coord.AsObserver())
+	}
+	if req.Force {
+		opts = append(opts, coord.Force())
+	}
+	m, err := a.n.AddMember(ctx, req.Name, req.Address, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return memberAddResponse{Member: toMember(*m)}, nil
+}
+
+// memberRequest is the body of remove and promote.
+type memberRequest struct {
+	Name  string `json:"name"`
+	Force bool   `json:"force"`
+}
+
+func (r *memberRequest) options() []coord.MemberOption {
+	if r.Force {
+		return []coord.MemberOption{coord.Force()}
+	}
+	return nil
+}
+
+func (a *api) removeMember(ctx context.Context, req *memberRequest) (any, error) {
+	if err := a.n.RemoveMember(ctx, req.Name, req.options()...); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+func (a *api) promoteMember(ctx context.Context, req *memberRequest) (any, error) {
+	if err := a.n.PromoteMember(ctx, req.Name, req.options()...); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+type statusResponse struct {
+	Member    string        `json:"member"`
+	ReplicaID uint64        `json:"replica_id,string"`
+	Shards    []shardStatus `json:"shards"`
+}
+
+type shardStatus struct {
+	Shard           int    `json:"shard"`
+	Leader          uint64 `json:"leader,string"`
+	Term            uint64 `json:"term"`
+	Revision        int64  `json:"revision"`
+	CompactRevision int64  `json:"compact_revision"`
+	AppliedIndex    uint64 `json:"applied_index"`
+	Leases          int    `json:"leases"`
+}
+
+func (a *api) status(ctx context.Context) (any, error) {
+	st, err := a.n.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := statusResponse{Member: st.Member, ReplicaID: st.ReplicaID, Shards: make([]shardStatus, 0, len(st.Shards))}
+	for _, s := range st.Shards {
+		out.Shards = append(out.Shards, shardStatus{
+			Shard: s.Shard, Leader: s.Leader, Term: s.Term, Revision: int64(s.Revision),
+			CompactRevision: int64(s.CompactRevision), AppliedIndex: s.AppliedIndex, Leases: s.Leases,
+		})
+	}
+	return out, nil
+}
+
+type healthResponse struct {
+	Health bool   `json:"health"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// health answers 200 when every shard has a leader and a linearizable read
+// of every shard succeeds within healthTimeout, 503 otherwise. Its failure
+// body is {"health":false,"reason":...}, not the error body: a probe reads
+// one shape.
+func (a *api) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
+	defer cancel()
+	if reason := a.unhealthy(ctx); reason != "" {
+		writeJSON(w, http.StatusServiceUnavailable, healthResponse{Reason: reason})
+		return
+	}
+	writeJSON(w, http.StatusOK, healthResponse{Health: true})
+}
+
+func (a *api) unhealthy(ctx context.Context) string {
+	st, err := a.n.Status(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	for _, s := range st.Shards {
+		if s.Leader == 0 {
+			return fmt.Sprintf("shard %d has no leader", s.Shard)
+		}
+	}
+	// Ready does a linearizable read of every shard.
+	if err := a.n.Ready(ctx); err != nil {
+		return "linearizable read failed: " + err.Error()
+	}
+	return ""
+}
