@@ -53,6 +53,9 @@ type Node struct {
 
 	admin *http.Server // the admission service, when AdminAddress is set
 
+	metrics metrics
+	stats   []shardStats // by shard index
+
 	sessMu   sync.Mutex
 	sessions map[*Session]struct{} // live sessions, revoked by Close
 
@@ -167,6 +170,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			Engine: config.GetDefaultEngineConfig(),
 		},
 	}
+	n.stats = make([]shardStats, meta.Shards)
+	nhc.RaftEventListener = leaderListener{n}
 	if c.TLS != nil {
 		nhc.MutualTLS = true
 		nhc.CAFile, nhc.CertFile, nhc.KeyFile = c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile
@@ -252,7 +257,7 @@ func (n *Node) startShard(s *shard, initial map[uint64]dragonboat.Target, join, 
 	create := func(shardID, replicaID uint64) dbsm.IConcurrentStateMachine {
 		m := sm.New(s)
 		s.machine.Store(m)
-		return m
+		return timedMachine{m, &n.metrics.apply}
 	}
 	if err := n.nh.StartConcurrentReplica(initial, join, create, rc); err != nil {
 		return fmt.Errorf("coord: starting shard %d: %w", s.idx, err)
@@ -542,8 +547,16 @@ func (n *Node) propose(ctx context.Context, s *shard, cmd *sm.Command) (*sm.Resu
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
 	sess := n.nh.GetNoOPSession(s.id)
+	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		r, err := n.nh.SyncPropose(ctx, sess, b)
+		if !retryable(err) {
+			n.metrics.proposals.Add(1)
+			n.metrics.propose.observe(time.Since(start))
+			if err != nil {
+				n.metrics.failures.Add(1)
+			}
+		}
 		if err == nil {
 			res, derr := sm.DecodeResult(r.Data)
 			if derr != nil {

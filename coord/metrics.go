@@ -1,0 +1,162 @@
+package coord
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	dbsm "github.com/lni/dragonboat/v4/statemachine"
+
+	"github.com/lni/dragonboat/v4/raftio"
+
+	"github.com/coordkit/coordkit/coord/internal/sm"
+)
+
+// Metrics is a snapshot of a member's counters and gauges, for an exporter
+// such as coord/metrics (Prometheus) to publish. Counters count from Open.
+type Metrics struct {
+	Member string
+	// Proposals counts writes this member proposed to Raft (each attempt
+	// that entered a shard's log or timed out there), and ProposalFailures
+	// those that ended in an error (timeout, unknown outcome, closed).
+	Proposals, ProposalFailures uint64
+	// ProposalSeconds is the time from proposing a write to its result,
+	// including forwarding to the leader, commit and apply.
+	ProposalSeconds Histogram
+	// ApplySeconds is the time the state machine took to apply one batch of
+	// committed entries on this member.
+	ApplySeconds Histogram
+	// Sessions is the number of live Sessions created through this member.
+	Sessions int
+	Shards   []ShardMetrics
+}
+
+// ShardMetrics describes one shard's replica on this member.
+type ShardMetrics struct {
+	Shard           int
+	Revision        Revision
+	CompactRevision Revision
+	AppliedIndex    uint64
+	HasLeader       bool // a leader is known to this member
+	IsLeader        bool // this member leads the shard
+	// LeaderChanges counts the times this member saw the shard's leader
+	// change to another member.
+	LeaderChanges uint64
+	Watchers      int // watches open on this member
+	Leases        int // leases in the shard
+}
+
+// Histogram is a cumulative histogram: Counts[i] observations were at most
+// Bounds[i] seconds; Count is all of them, Sum their total.
+type Histogram struct {
+	Bounds []float64
+	Counts []uint64
+	Count  uint64
+	Sum    float64
+}
+
+// latencyBounds spans a local fsync (100µs) to a slow election (5s).
+var latencyBounds = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+
+type histogram struct {
+	mu     sync.Mutex
+	counts [16]uint64 // per bucket; the last is +Inf
+	n      uint64
+	sum    float64
+}
+
+func (h *histogram) observe(d time.Duration) {
+	s := d.Seconds()
+	i := 0
+	for i < len(latencyBounds) && s > latencyBounds[i] {
+		i++
+	}
+	h.mu.Lock()
+	h.counts[i]++
+	h.n++
+	h.sum += s
+	h.mu.Unlock()
+}
+
+func (h *histogram) snapshot() Histogram {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := Histogram{Bounds: append([]float64(nil), latencyBounds...), Counts: make([]uint64, len(latencyBounds)), Count: h.n, Sum: h.sum}
+	var c uint64
+	for i := range latencyBounds {
+		c += h.counts[i]
+		out.Counts[i] = c
+	}
+	return out
+}
+
+// metrics holds a Node's instruments.
+type metrics struct {
+	proposals, failures atomic.Uint64
+	propose, apply      histogram
+}
+
+// shardStats is per-shard state the metrics read.
+type shardStats struct {
+	leaderChanges atomic.Uint64
+	leader        atomic.Uint64 // last leader ID seen, 0 for none
+}
+
+// leaderListener counts leader changes; dragonboat calls it on its own
+// goroutines, so it only updates atomics.
+type leaderListener struct{ n *Node }
+
+func (l leaderListener) LeaderUpdated(info raftio.LeaderInfo) {
+	n := l.n
+	if info.ShardID == 0 || info.ShardID > uint64(len(n.stats)) {
+		return
+	}
+	st := &n.stats[info.ShardID-1]
+	if prev := st.leader.Swap(info.LeaderID); info.LeaderID != 0 && prev != info.LeaderID {
+		st.leaderChanges.Add(1)
+	}
+}
+
+// timedMachine measures how long each batch takes to apply; it is what
+// dragonboat drives, the pure state machine sits inside.
+type timedMachine struct {
+	*sm.Machine
+	h *histogram
+}
+
+func (t timedMachine) Update(entries []dbsm.Entry) ([]dbsm.Entry, error) {
+	start := time.Now()
+	out, err := t.Machine.Update(entries)
+	t.h.observe(time.Since(start))
+	return out, err
+}
+
+// Metrics returns a snapshot of this member's metrics. It reads only local
+// state and never blocks on the network; it is cheap enough to call on
+// every scrape. Safe for concurrent use; after Close it reports what was
+// last known.
+func (n *Node) Metrics() Metrics {
+	m := Metrics{Member: n.cfg.Name, Proposals: n.metrics.proposals.Load(), ProposalFailures: n.metrics.failures.Load(),
+		ProposalSeconds: n.metrics.propose.snapshot(), ApplySeconds: n.metrics.apply.snapshot()}
+	n.sessMu.Lock()
+	m.Sessions = len(n.sessions)
+	n.sessMu.Unlock()
+	for i, s := range n.shards {
+		sm := ShardMetrics{Shard: s.idx, LeaderChanges: n.stats[i].leaderChanges.Load()}
+		if mc := s.machine.Load(); mc != nil {
+			v := mc.View()
+			sm.Revision, sm.CompactRevision, sm.AppliedIndex = Revision(v.Revision()), Revision(v.CompactRevision()), v.Applied()
+			sm.Leases = len(v.Leases())
+		}
+		if !n.closed.Load() {
+			if l, _, ok, err := n.nh.GetLeaderID(s.id); err == nil && ok && l != 0 {
+				sm.HasLeader, sm.IsLeader = true, l == n.replicaID
+			}
+		}
+		s.hub.mu.Lock()
+		sm.Watchers = len(s.hub.watchers)
+		s.hub.mu.Unlock()
+		m.Shards = append(m.Shards, sm)
+	}
+	return m
+}

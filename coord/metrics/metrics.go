@@ -1,0 +1,120 @@
+// Package metrics publishes a coord.Node's metrics to Prometheus.
+//
+//	reg := prometheus.NewRegistry()
+//	reg.MustRegister(metrics.NewCollector(node))
+//	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+//
+// Every metric is read from Node.Metrics at scrape time (local state only,
+// no network), labelled with the member's name, and per shard with the
+// shard's number:
+//
+//	coordkit_proposals_total                 writes proposed to Raft
+//	coordkit_proposal_failures_total         proposals that ended in an error
+//	coordkit_proposal_duration_seconds       propose to result (histogram)
+//	coordkit_apply_duration_seconds          one batch applied (histogram)
+//	coordkit_sessions                        live sessions made through this member
+//	coordkit_shard_revision                  the shard's revision
+//	coordkit_shard_compact_revision          history compacted up to this revision
+//	coordkit_shard_applied_index             Raft index applied on this member
+//	coordkit_shard_has_leader                1 when a leader is known
+//	coordkit_shard_is_leader                 1 when this member leads the shard
+//	coordkit_shard_leader_changes_total      leader changes seen by this member
+//	coordkit_shard_watchers                  watches open on this member
+//	coordkit_shard_leases                    leases in the shard
+//
+// The package lives apart from coord so that only applications that export
+// to Prometheus link its client library.
+package metrics
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/coordkit/coordkit/coord"
+)
+
+type collector struct {
+	n                                  *coord.Node
+	proposals, failures                *prometheus.Desc
+	proposeSeconds, applySeconds       *prometheus.Desc
+	sessions                           *prometheus.Desc
+	revision, compacted, applied       *prometheus.Desc
+	hasLeader, isLeader, leaderChanges *prometheus.Desc
+	watchers, leases                   *prometheus.Desc
+}
+
+// NewCollector returns a prometheus.Collector of n's metrics. Register it
+// once per Node. Collect is safe for concurrent use and does not block on
+// the network.
+func NewCollector(n *coord.Node) prometheus.Collector {
+	member := prometheus.Labels{"member": n.Name()}
+	desc := func(name, help string, shard bool) *prometheus.Desc {
+		var labels []string
+		if shard {
+			labels = []string{"shard"}
+		}
+		return prometheus.NewDesc("coordkit_"+name, help, labels, member)
+	}
+	return &collector{
+		n:              n,
+		proposals:      desc("proposals_total", "Writes this member proposed to Raft.", false),
+		failures:       desc("proposal_failures_total", "Proposals that ended in an error (timeout, unknown outcome, closed).", false),
+		proposeSeconds: desc("proposal_duration_seconds", "Time from proposing a write to its result.", false),
+		applySeconds:   desc("apply_duration_seconds", "Time to apply one batch of committed entries.", false),
+		sessions:       desc("sessions", "Live sessions made through this member.", false),
+		revision:       desc("shard_revision", "The shard's revision on this member.", true),
+		compacted:      desc("shard_compact_revision", "History of the shard is compacted up to this revision.", true),
+		applied:        desc("shard_applied_index", "Raft index applied by this member's replica.", true),
+		hasLeader:      desc("shard_has_leader", "1 when this member knows a leader of the shard.", true),
+		isLeader:       desc("shard_is_leader", "1 when this member leads the shard.", true),
+		leaderChanges:  desc("shard_leader_changes_total", "Leader changes of the shard seen by this member.", true),
+		watchers:       desc("shard_watchers", "Watches open on this member.", true),
+		leases:         desc("shard_leases", "Leases in the shard.", true),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.proposals, c.failures, c.proposeSeconds, c.applySeconds, c.sessions,
+		c.revision, c.compacted, c.applied, c.hasLeader, c.isLeader, c.leaderChanges, c.watchers, c.leases} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	m := c.n.Metrics()
+	ch <- prometheus.MustNewConstMetric(c.proposals, prometheus.CounterValue, float64(m.Proposals))
+	ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(m.ProposalFailures))
+	ch <- histogram(c.proposeSeconds, m.ProposalSeconds)
+	ch <- histogram(c.applySeconds, m.ApplySeconds)
+	ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(m.Sessions))
+	for _, s := range m.Shards {
+		shard := strconv.Itoa(s.Shard)
+		gauge := func(d *prometheus.Desc, v float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, shard)
+		}
+		gauge(c.revision, float64(s.Revision))
+		gauge(c.compacted, float64(s.CompactRevision))
+		gauge(c.applied, float64(s.AppliedIndex))
+		gauge(c.hasLeader, b2f(s.HasLeader))
+		gauge(c.isLeader, b2f(s.IsLeader))
+		ch <- prometheus.MustNewConstMetric(c.leaderChanges, prometheus.CounterValue, float64(s.LeaderChanges), shard)
+		gauge(c.watchers, float64(s.Watchers))
+		gauge(c.leases, float64(s.Leases))
+	}
+}
+
+func histogram(d *prometheus.Desc, h coord.Histogram) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(h.Bounds))
+	for i, b := range h.Bounds {
+		buckets[b] = h.Counts[i]
+	}
+	return prometheus.MustNewConstHistogram(d, h.Count, h.Sum, buckets)
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

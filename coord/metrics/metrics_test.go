@@ -1,0 +1,128 @@
+package metrics_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/goleak"
+
+	"github.com/coordkit/coordkit/coord"
+	"github.com/coordkit/coordkit/coord/coordtest"
+	"github.com/coordkit/coordkit/coord/metrics"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func gather(t *testing.T, n *coord.Node) map[string]*dto.MetricFamily {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(metrics.NewCollector(n))
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*dto.MetricFamily{}
+	for _, f := range fams {
+		out[f.GetName()] = f
+	}
+	return out
+}
+
+func value(t *testing.T, fams map[string]*dto.MetricFamily, name string) float64 {
+	t.Helper()
+	f, ok := fams[name]
+	if !ok || len(f.Metric) == 0 {
+		t.Fatalf("metric %s missing", name)
+	}
+	m := f.Metric[0]
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	case m.Histogram != nil:
+		return float64(m.Histogram.GetSampleCount())
+	}
+	t.Fatalf("metric %s has no value", name)
+	return 0
+}
+
+func TestCollectorReportsWhatTheMemberDid(t *testing.T) {
+	c := coordtest.New(t, 3)
+	ctx := coordtest.Context(t, 30*time.Second)
+	n := c.Node(1)
+	for i := 0; i < 20; i++ {
+		if _, err := n.Put(ctx, fmt.Sprintf("/m/k%d", i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n.Watch(wctx, "/m/", coord.WithPrefix())
+	coordtest.Session(t, n, 5*time.Second)
+	fams := gather(t, n)
+	if v := value(t, fams, "coordkit_proposals_total"); v < 21 { // 20 puts and a session's grant
+		t.Fatalf("proposals_total %v, want at least 21", v)
+	}
+	if v := value(t, fams, "coordkit_proposal_duration_seconds"); v < 21 {
+		t.Fatalf("proposal histogram counted %v, want at least 21", v)
+	}
+	if v := value(t, fams, "coordkit_apply_duration_seconds"); v < 1 {
+		t.Fatalf("apply histogram counted %v", v)
+	}
+	if v := value(t, fams, "coordkit_sessions"); v != 1 {
+		t.Fatalf("sessions %v, want 1", v)
+	}
+	st, err := n.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := value(t, fams, "coordkit_shard_revision"); v != float64(st.Shards[0].Revision) {
+		t.Fatalf("shard_revision %v, want %d", v, st.Shards[0].Revision)
+	}
+	coordtest.Eventually(t, 5*time.Second, func() bool {
+		return value(t, gather(t, n), "coordkit_shard_watchers") == 1
+	}, "the open watch is not counted")
+	if v := value(t, fams, "coordkit_shard_leases"); v != 1 {
+		t.Fatalf("shard_leases %v, want 1", v)
+	}
+	// Exactly one member leads, every member knows a leader, and a forced
+	// change of leader is counted.
+	leaders := 0.0
+	for i := 0; i < 3; i++ {
+		f := gather(t, c.Node(i))
+		leaders += value(t, f, "coordkit_shard_is_leader")
+		if value(t, f, "coordkit_shard_has_leader") != 1 {
+			t.Fatalf("member %d knows no leader", i)
+		}
+	}
+	if leaders != 1 {
+		t.Fatalf("%v members say they lead shard 0", leaders)
+	}
+	before := value(t, gather(t, n), "coordkit_shard_leader_changes_total")
+	next := c.Config((c.WaitLeader(0) + 1) % 3).Name
+	if err := n.MoveLeader(ctx, 0, next); err != nil {
+		t.Fatal(err)
+	}
+	coordtest.Eventually(t, 5*time.Second, func() bool {
+		return value(t, gather(t, n), "coordkit_shard_leader_changes_total") > before
+	}, "a leader change was not counted")
+	// Lint: names, help and types follow Prometheus conventions.
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(metrics.NewCollector(n))
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if !strings.Contains(p.Text, "counter metrics should have \"_total\" suffix") {
+			t.Errorf("lint %s: %s", p.Metric, p.Text)
+		}
+	}
+}
