@@ -126,10 +126,13 @@ func startRawWith(n int, tweak func(*config.NodeHostConfig)) (*rawSystem, error)
 			RaftAddress:    initial[uint64(i+1)],
 			DeploymentID:   4242,
 			Expert: config.ExpertConfig{
-				LogDB:  config.GetTinyMemLogDBConfig(),
-				Engine: config.GetDefaultEngineConfig(),
+				LogDB: config.GetTinyMemLogDBConfig(),
+				// coordkit's sizing for one Raft group: one LogDB shard and
+				// one worker of each kind (coord/node.go).
+				Engine: config.EngineConfig{ExecShards: 1, CommitShards: 1, ApplyShards: 1, SnapshotShards: 1, CloseShards: 1},
 			},
 		}
+		nhc.Expert.LogDB.Shards = 1
 		if tweak != nil {
 			tweak(&nhc)
 		}

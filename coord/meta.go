@@ -24,6 +24,10 @@ type memberMeta struct {
 	Joined       bool              `json:"joined,omitempty"`
 	Observer     bool              `json:"observer,omitempty"` // the role it last started in
 	Seeded       bool              `json:"seeded,omitempty"`   // admitted through JoinSeeds
+	// LogDBShards is dragonboat's LogDB shard count, part of its on-disk
+	// format: 1 for DataDirs created since it was recorded, and 16
+	// (dragonboat's default, used before) when absent.
+	LogDBShards uint64 `json:"logdb_shards,omitempty"`
 	Members      map[string]member `json:"members"`
 }
 
