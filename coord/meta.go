@@ -25,8 +25,9 @@ type memberMeta struct {
 	Observer     bool              `json:"observer,omitempty"` // the role it last started in
 	Seeded       bool              `json:"seeded,omitempty"`   // admitted through JoinSeeds
 	// LogDBShards is dragonboat's LogDB shard count, part of its on-disk
-	// format: 1 for DataDirs created since it was recorded, and 16
-	// (dragonboat's default, used before) when absent.
+	// format with the step worker count (engineConfig of Shards): 1 for
+	// DataDirs created since it was recorded; when absent, both are
+	// dragonboat's defaults (16), used before.
 	LogDBShards uint64 `json:"logdb_shards,omitempty"`
 	Members      map[string]member `json:"members"`
 }

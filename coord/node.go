@@ -176,9 +176,13 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	// shard and one worker per Raft group (up to 16) cost 1 MiB and 80
 	// goroutines, with put throughput unchanged within noise (bench/,
 	// TestExperimentDragonboatSmallConfig).
+	// Both counts are part of dragonboat's on-disk format ("hard
+	// settings"): a DataDir created before they were recorded keeps
+	// dragonboat's defaults.
 	nhc.Expert.LogDB.Shards = meta.LogDBShards
-	if nhc.Expert.LogDB.Shards == 0 {
-		nhc.Expert.LogDB.Shards = 16 // a DataDir created before the count was recorded
+	if meta.LogDBShards == 0 {
+		nhc.Expert.LogDB.Shards = 16
+		nhc.Expert.Engine.ExecShards = 16
 	}
 	n.stats = make([]shardStats, meta.Shards)
 	nhc.RaftEventListener = leaderListener{n}
