@@ -1,0 +1,534 @@
+package cluster_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Timing flags every member gets: a short heartbeat, and an election timeout
+// long enough that a loaded 2-core machine does not trigger elections.
+var timing = []string{"--heartbeat-interval", "50", "--election-timeout", "1000", "--log-level", "info"}
+
+const (
+	token       = "cluster-test"
+	waitTimeout = 30 * time.Second // for any one state to be reached
+	stopTimeout = 15 * time.Second // for a process to exit after SIGTERM
+	// putTimeout bounds one attempt of a put: a proposal lost with a killed
+	// leader is only ever answered by a timeout, and is then retried.
+	putTimeout = 3 * time.Second
+)
+
+// TestCluster runs members of examples/member as separate processes on
+// loopback and drives them over the HTTP API, as an operator would with
+// coordctl.
+func TestCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts member processes; skipped with -short")
+	}
+	start := time.Now()
+	dir := t.TempDir()
+	bin := buildMember(t, dir)
+	t.Logf("built %s in %v", bin, time.Since(start).Round(time.Millisecond))
+
+	ms := make([]*member, 4)
+	for i := range ms {
+		name := fmt.Sprintf("m%d", i+1)
+		ms[i] = &member{
+			t: t, bin: bin, name: name,
+			peer: freeAddr(t), client: freeAddr(t),
+			dataDir: filepath.Join(dir, "data", name),
+			logPath: filepath.Join(dir, name+".log"),
+		}
+	}
+	t.Cleanup(func() {
+		for _, m := range ms {
+			m.kill()
+		}
+		if t.Failed() {
+			for _, m := range ms {
+				m.printLogTail(60)
+			}
+		}
+	})
+	m1, m2, m3, m4 := ms[0], ms[1], ms[2], ms[3]
+	voters := ms[:3]
+	var initial []string
+	for _, m := range voters {
+		initial = append(initial, m.name+"=http://"+m.peer)
+	}
+	for _, m := range voters {
+		m.args = append([]string{
+			"--name", m.name, "--data-dir", m.dataDir,
+			"--listen-peer-urls", "http://" + m.peer, "--listen-client-urls", "http://" + m.client,
+			"--initial-cluster", strings.Join(initial, ","),
+			"--initial-cluster-token", token, "--initial-cluster-state", "new",
+		}, timing...)
+	}
+
+	step := func(what string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), what) }
+
+	step("start m1, m2, m3")
+	for _, m := range voters {
+		m.start()
+	}
+	for _, m := range voters {
+		m.waitHealthy()
+	}
+
+	step("write through m1, linearizable read through m2")
+	want := map[string]string{}
+	put := func(m *member, k, v string) {
+		t.Helper()
+		m.put(k, v)
+		want[k] = v
+	}
+	put(m1, "/k/1", "one")
+	if v, ok := m2.get("/k/1", false); !ok || v != "one" {
+		t.Fatalf("linearizable get /k/1 on m2 = %q, %v; want one", v, ok)
+	}
+
+	// Killing the leader of shard 0 (where every /k/ key lives) is the
+	// harder case: writes wait for an election.
+	victim := m1.leaderOfShard0(voters)
+	var rest []*member
+	for _, m := range voters {
+		if m != victim {
+			rest = append(rest, m)
+		}
+	}
+	step(fmt.Sprintf("kill -9 %s, the leader; writes continue through %s and %s", victim.name, rest[0].name, rest[1].name))
+	victim.kill()
+	put(rest[0], "/k/2", "two")
+	put(rest[1], "/k/3", "three")
+	if v, ok := rest[0].get("/k/3", false); !ok || v != "three" {
+		t.Fatalf("linearizable get /k/3 on %s = %q, %v; want three", rest[0].name, v, ok)
+	}
+
+	step("restart " + victim.name + "; it catches up")
+	victim.start()
+	victim.waitKeys(true, want)
+
+	step("add m4 as an observer through m1, start it")
+	m1.post("/v1/members/add", map[string]any{"name": m4.name, "address": m4.peer, "observer": true}, nil)
+	m4.args = append([]string{
+		"--name", m4.name, "--data-dir", m4.dataDir,
+		"--listen-peer-urls", "http://" + m4.peer, "--listen-client-urls", "http://" + m4.client,
+		"--initial-cluster", strings.Join(append(initial[:len(initial):len(initial)], m4.name+"=http://"+m4.peer), ","),
+		"--initial-cluster-token", token, "--initial-cluster-state", "existing", "--observer",
+	}, timing...)
+	m4.start()
+	m4.waitHealthy()
+	put(m2, "/k/4", "four")
+	m4.waitKeys(true, want)
+	if got, want := fmt.Sprint(m3.members()), "map[m1:true m2:true m3:true m4:false]"; got != want {
+		t.Fatalf("members seen by m3 (name:voter): %s, want %s", got, want)
+	}
+
+	step("remove m4 through m1, stop it")
+	m1.post("/v1/members/remove", map[string]any{"name": m4.name}, nil)
+	if got, want := fmt.Sprint(m2.members()), "map[m1:true m2:true m3:true]"; got != want {
+		t.Fatalf("members seen by m2 after removing m4 (name:voter): %s, want %s", got, want)
+	}
+	m4.stop()
+	put(m3, "/k/5", "five")
+
+	step("stop m1, m2, m3 with SIGTERM")
+	for _, m := range voters {
+		m.stop()
+	}
+
+	step("restart m1, m2, m3 from their data")
+	for _, m := range voters {
+		m.start()
+	}
+	for _, m := range voters {
+		m.waitHealthy()
+	}
+	for _, m := range voters {
+		m.waitKeys(false, want)
+	}
+	step("done")
+}
+
+// buildMember builds examples/member into dir.
+func buildMember(t *testing.T, dir string) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go command not found: %v", err)
+	}
+	bin := filepath.Join(dir, "member")
+	out, err := exec.Command(goTool, "build", "-o", bin, "github.com/coordkit/coordkit/examples/member").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build examples/member: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freeAddr returns a loopback address with a port free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// member is one member process. Its stdout and stderr are appended to
+// logPath across restarts.
+type member struct {
+	t                *testing.T
+	bin, name        string
+	peer, client     string
+	dataDir, logPath string
+	args             []string
+	mu               sync.Mutex
+	cmd              *exec.Cmd
+	done             chan struct{} // closed when cmd has exited
+	waitErr          error
+	restarts         int
+	httpc            http.Client
+}
+
+func (m *member) start() {
+	m.t.Helper()
+	f, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	fmt.Fprintf(f, "=== start %d: %s %s\n", m.restarts, m.bin, strings.Join(m.args, " "))
+	m.restarts++
+	cmd := exec.Command(m.bin, m.args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		m.t.Fatalf("start %s: %v", m.name, err)
+	}
+	done := make(chan struct{})
+	m.mu.Lock()
+	m.cmd, m.done = cmd, done
+	m.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		f.Close()
+		m.mu.Lock()
+		m.waitErr = err
+		m.mu.Unlock()
+		close(done)
+	}()
+}
+
+// running reports whether the process is started and has not exited.
+func (m *member) running() bool {
+	m.mu.Lock()
+	done := m.done
+	m.mu.Unlock()
+	if done == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return false
+	default:
+		return true
+	}
+}
+
+// exitErr is the result of the last exit (cmd.Wait).
+func (m *member) exitErr() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.waitErr
+}
+
+// kill sends SIGKILL and waits for the exit, if the process runs.
+func (m *member) kill() {
+	if !m.running() {
+		return
+	}
+	m.cmd.Process.Kill()
+	<-m.done
+}
+
+// stop sends SIGTERM and waits for the process to exit, which must be with
+// status 0.
+func (m *member) stop() {
+	m.t.Helper()
+	if !m.running() {
+		m.t.Fatalf("stop %s: not running", m.name)
+	}
+	began := time.Now()
+	if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		m.t.Fatalf("SIGTERM %s: %v", m.name, err)
+	}
+	select {
+	case <-m.done:
+	case <-time.After(stopTimeout):
+		m.t.Fatalf("%s did not exit within %v of SIGTERM", m.name, stopTimeout)
+	}
+	err := m.exitErr()
+	m.t.Logf("%s exited after SIGTERM in %v: %v", m.name, time.Since(began).Round(time.Millisecond), exitStatus(err))
+	if err != nil {
+		m.t.Fatalf("%s: exit after SIGTERM: %v, want status 0", m.name, err)
+	}
+}
+
+func exitStatus(err error) string {
+	if err == nil {
+		return "status 0"
+	}
+	return err.Error()
+}
+
+// eventually polls f until it succeeds, failing the test after waitTimeout.
+// It gives up early when the member's process has exited.
+func (m *member) eventually(what string, f func() error) {
+	m.t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if !m.running() {
+			m.t.Fatalf("%s: %s: the process exited (%v); last error: %v", m.name, what, exitStatus(m.exitErr()), err)
+		}
+		if time.Now().After(deadline) {
+			m.t.Fatalf("%s: %s: not reached within %v: %v", m.name, what, waitTimeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitHealthy polls GET /health until it answers 200.
+func (m *member) waitHealthy() {
+	m.t.Helper()
+	m.eventually("healthy", func() error {
+		var out struct {
+			Health bool   `json:"health"`
+			Reason string `json:"reason"`
+		}
+		if err := m.do(http.MethodGet, "/health", nil, &out); err != nil {
+			return err
+		}
+		if !out.Health {
+			return fmt.Errorf("health false: %s", out.Reason)
+		}
+		return nil
+	})
+}
+
+// waitKeys polls a range read of /k/ until it returns exactly want.
+func (m *member) waitKeys(serializable bool, want map[string]string) {
+	m.t.Helper()
+	m.eventually(fmt.Sprintf("read every key (serializable=%v)", serializable), func() error {
+		got, err := m.rangePrefix("/k/", serializable)
+		if err != nil {
+			return err
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) { // fmt sorts map keys
+			return fmt.Errorf("got %v, want %v", got, want)
+		}
+		return nil
+	})
+}
+
+// put writes key=value, retrying failures (an election may be under way)
+// until waitTimeout. A retried put rewrites the same value, so a first
+// attempt with an unknown outcome does no harm.
+func (m *member) put(key, value string) {
+	m.t.Helper()
+	m.eventually("put "+key, func() error {
+		return m.doTimeout(putTimeout, http.MethodPost, "/v1/kv/put", map[string]any{"key": []byte(key), "value": []byte(value)}, nil)
+	})
+}
+
+// get reads one key; it fails the test on an error.
+func (m *member) get(key string, serializable bool) (string, bool) {
+	m.t.Helper()
+	var out rangeResponse
+	if err := m.do(http.MethodPost, "/v1/kv/range", map[string]any{"key": []byte(key), "serializable": serializable}, &out); err != nil {
+		m.t.Fatalf("%s: get %s: %v", m.name, key, err)
+	}
+	if len(out.KVs) == 0 {
+		return "", false
+	}
+	return string(out.KVs[0].Value), true
+}
+
+type rangeResponse struct {
+	KVs []struct {
+		Key   []byte `json:"key"`
+		Value []byte `json:"value"`
+	} `json:"kvs"`
+}
+
+func (m *member) rangePrefix(prefix string, serializable bool) (map[string]string, error) {
+	var out rangeResponse
+	err := m.do(http.MethodPost, "/v1/kv/range", map[string]any{"key": []byte(prefix), "prefix": true, "serializable": serializable}, &out)
+	if err != nil {
+		return nil, err
+	}
+	got := map[string]string{}
+	for _, kv := range out.KVs {
+		got[string(kv.Key)] = string(kv.Value)
+	}
+	return got, nil
+}
+
+// leaderOfShard0 returns the member of ms that m sees leading shard 0.
+func (m *member) leaderOfShard0(ms []*member) *member {
+	m.t.Helper()
+	var leader *member
+	m.eventually("learn the leader of shard 0", func() error {
+		var st struct {
+			Shards []struct {
+				Shard  int    `json:"shard"`
+				Leader string `json:"leader"`
+			} `json:"shards"`
+		}
+		if err := m.do(http.MethodGet, "/v1/status", nil, &st); err != nil {
+			return err
+		}
+		var list struct {
+			Members []struct {
+				Name string `json:"name"`
+				ID   string `json:"id"`
+			} `json:"members"`
+		}
+		if err := m.do(http.MethodGet, "/v1/members", nil, &list); err != nil {
+			return err
+		}
+		for _, sh := range st.Shards {
+			if sh.Shard != 0 {
+				continue
+			}
+			for _, mb := range list.Members {
+				if mb.ID != sh.Leader {
+					continue
+				}
+				for _, c := range ms {
+					if c.name == mb.Name {
+						leader = c
+						return nil
+					}
+				}
+			}
+			return fmt.Errorf("leader %q of shard 0 is none of the members %+v", sh.Leader, list.Members)
+		}
+		return fmt.Errorf("no shard 0 in %+v", st)
+	})
+	return leader
+}
+
+// members maps each member's name to whether it is a voter.
+func (m *member) members() map[string]bool {
+	m.t.Helper()
+	var out struct {
+		Members []struct {
+			Name  string `json:"name"`
+			Voter bool   `json:"voter"`
+		} `json:"members"`
+	}
+	m.eventually("list members", func() error { return m.do(http.MethodGet, "/v1/members", nil, &out) })
+	voter := map[string]bool{}
+	for _, mb := range out.Members {
+		voter[mb.Name] = mb.Voter
+	}
+	return voter
+}
+
+// post calls a membership endpoint once: membership changes are not
+// retried blindly, their errors fail the test.
+func (m *member) post(path string, body, out any) {
+	m.t.Helper()
+	if err := m.do(http.MethodPost, path, body, out); err != nil {
+		m.t.Fatalf("%s: POST %s: %v", m.name, path, err)
+	}
+}
+
+// do makes one HTTP API call; an answer other than 200 is an error carrying
+// the API's error code and message.
+func (m *member) do(method, path string, body, out any) error {
+	return m.doTimeout(10*time.Second, method, path, body, out)
+}
+
+func (m *member) doTimeout(timeout time.Duration, method, path string, body, out any) error {
+	var rd io.Reader // a nil interface, not a nil *bytes.Reader, for no body
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+m.client+path, rd)
+	if err != nil {
+		return err
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := m.httpc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+			Health bool   `json:"health"`
+			Reason string `json:"reason"`
+		}
+		json.NewDecoder(resp.Body).Decode(&e)
+		if e.Reason != "" {
+			return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, e.Reason)
+		}
+		return fmt.Errorf("%s %s: %s: %s: %s", method, path, resp.Status, e.Error.Code, e.Error.Message)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decoding the answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// printLogTail logs the last n lines of the member's output.
+func (m *member) printLogTail(n int) {
+	b, err := os.ReadFile(m.logPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	if err != nil {
+		m.t.Logf("%s: reading log: %v", m.name, err)
+		return
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	m.t.Logf("--- last %d lines of %s (%s):\n%s", len(lines), m.name, m.logPath, strings.Join(lines, "\n"))
+}

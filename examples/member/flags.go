@@ -1,0 +1,255 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coordkit/coordkit/coord"
+)
+
+// options is what the command line asks for.
+type options struct {
+	cfg coord.Config
+	// clientAddr is the host:port the HTTP API listens on; "" for none.
+	clientAddr string
+	logLevel   slog.Level
+}
+
+// usageError is a bad command line: main exits with status 2 for it, as the
+// flag package does.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// parseFlags turns etcd-style flags into options. Errors are *usageError and
+// name the flag. For -h it writes the usage text to stderr and returns
+// flag.ErrHelp.
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	fs := flag.NewFlagSet("member", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported once, by the caller
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: member [flags]\n\nRuns one coordkit member, configured like an etcd member.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	var (
+		name         = fs.String("name", "default", "human-readable `name` of this member, unique in the cluster")
+		dataDir      = fs.String("data-dir", "", "`path` to the data directory (default \"<name>.coordkit\")")
+		peerURL      = fs.String("listen-peer-urls", "http://127.0.0.1:2380", "`URL` (or host:port) to listen on for Raft traffic; peers dial the same address")
+		clientURL    = fs.String("listen-client-urls", "http://127.0.0.1:2379", "`URL` (or host:port) to serve the HTTP API on; empty for none")
+		initial      = fs.String("initial-cluster", "", "founding members as `name=URL,...` (default: this member alone)")
+		token        = fs.String("initial-cluster-token", "", "cluster `token`; members with different tokens never talk (default \"coordkit-cluster\")")
+		state        = fs.String("initial-cluster-state", "new", "`state`: new to found a cluster, existing to join one after member add")
+		observer     = fs.Bool("observer", false, "join as a non-voting member (needs --initial-cluster-state existing)")
+		caFile       = fs.String("peer-trusted-ca-file", "", "`path` to the CA certificate that signs every member's certificate (peer TLS)")
+		certFile     = fs.String("peer-cert-file", "", "`path` to this member's peer TLS certificate")
+		keyFile      = fs.String("peer-key-file", "", "`path` to this member's peer TLS key")
+		insecure     = fs.Bool("insecure-peers", false, "allow plaintext peer traffic on a non-loopback address")
+		shards       = fs.Int("shards", 0, "`number` of Raft groups keys are spread over, fixed when the cluster is founded (0: default 1, or what the data directory holds)")
+		heartbeat    = fs.Int("heartbeat-interval", 100, "time (in `milliseconds`) of a heartbeat interval")
+		election     = fs.Int("election-timeout", 1000, "time (in `milliseconds`) for an election to timeout")
+		logLevelFlag = fs.String("log-level", "info", "`level` of logs written to stderr: debug, info, warn or error")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fs.Usage()
+			return nil, err
+		}
+		return nil, usagef("%v (-h lists the flags)", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("unexpected argument %q: member takes flags only", fs.Arg(0))
+	}
+
+	o := &options{}
+	if *name == "" {
+		return nil, usagef("--name: must not be empty")
+	}
+	o.cfg.Name = *name
+	o.cfg.DataDir = *dataDir
+	if o.cfg.DataDir == "" {
+		o.cfg.DataDir = *name + ".coordkit"
+	}
+
+	var err error
+	if o.cfg.RaftAddress, err = hostPort(*peerURL); err != nil {
+		return nil, usagef("--listen-peer-urls: %v", err)
+	}
+	if *clientURL != "" {
+		if o.clientAddr, err = hostPort(*clientURL); err != nil {
+			return nil, usagef("--listen-client-urls: %v", err)
+		}
+	}
+	if *initial != "" {
+		if o.cfg.InitialCluster, err = parseInitialCluster(*initial); err != nil {
+			return nil, usagef("--initial-cluster: %v", err)
+		}
+		addr, ok := o.cfg.InitialCluster[o.cfg.Name]
+		if !ok {
+			return nil, usagef("--initial-cluster: does not name this member %q (--name)", o.cfg.Name)
+		}
+		if addr != o.cfg.RaftAddress {
+			return nil, usagef("--initial-cluster: gives %q the address %s, but --listen-peer-urls is %s", o.cfg.Name, addr, o.cfg.RaftAddress)
+		}
+	}
+	o.cfg.ClusterToken = *token
+
+	switch *state {
+	case "new":
+	case "existing":
+		o.cfg.Join = true
+	default:
+		return nil, usagef("--initial-cluster-state: %q is neither new nor existing", *state)
+	}
+	if *observer && !o.cfg.Join {
+		return nil, usagef("--observer: needs --initial-cluster-state existing (a cluster is founded by voters; add the observer with member add first)")
+	}
+	o.cfg.Observer = *observer
+
+	switch {
+	case *caFile == "" && *certFile == "" && *keyFile == "":
+	case *caFile == "":
+		return nil, usagef("--peer-trusted-ca-file: required with --peer-cert-file and --peer-key-file")
+	case *certFile == "":
+		return nil, usagef("--peer-cert-file: required with --peer-trusted-ca-file and --peer-key-file")
+	case *keyFile == "":
+		return nil, usagef("--peer-key-file: required with --peer-trusted-ca-file and --peer-cert-file")
+	default:
+		o.cfg.TLS = &coord.TLSConfig{CAFile: *caFile, CertFile: *certFile, KeyFile: *keyFile}
+	}
+	o.cfg.InsecurePeers = *insecure
+
+	if *shards < 0 {
+		return nil, usagef("--shards: %d is negative", *shards)
+	}
+	o.cfg.Shards = *shards
+	if *heartbeat <= 0 {
+		return nil, usagef("--heartbeat-interval: %d ms is not positive", *heartbeat)
+	}
+	if *election <= 0 {
+		return nil, usagef("--election-timeout: %d ms is not positive", *election)
+	}
+	if *election < 5**heartbeat {
+		return nil, usagef("--election-timeout: %d ms is below 5 heartbeats (--heartbeat-interval %d ms)", *election, *heartbeat)
+	}
+	o.cfg.HeartbeatInterval = time.Duration(*heartbeat) * time.Millisecond
+	o.cfg.ElectionTimeout = time.Duration(*election) * time.Millisecond
+
+	switch strings.ToLower(*logLevelFlag) {
+	case "debug":
+		o.logLevel = slog.LevelDebug
+	case "info":
+		o.logLevel = slog.LevelInfo
+	case "warn":
+		o.logLevel = slog.LevelWarn
+	case "error":
+		o.logLevel = slog.LevelError
+	default:
+		return nil, usagef("--log-level: %q is not one of debug, info, warn, error", *logLevelFlag)
+	}
+	return o, nil
+}
+
+// hostPort accepts "host:port" or "http://host:port" (https too, as etcd
+// writes peer URLs under TLS) and returns host:port. etcd takes a
+// comma-separated list; a member here listens on one address.
+func hostPort(s string) (string, error) {
+	if strings.Contains(s, ",") {
+		return "", fmt.Errorf("%q: only one URL is supported", s)
+	}
+	addr := s
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return "", fmt.Errorf("%q is not a URL: %v", s, err)
+		}
+		if u.Scheme != "http" && u.Scheme != "https" {
+			return "", fmt.Errorf("%q: scheme %q is neither http nor https", s, u.Scheme)
+		}
+		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return "", fmt.Errorf("%q: only scheme://host:port is allowed", s)
+		}
+		addr = u.Host
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("%q is not host:port or http://host:port", s)
+	}
+	if host == "" {
+		return "", fmt.Errorf("%q has no host", s)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return "", fmt.Errorf("%q: port %q is not 1..65535", s, port)
+	}
+	return addr, nil
+}
+
+// parseInitialCluster parses "a=http://10.0.0.1:2380,b=10.0.0.2:2380".
+func parseInitialCluster(s string) (map[string]string, error) {
+	m := map[string]string{}
+	byAddr := map[string]string{}
+	for _, part := range strings.Split(s, ",") {
+		name, u, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || name == "" || u == "" {
+			return nil, fmt.Errorf("%q is not name=URL", part)
+		}
+		if _, dup := m[name]; dup {
+			return nil, fmt.Errorf("member %q is named twice", name)
+		}
+		addr, err := hostPort(u)
+		if err != nil {
+			return nil, fmt.Errorf("member %q: %v", name, err)
+		}
+		if other, dup := byAddr[addr]; dup {
+			return nil, fmt.Errorf("members %q and %q share the address %s", other, name, addr)
+		}
+		m[name], byAddr[addr] = addr, name
+	}
+	return m, nil
+}
+
+// configFlags maps the coord.Config fields that coord.Open names in its
+// ErrInvalidConfig errors to the flags that set them.
+var configFlags = []struct{ field, flag string }{
+	{"Name", "--name"},
+	{"DataDir", "--data-dir"},
+	{"RaftAddress", "--listen-peer-urls"},
+	{"InitialCluster", "--initial-cluster"},
+	{"ClusterToken", "--initial-cluster-token"},
+	{"Observer", "--observer"},
+	{"TLS.CAFile", "--peer-trusted-ca-file"},
+	{"TLS.CertFile", "--peer-cert-file"},
+	{"TLS", "--peer-trusted-ca-file"},
+	{"Shards", "--shards"},
+	{"HeartbeatInterval", "--heartbeat-interval"},
+	{"ElectionTimeout", "--election-timeout"},
+}
+
+// flagError turns coord.Open's refusal of the Config (ErrInvalidConfig, for
+// example a TLS file that does not load, or --shards differing from the
+// data directory's) into a *usageError naming the flag. Other errors are
+// returned unchanged.
+func flagError(err error) error {
+	if !errors.Is(err, coord.ErrInvalidConfig) {
+		return err
+	}
+	msg := err.Error()
+	for _, f := range configFlags {
+		if strings.Contains(msg, coord.ErrInvalidConfig.Error()+": "+f.field+":") {
+			return usagef("%s: %s", f.flag, msg)
+		}
+	}
+	return &usageError{msg: msg}
+}

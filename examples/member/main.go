@@ -1,0 +1,211 @@
+// Command member runs one coordkit member as a process, configured with
+// etcd's member flags, and serves the HTTP API (coord/httpapi) that
+// examples/coordctl talks to. It is what examples/cluster deploys.
+//
+// One member with the defaults (Raft on 127.0.0.1:2380, HTTP on
+// 127.0.0.1:2379, data in ./default.coordkit):
+//
+//	go run ./examples/member
+//
+// One of three members founding a cluster:
+//
+//	go run ./examples/member --name m1 --data-dir data/m1 \
+//		--listen-peer-urls http://127.0.0.1:12380 \
+//		--listen-client-urls http://127.0.0.1:12379 \
+//		--initial-cluster m1=http://127.0.0.1:12380,m2=http://127.0.0.1:22380,m3=http://127.0.0.1:32380 \
+//		--initial-cluster-token demo --initial-cluster-state new
+//
+// A member added with "coordctl member add NAME ADDR [--observer]" starts
+// with --initial-cluster-state existing (and --observer for an observer).
+// A restart with the same --data-dir resumes the member with its data.
+//
+// The flags, as in etcd (member -h describes them): --name, --data-dir,
+// --listen-peer-urls (the Raft address, which peers also dial),
+// --listen-client-urls (the HTTP API; empty for none), --initial-cluster,
+// --initial-cluster-token, --initial-cluster-state new|existing, --observer,
+// --peer-trusted-ca-file, --peer-cert-file and --peer-key-file (peer mutual
+// TLS: all three or none), --insecure-peers, --shards, --heartbeat-interval
+// and --election-timeout (milliseconds), --log-level debug|info|warn|error.
+// A URL flag takes one host:port, with or without http:// or https://.
+//
+// The HTTP API has no authentication: keep --listen-client-urls on loopback
+// or on a network only trusted clients reach.
+//
+// Once the cluster has a leader for every shard and this member has caught
+// up, it prints "member NAME ready". SIGINT or SIGTERM shuts the HTTP server
+// down and closes the member; the exit status is then 0. A bad flag exits
+// with status 2, any other failure with 1. Logs go to stderr as slog text.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/coordkit/coordkit/coord"
+	"github.com/coordkit/coordkit/coord/httpapi"
+)
+
+const (
+	// readyTimeout bounds the wait for the cluster: members of a new
+	// cluster may be started by hand, one after another.
+	readyTimeout = 60 * time.Second
+	// readyLogEvery is how often the wait for the cluster is logged.
+	readyLogEvery = 5 * time.Second
+	// shutdownTimeout bounds the HTTP server's graceful shutdown.
+	shutdownTimeout = 5 * time.Second
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills the process at once, as by default
+	}()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	var usage *usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.As(err, &usage):
+		fmt.Fprintf(os.Stderr, "member: %v\n", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintf(os.Stderr, "member: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program: it returns when ctx ends (after a clean
+// shutdown, with nil) or on a failure. Errors for a bad command line are
+// *usageError.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	o.cfg.Logger = log
+
+	// Bind the client port before opening the member, so that a port in
+	// use fails at once rather than after the member has joined.
+	var ln net.Listener
+	if o.clientAddr != "" {
+		if ln, err = net.Listen("tcp", o.clientAddr); err != nil {
+			return fmt.Errorf("--listen-client-urls: %w", err)
+		}
+		defer ln.Close() // no-op once the server owns and closes it
+	}
+
+	log.Info("opening member", "name", o.cfg.Name, "data-dir", o.cfg.DataDir, "peer", o.cfg.RaftAddress,
+		"client", o.clientAddr, "join", o.cfg.Join, "observer", o.cfg.Observer)
+	node, err := coord.Open(ctx, o.cfg)
+	if err != nil {
+		return flagError(err)
+	}
+	defer func() {
+		if err := node.Close(); err != nil && !errors.Is(err, coord.ErrClosed) {
+			log.Warn("closing member", "err", err)
+			return
+		}
+		log.Info("member closed")
+	}()
+
+	serveErr := make(chan error, 1)
+	var srv *http.Server
+	if ln != nil {
+		srv = &http.Server{
+			// The API has no authentication: refuse cross-origin requests a
+			// browser on this host would send on a web page's behalf.
+			Handler:           http.NewCrossOriginProtection().Handler(httpapi.New(node)),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		go func() { serveErr <- srv.Serve(ln) }()
+		log.Info("serving HTTP API", "address", ln.Addr().String())
+		if !loopback(ln.Addr()) {
+			log.Warn("the HTTP API has no authentication: anyone who can reach it can read and write every key and change membership", "address", ln.Addr().String())
+		}
+	}
+
+	if err := waitReady(ctx, node, log); err != nil {
+		if ctx.Err() != nil { // interrupted while waiting: a normal stop
+			log.Info("shutting down before ready", "cause", context.Cause(ctx))
+			return shutdown(srv, log)
+		}
+		shutdown(srv, log)
+		return err
+	}
+	log.Info(fmt.Sprintf("member %s ready", o.cfg.Name))
+	fmt.Fprintf(stdout, "member %s ready\n", o.cfg.Name)
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "cause", context.Cause(ctx))
+		return shutdown(srv, log)
+	case err := <-serveErr:
+		return fmt.Errorf("HTTP server: %w", err)
+	}
+}
+
+// waitReady waits for node.Ready up to readyTimeout, logging while it waits.
+func waitReady(ctx context.Context, node *coord.Node, log *slog.Logger) error {
+	start := time.Now()
+	deadline := start.Add(readyTimeout)
+	for {
+		stepEnd := time.Now().Add(readyLogEvery)
+		if stepEnd.After(deadline) {
+			stepEnd = deadline
+		}
+		step, cancel := context.WithDeadline(ctx, stepEnd)
+		err := node.Ready(step)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, coord.ErrClosed):
+			return err
+		}
+		// Ready may fail before the step's deadline; do not spin on it.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Until(stepEnd)):
+		}
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("cluster not ready after %v (are a quorum of members running and reachable?): %w", readyTimeout, err)
+		}
+		log.Info("waiting for the cluster: a leader for every shard, and this member caught up",
+			"waited", time.Since(start).Round(time.Second), "err", err)
+	}
+}
+
+// shutdown stops the HTTP server gracefully, if there is one.
+func shutdown(srv *http.Server, log *slog.Logger) error {
+	if srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("HTTP server shutdown", "err", err)
+		return srv.Close()
+	}
+	return nil
+}
+
+func loopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}
