@@ -41,20 +41,40 @@ func dirOf(name string) string {
 	return name + "/"
 }
 
-// enqueue writes key, attached to the session's lease, and returns its
-// create revision: its place in the queue and its fencing token.
-func enqueue(ctx context.Context, s *coord.Session, key string, value []byte) (coord.Revision, error) {
-	r, err := s.Node().Put(ctx, key, value, coord.WithLease(s.Lease()))
+// enqueue writes key, attached to the session's lease, and in the same
+// revision runs peek (a Get of the queue), so that a waiter learns where it
+// stands without another round trip. It returns the key's create revision:
+// its place in the queue and its fencing token.
+func enqueue(ctx context.Context, s *coord.Session, key string, value []byte, peek coord.Op) (coord.Revision, *coord.GetResponse, error) {
+	r, err := s.Node().Txn(ctx).Then(coord.OpPut(key, value, coord.WithLease(s.Lease())), peek).Commit()
 	if err != nil {
 		if errors.Is(err, coord.ErrOutcomeUnknown) {
 			removeKey(s, key) // it may exist: leave no ghost waiter
 		}
 		if errors.Is(err, coord.ErrLeaseNotFound) {
-			return 0, fmt.Errorf("%w: %w", coord.ErrSessionExpired, err)
+			return 0, nil, fmt.Errorf("%w: %w", coord.ErrSessionExpired, err)
 		}
-		return 0, err
+		return 0, nil, err
 	}
-	return r.Header.Revision, nil
+	return r.Header.Revision, r.Responses[1].Get, nil
+}
+
+// peekAhead is the Get that enqueue runs to find the waiter's predecessor in
+// blockDir: the newest keys, the waiter's own among them when blockDir
+// holds it.
+func peekAhead(blockDir string) coord.Op {
+	return coord.OpGet(blockDir, coord.WithPrefix(), coord.WithKeysOnly(), coord.WithLimit(2),
+		coord.WithSort(coord.SortByCreateRevision, coord.SortDescend))
+}
+
+// ahead picks, from peekAhead's answer, the key created last before rev.
+func ahead(g *coord.GetResponse, rev coord.Revision) *coord.KeyValue {
+	for _, kv := range g.KVs {
+		if kv.CreateRevision < rev {
+			return kv
+		}
+	}
+	return nil
 }
 
 // removeKey deletes a waiter's key with a fresh deadline, best effort: if it
@@ -162,40 +182,39 @@ func sessionErr(s *coord.Session) error {
 }
 
 // acquire queues under dir and waits until no key in blockDir was created
-// before this waiter's. On any failure the waiter's key is removed.
+// before this waiter's. On any failure the waiter's key is removed. An
+// uncontended acquisition is one Raft write and no read.
 func acquire(ctx context.Context, s *coord.Session, dir, blockDir string, value []byte) (*hold, error) {
 	if err := s.Err(); err != nil {
 		return nil, sessionErr(s)
 	}
 	key := waiterKey(dir, s.Lease())
-	rev, err := enqueue(ctx, s, key, value)
+	rev, g, err := enqueue(ctx, s, key, value, peekAhead(blockDir))
 	if err != nil {
 		return nil, err
 	}
 	if afterEnqueue != nil {
 		afterEnqueue()
 	}
-	for {
-		pred, at, err := predecessor(ctx, s.Node(), blockDir, rev)
-		if err == nil && pred == nil {
-			h, herr := newHold(ctx, s, key, rev)
-			if herr == nil {
-				return h, nil
-			}
-			err = herr
+	// Invariant: the waiter's key existed at revision at, and pred was the
+	// key ahead of it then; watching from at+1 misses no change.
+	pred, at := ahead(g, rev), rev
+	for pred != nil {
+		if err = waitGone(ctx, s, pred.Key, key, at); err != nil {
+			break
 		}
-		if err == nil {
-			err = stillQueued(ctx, s, key, rev, at)
+		if pred, at, err = predecessor(ctx, s.Node(), blockDir, rev); err != nil {
+			break
 		}
-		if err == nil {
-			err = waitGone(ctx, s, pred.Key, key, at)
-			if err == nil {
-				continue
-			}
+		if err = stillQueued(ctx, s, key, rev, at); err != nil {
+			break
 		}
-		removeKey(s, key)
-		return nil, err
 	}
+	if err == nil {
+		return startHold(s, key, rev, at), nil
+	}
+	removeKey(s, key)
+	return nil, err
 }
 
 // tryAcquire queues and, if any key in blockDir is ahead, leaves the queue
@@ -205,23 +224,15 @@ func tryAcquire(ctx context.Context, s *coord.Session, dir, blockDir string) (*h
 		return nil, sessionErr(s)
 	}
 	key := waiterKey(dir, s.Lease())
-	rev, err := enqueue(ctx, s, key, nil)
+	rev, g, err := enqueue(ctx, s, key, nil, peekAhead(blockDir))
 	if err != nil {
 		return nil, err
 	}
-	pred, _, err := predecessor(ctx, s.Node(), blockDir, rev)
-	if err == nil && pred != nil {
-		err = ErrLocked
-	}
-	if err == nil {
-		if h, herr := newHold(ctx, s, key, rev); herr == nil {
-			return h, nil
-		} else {
-			err = herr
-		}
+	if ahead(g, rev) == nil {
+		return startHold(s, key, rev, rev), nil
 	}
 	removeKey(s, key)
-	return nil, err
+	return nil, ErrLocked
 }
 
 // hold is one acquisition: its key, fence, and a watcher that notices the
@@ -238,22 +249,15 @@ type hold struct {
 	err error
 }
 
-// newHold checks that the key still exists (the session may have ended
-// while waiting) and starts watching it.
-func newHold(ctx context.Context, s *coord.Session, key string, rev coord.Revision) (*hold, error) {
-	g, err := s.Node().Get(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	if len(g.KVs) == 0 || g.KVs[0].CreateRevision != rev {
-		return nil, ownKeyGone(ctx, s)
-	}
+// startHold starts a hold on key, created at rev and known to exist at
+// revision at: its watcher notices any deletion after at.
+func startHold(s *coord.Session, key string, rev, at coord.Revision) *hold {
 	wctx, cancel := context.WithCancel(context.Background())
 	h := &hold{s: s, key: key, rev: rev, cancel: cancel, done: make(chan struct{})}
-	w := s.Node().Watch(wctx, key, coord.WithRev(g.Header.Revision+1), coord.WithFilterPut())
+	w := s.Node().Watch(wctx, key, coord.WithRev(at+1), coord.WithFilterPut())
 	h.wg.Add(1)
 	go h.watch(wctx, w)
-	return h, nil
+	return h
 }
 
 func (h *hold) watch(ctx context.Context, w coord.WatchChan) {

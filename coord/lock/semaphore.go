@@ -41,31 +41,29 @@ func (m *Semaphore) acquire(ctx context.Context) (*hold, error) {
 	}
 	n := m.s.Node()
 	key := waiterKey(m.dir, m.s.Lease())
-	rev, err := enqueue(ctx, m.s, key, nil)
+	// The count read with the enqueue includes the waiter's own key.
+	rev, g, err := enqueue(ctx, m.s, key, nil, coord.OpGet(m.dir, coord.WithPrefix(), coord.WithCountOnly()))
 	if err != nil {
 		return nil, err
 	}
-	for {
-		g, err := n.Get(ctx, m.dir, coord.WithPrefix(), coord.WithMaxCreateRev(rev-1), coord.WithCountOnly())
-		if err == nil && g.Count < int64(m.permits) {
-			h, herr := newHold(ctx, m.s, key, rev)
-			if herr == nil {
-				return h, nil
-			}
-			err = herr
+	queued, at := g.Count-1, rev // keys ahead, and the revision they were counted at
+	for queued >= int64(m.permits) {
+		if err = m.waitRelease(ctx, at); err != nil {
+			break
 		}
-		if err == nil {
-			err = stillQueued(ctx, m.s, key, rev, g.Header.Revision)
+		if g, err = n.Get(ctx, m.dir, coord.WithPrefix(), coord.WithMaxCreateRev(rev-1), coord.WithCountOnly()); err != nil {
+			break
 		}
-		if err == nil {
-			err = m.waitRelease(ctx, g.Header.Revision)
-			if err == nil {
-				continue
-			}
+		queued, at = g.Count, g.Header.Revision
+		if err = stillQueued(ctx, m.s, key, rev, at); err != nil {
+			break
 		}
-		removeKey(m.s, key)
-		return nil, err
 	}
+	if err == nil {
+		return startHold(m.s, key, rev, at), nil
+	}
+	removeKey(m.s, key)
+	return nil, err
 }
 
 func (m *Semaphore) waitRelease(ctx context.Context, rev coord.Revision) error {
