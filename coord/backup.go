@@ -59,10 +59,17 @@ type backupTrailer struct {
 // read, so each shard's part is a consistent cut; shards are read one after
 // another, not at one instant (as shards are separate Raft groups). History
 // and leases are not saved: keys are saved with the lease they were
-// attached to, for the record. It blocks until the backup is written or ctx
-// ends; w receives a partial backup on error, which Restore refuses.
-// Errors: those of Get, and w's.
-func (n *Node) Snapshot(ctx context.Context, w io.Writer) error {
+// attached to, for the record. With WithSerializable (the only option it
+// takes) it reads this member's replica without a quorum: the way to save
+// what a survivor holds when a majority of voters is gone for good. It
+// blocks until the backup is written or ctx ends; w receives a partial
+// backup on error, which Restore refuses. Errors: ErrInvalidOption, those
+// of Get, and w's.
+func (n *Node) Snapshot(ctx context.Context, w io.Writer, opts ...OpOption) error {
+	o, err := buildOp(kindSnapshot, opts)
+	if err != nil {
+		return err
+	}
 	if err := n.check(ctx); err != nil {
 		return err
 	}
@@ -71,14 +78,14 @@ func (n *Node) Snapshot(ctx context.Context, w io.Writer) error {
 	h := sha256.New()
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(io.MultiWriter(bw, h))
-	err := enc.Encode(backupHeader{Format: backupFormat, Version: 1, Token: n.cfg.ClusterToken,
+	err = enc.Encode(backupHeader{Format: backupFormat, Version: 1, Token: n.cfg.ClusterToken,
 		Shards: len(n.shards), Member: n.cfg.Name, Created: time.Now().UTC()})
 	for _, s := range n.shards {
 		if err != nil {
 			break
 		}
 		var v *sm.View
-		if v, err = n.read(ctx, s, false); err != nil {
+		if v, err = n.read(ctx, s, o.serializable); err != nil {
 			break
 		}
 		all := sm.Op{Kind: sm.OpRange, Key: "\x00", End: "\x00"}

@@ -2,6 +2,7 @@ package coord_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -79,5 +80,37 @@ func TestSnapshotBackupRestoresIntoANewCluster(t *testing.T) {
 	}
 	if _, err := dst.Node(0).Restore(ctx, bytes.NewReader(data)); !errors.Is(err, coord.ErrNotEmpty) {
 		t.Fatalf("restoring into a cluster with keys: %v, want ErrNotEmpty", err)
+	}
+	if err := dst.Node(0).Snapshot(ctx, &backup, coord.WithPrefix()); !errors.Is(err, coord.ErrInvalidOption) {
+		t.Fatalf("Snapshot with WithPrefix: %v, want ErrInvalidOption", err)
+	}
+}
+
+// With a majority of voters gone for good, a survivor's replica is saved
+// with a serializable Snapshot and restored into a new cluster.
+func TestSerializableSnapshotSavesASurvivorWithoutQuorum(t *testing.T) {
+	c := coordtest.New(t, 3)
+	ctx := ctxT(t)
+	for i := 0; i < 50; i++ {
+		mustPut(t, c.Node(i%3), fmt.Sprintf("/survivor/k%d", i), "v")
+	}
+	coordtest.Eventually(t, 10*time.Second, func() bool { return serializableCount(c.Node(2), "/survivor/") == 50 },
+		"member 2 did not apply every write")
+	c.Stop(0)
+	c.Stop(1)
+	lin, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var b bytes.Buffer
+	if err := c.Node(2).Snapshot(lin, &b); err == nil {
+		t.Fatal("a linearizable snapshot succeeded without quorum")
+	}
+	b.Reset()
+	if err := c.Node(2).Snapshot(ctx, &b, coord.WithSerializable()); err != nil {
+		t.Fatal(err)
+	}
+	fresh := coordtest.New(t, 1)
+	res, err := fresh.Node(0).Restore(ctx, &b)
+	if err != nil || res.Keys != 50 {
+		t.Fatalf("restore of the survivor's backup: %+v, %v", res, err)
 	}
 }

@@ -14,6 +14,7 @@ const (
 	kindWatch
 	kindList
 	kindTTL
+	kindSnapshot
 )
 
 // op collects what the options of one call asked for.
@@ -160,10 +161,11 @@ func WithRev(rev Revision) OpOption {
 
 // WithSerializable serves the read from this member's replica without
 // contacting the leader: no network at all, possibly stale (it reflects
-// every write this replica has applied, in order). Applies to Get, List.
+// every write this replica has applied, in order). Applies to Get, List,
+// Snapshot.
 func WithSerializable() OpOption {
 	return func(o *op) {
-		if o.allow("WithSerializable", kindGet|kindList) {
+		if o.allow("WithSerializable", kindGet|kindList|kindSnapshot) {
 			o.serializable = true
 		}
 	}
