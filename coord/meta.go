@@ -15,21 +15,21 @@ const metaFile = "coordkit-member.json"
 // memberMeta is what a member remembers about itself and its cluster, so a
 // restart needs only the DataDir.
 type memberMeta struct {
-	Version      int               `json:"version"`
-	Name         string            `json:"name"`
-	ReplicaID    uint64            `json:"replica_id"`
-	ClusterToken string            `json:"cluster_token"`
-	Shards       int               `json:"shards"`
-	RaftAddress  string            `json:"raft_address"`
-	Joined       bool              `json:"joined,omitempty"`
-	Observer     bool              `json:"observer,omitempty"` // the role it last started in
-	Seeded       bool              `json:"seeded,omitempty"`   // admitted through JoinSeeds
+	Version      int    `json:"version"`
+	Name         string `json:"name"`
+	ReplicaID    uint64 `json:"replica_id"`
+	ClusterToken string `json:"cluster_token"`
+	Shards       int    `json:"shards"`
+	RaftAddress  string `json:"raft_address"`
+	Joined       bool   `json:"joined,omitempty"`
+	Observer     bool   `json:"observer,omitempty"` // the role it last started in
+	Seeded       bool   `json:"seeded,omitempty"`   // admitted through JoinSeeds
 	// LogDBShards is dragonboat's LogDB shard count, part of its on-disk
 	// format with the step worker count (engineConfig of Shards): 1 for
 	// DataDirs created since it was recorded; when absent, both are
 	// dragonboat's defaults (16), used before.
-	LogDBShards uint64 `json:"logdb_shards,omitempty"`
-	Members      map[string]member `json:"members"`
+	LogDBShards uint64            `json:"logdb_shards,omitempty"`
+	Members     map[string]member `json:"members"`
 }
 
 type member struct {

@@ -1,38 +1,90 @@
 // Package httpapi serves a coord.Node over HTTP with JSON bodies, for
 // clients that are not written in Go or do not embed a member: shell scripts
 // with curl, the coordctl command (examples/coordctl), health checks of a
-// load balancer. It is the API v1 contract shared with those clients; it
-// imports only coord and the standard library.
+// load balancer. It is the API v1 contract shared with those clients. It
+// imports coord, the primitives built on it (coord/lock, coord/election,
+// coord/registry, coord/pubsub) and the standard library only.
 //
 //	n, err := coord.Open(ctx, cfg)
 //	...
-//	srv := &http.Server{Addr: "127.0.0.1:2379", Handler: httpapi.New(n)}
+//	srv := &http.Server{Addr: "127.0.0.1:2379", Handler: httpapi.New(n),
+//		ReadHeaderTimeout: 10 * time.Second}
 //	go srv.ListenAndServe()
 //
 // # Endpoints
 //
 // Every POST body is one JSON object; a field the endpoint does not know is
-// refused with 400, as are trailing data and an empty body.
+// refused with 400, as are trailing data and an empty body. Endpoints marked
+// "~" answer with a stream (see Streams); lock/acquire, election/campaign and
+// registry/register hold a resource for as long as their stream is open (see
+// Held resources).
 //
-//	POST /v1/kv/put          {"key","value","lease"?,"prev_kv"?}
-//	                         -> {"header","prev_kv":KV|null}
-//	POST /v1/kv/range        {"key","range_end"?,"prefix"?,"serializable"?,"limit"?,
-//	                          "revision"?,"keys_only"?,"count_only"?}
-//	                         -> {"header","kvs":[KV],"more","count"}
-//	POST /v1/kv/deleterange  {"key","range_end"?,"prefix"?,"prev_kv"?}
-//	                         -> {"header","deleted","prev_kvs":[KV]}
-//	GET  /v1/members         -> {"members":[Member]}
-//	POST /v1/members/add     {"name","address","observer"?,"force"?} -> {"member":Member}
-//	POST /v1/members/remove  {"name","force"?} -> {}
-//	POST /v1/members/promote {"name","force"?} -> {}
-//	GET  /v1/status          -> {"member","replica_id","shards":[...]}
-//	GET  /health             -> 200 {"health":true} or 503 {"health":false,"reason"}
+//	Keys
+//	POST /v1/kv/put              {"key","value","lease"?,"prev_kv"?,"if_mod_revision"?}
+//	                             -> {"header","prev_kv":KV|null}
+//	POST /v1/kv/range            {"key","range_end"?,"prefix"?,"serializable"?,"limit"?,
+//	                              "revision"?,"keys_only"?,"count_only"?}
+//	                             -> {"header","kvs":[KV],"more","count"}
+//	POST /v1/kv/deleterange      {"key","range_end"?,"prefix"?,"prev_kv"?,"if_mod_revision"?}
+//	                             -> {"header","deleted","prev_kvs":[KV]}
+//	POST /v1/kv/txn              {"compare":[Cmp],"success":[ReqOp],"failure":[ReqOp]}
+//	                             -> {"header","succeeded","responses":[RespOp]}
+//	POST /v1/kv/compact          {"shard","revision"} -> {"header"}
+//	POST /v1/watch             ~ {"key","range_end"?,"prefix"?,"start_revision"?,"prev_kv"?,
+//	                              "filters"?:["noput","nodelete"],"progress_notify"?}
+//	                             -> {"header","created":true}, then {"header","events":[Event]} ...
+//	Leases
+//	POST /v1/lease/grant         {"ttl_ms"} -> {"id","ttl_ms"}
+//	POST /v1/lease/keepalive     {"id"} -> {"id","ttl_ms"}  (one renewal)
+//	POST /v1/lease/revoke        {"id"} -> {}
+//	POST /v1/lease/timetolive    {"id","keys"?} -> {"id","ttl_ms","granted_ttl_ms","keys":[b64]}
+//	GET  /v1/lease/leases        -> {"leases":[{"id","ttl_ms"}]}
+//	Locks
+//	POST /v1/lock/acquire      ~ {"name","ttl_ms"?,"wait_ms"?,"try"?}
+//	                             -> {"lock":{"name","key","fence","lease"}}, then heartbeats
+//	POST /v1/lock/release        {"lease"} -> {}
+//	Elections
+//	POST /v1/election/campaign ~ {"name","value","ttl_ms"?}
+//	                             -> {"leader":Leader} once elected, then heartbeats
+//	POST /v1/election/proclaim   {"lease","value"} -> {}
+//	POST /v1/election/resign     {"lease"} -> {}
+//	POST /v1/election/leader     {"name"} -> {"leader":Leader}
+//	POST /v1/election/observe  ~ {"name"} -> {"leader":Leader|null} ...
+//	Service registry
+//	POST /v1/registry/register ~ {"prefix"?,"service","id","addr","metadata"?,"weight"?,
+//	                              "status"?,"ttl_ms"?}
+//	                             -> {"registered":Instance}, then heartbeats
+//	POST /v1/registry/lookup     {"prefix"?,"service","passing_only"?,"local"?} -> {"instances":[Instance]}
+//	POST /v1/registry/services   {"prefix"?} -> {"services":[string]}
+//	POST /v1/registry/watch    ~ {"prefix"?,"service","from_revision"?}
+//	                             -> {"type","instance":Instance|null,"revision"} ...
+//	Pub/sub
+//	POST /v1/pubsub/publish      {"prefix"?,"topic","payload"} -> {"offset"}
+//	POST /v1/pubsub/subscribe  ~ {"prefix"?,"topic","from"?:"now"|"earliest","offset"?,"time"?}
+//	                             -> {"message":{"topic","offset","time","payload"}} ...
+//	Cluster
+//	GET  /v1/members             -> {"members":[Member]}
+//	POST /v1/members/add         {"name","address","observer"?,"force"?} -> {"member":Member}
+//	POST /v1/members/remove      {"name","force"?} -> {}
+//	POST /v1/members/promote     {"name","force"?} -> {}
+//	GET  /v1/status              -> {"member","replica_id","shards":[...]}
+//	GET  /v1/snapshot          ~ -> a backup (application/octet-stream), see Snapshots
+//	GET  /health                 -> 200 {"health":true} or 503 {"health":false,"reason"}
 //
 // with
 //
-//	Header = {"shard","revision","raft_term","member"}
-//	KV     = {"key","value","create_revision","mod_revision","version","lease"}
-//	Member = {"name","id","address","voter","leads":[shard],"reachable"}
+//	Header   = {"shard","revision","raft_term","member"}
+//	KV       = {"key","value","create_revision","mod_revision","version","lease"}
+//	Cmp      = {"key","target":"value"|"version"|"create"|"mod"|"lease",
+//	            "result":"="|"!="|"<"|">","value" (target value) | "number" (the others)}
+//	ReqOp    = {"put":{put body}} | {"range":{range body}} | {"delete_range":{deleterange body}}
+//	RespOp   = {"put":{...}} | {"range":{...}} | {"delete_range":{...}}, the endpoints' answers
+//	Event    = {"type":"PUT"|"DELETE","kv":KV,"prev_kv":KV|null}
+//	Leader   = {"name","key","value","rev","lease"}
+//	Instance = {"service","id","addr","metadata":{},"weight","status","revision"}
+//	Member   = {"name","id","address","voter","leads":[shard],"reachable"}
+//
+// # Keys
 //
 // The range fields map to coord's options: prefix to coord.WithPrefix,
 // range_end to coord.WithRange (the two are exclusive), serializable to
@@ -42,17 +94,120 @@
 // unless serializable is set; a write is answered once applied on the member
 // serving the request, so a read sent to the same server right after sees it.
 //
+// "if_mod_revision" makes a put, or the delete of a single key, a
+// compare-and-swap: it happens only if the key's mod_revision equals it (0:
+// the key must not exist), otherwise 409 compare_failed, whose message names
+// the key and its current mod_revision. A txn is coord.Txn: atomic within
+// one shard, and, as in etcd, a compare that fails is not an error but
+// succeeded=false with the failure branch run. A range inside a txn takes
+// neither serializable nor revision.
+//
+// A watch's first line carries the header of this member's replica when the
+// watch started. Without start_revision the watch delivers exactly the
+// changes after that header's revision; with it, every change from
+// start_revision on, then live ones. Events come in revision order, each
+// once, all events of a revision in one line. To resume after a disconnect,
+// ask for start_revision = the last mod_revision received + 1. When history
+// the watch needs is compacted, a line carries "compact_revision" (the
+// oldest revision left) and an error line with code compacted ends the
+// stream: read the current state and watch from its revision. With
+// progress_notify, an idle watch sends event-less lines every heartbeat
+// interval whose header revision promises that every change up to it has
+// been delivered.
+//
 // GET /health is healthy when every shard has a leader and a linearizable
 // read of every shard on this member succeeds within 2 seconds.
 //
 // # Binary safety and numbers
 //
-// Keys and values are arbitrary bytes: in JSON they are base64 strings
-// (standard alphabet, with padding), as in etcd's JSON gateway. A value
-// missing from a put is the empty value. Revisions, lease IDs and counts
-// are JSON numbers. Raft replica IDs ("id", "replica_id", "leader") are
+// Keys and values (and payloads, election values) are arbitrary bytes: in
+// JSON they are base64 strings (standard alphabet, with padding), as in
+// etcd's JSON gateway. A value missing from a put is the empty value.
+// Revisions, lease IDs, offsets, fences and counts are JSON numbers; lease
+// IDs are positive. Raft replica IDs ("id", "replica_id", "leader") are
 // decimal strings, because they can exceed 2^53, the largest integer a
-// JavaScript number holds exactly.
+// JavaScript number holds exactly. Times are RFC 3339.
+//
+// # Streams
+//
+// A stream is newline-delimited JSON (Content-Type application/x-ndjson):
+// one object per line, each flushed as it is written. A stream idle for the
+// heartbeat interval (HeartbeatInterval, at most and by default 10 seconds)
+// sends {"heartbeat":true}; skip those lines. A stream that ends for any
+// reason but the client going away ends with an error line,
+// {"error":{"code","message"}}. A request refused before its stream begins
+// (a malformed body, a lock held with try set, no quorum) gets an ordinary
+// error response instead, with its status.
+//
+// Every write to a stream must complete within StreamWriteTimeout (default
+// 10 seconds): a client that stops reading, or a dead one whose heartbeats
+// fill the connection, is disconnected, and what its stream held is
+// released. The handler sets these per-write deadlines itself; the
+// http.Server's WriteTimeout does not end streams, nor does its
+// ReadTimeout once the request body is read. In HTTP/1.x a stream's
+// connection is closed after the stream rather than reused.
+//
+// At most MaxStreams streams (default 1000) are open at once per handler;
+// one more is refused with 503 too_many_streams. Each stream's goroutines
+// end when its request ends. http.Server.Shutdown waits for open streams
+// without ending them: give the server a BaseContext that you cancel when
+// shutting down, or call Server.Close once Shutdown's deadline passes.
+//
+// # Held resources
+//
+// A lock, an election candidacy and a service registration are held by
+// their stream. The handler opens a coord.Session with TTL "ttl_ms" (default
+// 10000; coord refuses less than twice the cluster's election timeout),
+// acquires the resource, sends a line describing it, and keeps it while the
+// stream is open, with heartbeats. It is released (unlock, resign or
+// deregister, then the session closed) as soon as the stream ends: the
+// client closed it, or a write to it timed out. If the serving member dies,
+// the session's TTL frees it. So `curl -N` holding the connection is a lock:
+//
+//	curl -N -d '{"name":"/locks/deploy"}' http://127.0.0.1:2379/v1/lock/acquire
+//
+// Until the lock is taken (or the candidate elected) nothing is sent, so
+// that a refusal is an error response: "try" fails at once with 409 locked
+// when the lock is held or queued for, "wait_ms" bounds the wait (409 locked
+// when it runs out; 0 waits until the request ends). A resource lost while
+// held (its session expired, its key deleted, the Node closed) ends the
+// stream with an error line coded lost; stop acting as its owner.
+//
+// POST /v1/lock/release and /v1/election/resign name a held resource by the
+// "lease" of its first line: they release it and end its stream, which
+// ends with a lost line. They work on the handler that holds it only, and
+// answer 404 not_found elsewhere, or when nothing is held under that lease.
+// /v1/election/proclaim changes a held leadership's value.
+//
+// A lock's "fence" is its key's create revision, strictly increasing with
+// every new holder: pass it to the resource the lock guards, which must
+// refuse a fence older than the newest it has seen (see coord/lock). A
+// Leader's "rev" is the same for leadership.
+//
+// /v1/election/leader and /v1/election/observe read through one session the
+// handler grants on first use and keeps alive until the Node closes (package
+// election reads through a Session; etcd's election service does the same):
+// it shows in /v1/lease/leases. A Leader's "lease" read while that leader is
+// already leaving may be 0.
+//
+// Registrations and lookups live under "prefix" (default "/services"),
+// topics under "prefix" (default "/topics"). A registry watch sends the
+// current instances (added), then {"type":"synced","instance":null}, then
+// every change; with from_revision (a "revision" received earlier) it sends
+// only the changes after it. A subscription starts now by default, or at
+// "from":"earliest", at an "offset" (that message included), or at the first
+// message published at or after "time"; an offset retention has removed
+// ends the stream with an error line coded out_of_range whose "earliest" is
+// the oldest offset left.
+//
+// # Snapshots
+//
+// GET /v1/snapshot streams what coord.Node.Snapshot writes: a backup of every
+// key, restorable into a new cluster with coord.Node.Restore. A failure
+// after the first byte aborts the response, so the client sees a broken
+// transfer, never a complete-looking partial backup (Restore verifies the
+// checksum in any case). Its writes have the same deadline as a stream's,
+// and it counts toward MaxStreams.
 //
 // # Errors
 //
@@ -60,17 +215,31 @@
 //
 //	{"error":{"code":"not_found","message":"coord: member not found: \"x\""}}
 //
-// The code is one of invalid_argument (400: bad JSON or base64, unknown
-// field, empty or oversized key or value, bad option or member address,
-// future revision), not_found (404: unknown lease, member or path),
-// method_not_allowed (405, with an Allow header), conflict (409: member
-// exists), failed_precondition (412: the membership change would lose
-// quorum; retry with "force" only to recover from members lost for good),
-// compacted (410), payload_too_large (413: see MaxRequestBytes), no_quorum
-// (503: no leader reachable), unavailable (503: the node is closed or the
-// request was cancelled), timeout (504) and internal (500). A write that
-// timed out after it was proposed may or may not have been applied: its
-// message says "outcome unknown"; read the key before retrying.
+// or, once a stream has begun, the same object as its last line. Codes:
+//
+//	invalid_argument     400  bad JSON or base64, unknown field, empty or oversized key or
+//	                          value, bad option, name or member address, future revision
+//	unauthenticated      401  BearerToken is set and the request does not carry it
+//	not_found            404  unknown lease, member or path; nothing held under the lease here
+//	no_leader            404  /v1/election/leader: nobody leads
+//	method_not_allowed   405  with an Allow header
+//	conflict             409  member exists
+//	compare_failed       409  if_mod_revision did not match
+//	locked               409  try: the lock is held; wait_ms ran out
+//	lost                 409  a held resource ended (stream lines)
+//	compacted            410  the revision was compacted
+//	out_of_range         410  the offset is no longer retained (stream lines; with "earliest")
+//	failed_precondition  412  the membership change would lose quorum; retry with "force"
+//	                          only to recover from members lost for good
+//	payload_too_large    413  see MaxRequestBytes
+//	internal             500
+//	no_quorum            503  no leader reachable
+//	too_many_streams     503  see MaxStreams
+//	unavailable          503  the node is closed or the request was cancelled
+//	timeout              504
+//
+// A write that timed out after it was proposed may or may not have been
+// applied: its message says "outcome unknown"; read the key before retrying.
 //
 // The handler passes each request's context to coord, so a client that
 // disconnects cancels its call. Without a deadline on the request context
@@ -78,20 +247,32 @@
 //
 // # Security
 //
-// The handler has no authentication, authorization or TLS of its own:
-// anyone who can reach it can read and write every key and change the
-// cluster's membership. Serve it on loopback, or mount it behind your own
-// TLS and authentication middleware:
+// The handler does no TLS of its own: TLS, and client certificates if you
+// want them, are configured by the application on the http.Server or its
+// listener (examples/member does it). Without BearerToken, anyone who can
+// reach the handler can read and write every key, hold every lock and change
+// the cluster's membership: serve it on loopback only, or behind TLS and
+// authentication:
 //
-//	mux := http.NewServeMux()
-//	mux.Handle("/", requireClientCert(httpapi.New(n)))
-//	srv := &http.Server{Addr: ":2379", Handler: mux, TLSConfig: tlsCfg,
+//	srv := &http.Server{Addr: ":2379", TLSConfig: tlsCfg, // ClientAuth: tls.RequireAndVerifyClientCert
+//		Handler:           httpapi.New(n, httpapi.BearerToken(os.Getenv("COORD_TOKEN"))),
 //		ReadHeaderTimeout: 10 * time.Second}
 //	srv.ListenAndServeTLS("", "")
 //
-// Even on loopback, a web page open in a local browser can send it
-// requests: wrap it in http.CrossOriginProtection (or an equivalent check of
-// Origin) when a browser may run on the same host. Bodies are limited by
-// MaxRequestBytes; set the http.Server's own timeouts (ReadHeaderTimeout,
-// ReadTimeout) against slow clients.
+// BearerToken requires "Authorization: Bearer <token>" on every request but
+// GET /health (so that probes need no secret), compared in constant time; a
+// token is only as safe as the channel it crosses, so use it over TLS or
+// loopback. There are no per-key permissions: an authenticated client may
+// do everything. Even on loopback, a web page open in a local browser can
+// send requests: wrap the handler in http.CrossOriginProtection (or an
+// equivalent check of Origin) when a browser may run on the same host.
+//
+// # Limits
+//
+// Request bodies are limited by MaxRequestBytes (default 4 MiB) and coord's
+// own key, value and request limits; open streams by MaxStreams. Every
+// resource keeps a session alive, one keep-alive through Raft every third
+// of its TTL: MaxStreams also bounds that load. Set the http.Server's
+// ReadHeaderTimeout (and ReadTimeout, which streams lift once their body is
+// read) against slow clients.
 package httpapi

@@ -10,6 +10,10 @@ import (
 	"testing"
 
 	"github.com/coordkit/coordkit/coord"
+	"github.com/coordkit/coordkit/coord/election"
+	"github.com/coordkit/coordkit/coord/lock"
+	"github.com/coordkit/coordkit/coord/pubsub"
+	"github.com/coordkit/coordkit/coord/registry"
 )
 
 // TestClassify covers every row of errorTable with errors wrapped the way
@@ -59,6 +63,25 @@ func TestClassify(t *testing.T) {
 		{wrap(coord.ErrClosed, context.Canceled), 503, "unavailable", false},
 		{errors.New("disk on fire"), 500, "internal", false},
 		{errPrefixAndRangeEnd, 400, "invalid_argument", false},
+		// Held resources read as lost whatever ended them.
+		{wrap(lock.ErrLost, coord.ErrClosed), 409, "lost", false},
+		{wrap(lock.ErrLost, coord.ErrCompacted), 409, "lost", false},
+		{wrap(lock.ErrLost, coord.ErrSessionExpired, coord.ErrNoLeader, context.DeadlineExceeded), 409, "lost", false},
+		{wrap(election.ErrLost, context.Canceled), 409, "lost", false},
+		{wrap(coord.ErrSessionExpired, coord.ErrLeaseNotFound), 409, "lost", false},
+		{wrap(errLost, errReleased), 409, "lost", false},
+		{wrap(errCompareFailed), 409, "compare_failed", false},
+		{lock.ErrLocked, 409, "locked", false},
+		{wrap(errWaitExpired), 409, "locked", false},
+		{election.ErrNoLeader, 404, "no_leader", false},
+		{&pubsub.OutOfRangeError{Requested: 1, Earliest: 2048}, 410, "out_of_range", false},
+		{wrap(errTooManyStreams), 503, "too_many_streams", false},
+		{errUnauthenticated, 401, "unauthenticated", false},
+		{wrap(registry.ErrInvalid), 400, "invalid_argument", false},
+		{errors.Join(pubsub.ErrInvalid, errors.New("pubsub: choose one")), 400, "invalid_argument", false},
+		{wrap(errNotHeld), 404, "not_found", false},
+		{wrap(lock.ErrNotHeld), 404, "not_found", false},
+		{election.ErrNotLeader, 404, "not_found", false},
 	} {
 		status, code, msg := classify(tc.err)
 		if status != tc.status || code != tc.code || !strings.Contains(msg, tc.err.Error()) ||
@@ -81,5 +104,27 @@ func TestReplicaIDsAreDecimalStrings(t *testing.T) {
 	var back member
 	if err := json.Unmarshal(b, &back); err != nil || back.ID != math.MaxUint64 {
 		t.Fatalf("round trip: %+v %v", back, err)
+	}
+}
+
+// TestOutOfRangeNamesTheEarliestOffset: the error object of out_of_range
+// carries "earliest", 0 included; other errors do not have the field.
+func TestOutOfRangeNamesTheEarliestOffset(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("subscribe: %w", &pubsub.OutOfRangeError{Requested: 1, Earliest: 4096}), `"earliest":4096`},
+		{&pubsub.OutOfRangeError{Requested: 1}, `"earliest":0`},
+		{coord.ErrCompacted, ""},
+	} {
+		_, d := detail(tc.err)
+		b, err := json.Marshal(errorBody{Error: d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(string(b), `"earliest"`); got != (tc.want != "") || !strings.Contains(string(b), tc.want) {
+			t.Errorf("%v: %s, want %s", tc.err, b, tc.want)
+		}
 	}
 }

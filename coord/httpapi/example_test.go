@@ -12,26 +12,35 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/httpapi"
 )
 
-func ExampleNew() {
+// exampleNode opens a single-member cluster in a temporary directory.
+func exampleNode() (n *coord.Node, closeAll func()) {
 	dir, err := os.MkdirTemp("", "httpapi-example-")
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	raftAddr := l.Addr().String()
 	l.Close()
-	ctx := context.Background()
-	n, err := coord.Open(ctx, coord.Config{DataDir: dir, RaftAddress: raftAddr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	n, err = coord.Open(context.Background(), coord.Config{DataDir: dir, RaftAddress: raftAddr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer n.Close()
+	return n, func() {
+		n.Close()
+		os.RemoveAll(dir)
+	}
+}
+
+func ExampleNew() {
+	n, closeAll := exampleNode()
+	defer closeAll()
 
 	// In production: an http.Server on loopback or behind TLS and auth.
 	srv := httptest.NewServer(httpapi.New(n))
@@ -90,4 +99,60 @@ func ExampleNew() {
 	// invalid_argument
 	// /health 200 OK
 	// healthy: true
+}
+
+// A lock is held for as long as the stream that acquired it stays open, as
+// with `curl -N`: the first line describes the lock, heartbeats follow.
+func ExampleNew_lock() {
+	n, closeAll := exampleNode()
+	defer closeAll()
+	srv := httptest.NewServer(httpapi.New(n))
+	defer srv.Close()
+
+	acquire := func(try bool) *http.Response {
+		body := fmt.Sprintf(`{"name":"/locks/deploy","ttl_ms":5000,"try":%v}`, try)
+		resp, err := srv.Client().Post(srv.URL+"/v1/lock/acquire", "application/json", strings.NewReader(body))
+		if err != nil {
+			log.Fatal(err)
+		}
+		return resp
+	}
+	var line struct {
+		Lock struct {
+			Name  string
+			Fence int64
+			Lease int64
+		}
+	}
+	holder := acquire(false) // waits until the lock is free
+	if err := json.NewDecoder(holder.Body).Decode(&line); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(holder.Header.Get("Content-Type"), line.Lock.Name, "held, fence > 0:", line.Lock.Fence > 0)
+
+	refused := acquire(true)
+	var e struct{ Error struct{ Code string } }
+	json.NewDecoder(refused.Body).Decode(&e)
+	refused.Body.Close()
+	fmt.Println("another try:", refused.StatusCode, e.Error.Code)
+
+	// Disconnecting releases the lock (so would POST /v1/lock/release
+	// {"lease": line.Lock.Lease}).
+	holder.Body.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		r := acquire(true)
+		if r.StatusCode == http.StatusOK {
+			r.Body.Close()
+			fmt.Println("taken once the holder disconnected")
+			break
+		}
+		r.Body.Close()
+		if time.Now().After(deadline) {
+			log.Fatal("the lock was not released")
+		}
+	}
+	// Output:
+	// application/x-ndjson /locks/deploy held, fence > 0: true
+	// another try: 409 locked
+	// taken once the holder disconnected
 }

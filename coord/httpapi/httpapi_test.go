@@ -23,20 +23,24 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// The handler is an ordinary client of coord's public API: it may import
-// coord and the standard library only.
+// The handler is an ordinary client of coord's public API and of the
+// primitives built on it: it may import those and the standard library only.
 func TestImportsOnlyCoordAndTheStandardLibrary(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("go command not on PATH")
 	}
 	const pkg = "github.com/coordkit/coordkit/coord/httpapi"
+	allowed := map[string]bool{}
+	for _, p := range []string{"", "/lock", "/election", "/registry", "/pubsub"} {
+		allowed["github.com/coordkit/coordkit/coord"+p] = true
+	}
 	out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, pkg).CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
 	for _, imp := range strings.Fields(string(out)) {
 		first, _, _ := strings.Cut(imp, "/")
-		if imp != "github.com/coordkit/coordkit/coord" && strings.Contains(first, ".") {
+		if !allowed[imp] && strings.Contains(first, ".") {
 			t.Errorf("%s imports %s", pkg, imp)
 		}
 	}
@@ -49,10 +53,22 @@ type client struct {
 }
 
 func serve(t *testing.T, n *coord.Node, opts ...httpapi.Option) *client {
-	srv := httptest.NewServer(httpapi.New(n, opts...))
-	t.Cleanup(srv.Close)
+	return serveHandler(t, httpapi.New(n, opts...))
+}
+
+func serveHandler(t *testing.T, h http.Handler) *client {
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		// Close waits for every request, and a stream a failed test left
+		// open would never end.
+		srv.CloseClientConnections()
+		srv.Close()
+	})
 	return &client{t: t, srv: srv}
 }
+
+// with returns the client for use by another (sub)test.
+func (c *client) with(t *testing.T) *client { return &client{t: t, srv: c.srv} }
 
 // raw sends body (a string, or nil for none) and returns the response.
 func (c *client) raw(method, path string, body io.Reader) (int, http.Header, []byte) {
@@ -166,8 +182,8 @@ func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) 
 var decimal = regexp.MustCompile(`^[1-9][0-9]*$`)
 
 // TestAPI runs every endpoint against one 3-member cluster, one server per
-// member. The subtests share the cluster and run in order; the last one
-// stops a member.
+// member (more for the options). The subtests share the cluster and run in
+// order; the last one stops a member.
 func TestAPI(t *testing.T) {
 	c := coordtest.New(t, 3)
 	api := []*client{serve(t, c.Node(0)), serve(t, c.Node(1)), serve(t, c.Node(2))}
@@ -176,6 +192,18 @@ func TestAPI(t *testing.T) {
 	t.Run("binary keys", func(t *testing.T) { testBinaryKeys(t, api) })
 	t.Run("request errors", func(t *testing.T) { testRequestErrors(t, c, api) })
 	t.Run("members", func(t *testing.T) { testMembers(t, api) })
+	t.Run("conditional writes", func(t *testing.T) { testConditionalWrites(t, api) })
+	t.Run("txn and compact", func(t *testing.T) { testTxnAndCompact(t, api) })
+	t.Run("leases", func(t *testing.T) { testLeases(t, api) })
+	t.Run("watch", func(t *testing.T) { testWatch(t, api) })
+	t.Run("lock", func(t *testing.T) { testLock(t, c, api) })
+	t.Run("election", func(t *testing.T) { testElection(t, c, api) })
+	t.Run("registry", func(t *testing.T) { testRegistry(t, api) })
+	t.Run("pubsub", func(t *testing.T) { testPubSub(t, c, api) })
+	t.Run("snapshot", func(t *testing.T) { testSnapshot(t, api) })
+	t.Run("bearer token", func(t *testing.T) { testBearerToken(t, c) })
+	t.Run("stream limits", func(t *testing.T) { testStreamLimits(t, c) })
+	t.Run("slow client", func(t *testing.T) { testSlowClient(t, c) })
 	t.Run("status and health", func(t *testing.T) { testStatusAndHealth(t, c, api) })
 }
 
@@ -353,7 +381,8 @@ func testRequestErrors(t *testing.T, c *coordtest.Cluster, api []*client) {
 	a.fail("POST", "/v1/kv/put", `{"key":"`+k+`","value":"`+strings.Repeat("A", 5<<20)+`"}`, 413, "payload_too_large")
 
 	// Wrong method: 405 with Allow. Unknown path: 404.
-	for path, allow := range map[string]string{"/v1/kv/put": "POST", "/v1/members": "GET", "/v1/members/add": "POST", "/health": "GET", "/v1/status": "GET"} {
+	for path, allow := range map[string]string{"/v1/kv/put": "POST", "/v1/members": "GET", "/v1/members/add": "POST", "/health": "GET", "/v1/status": "GET",
+		"/v1/watch": "POST", "/v1/lock/acquire": "POST", "/v1/lease/leases": "GET", "/v1/snapshot": "GET"} {
 		method := "GET"
 		if allow == "GET" {
 			method = "POST"
@@ -367,7 +396,7 @@ func testRequestErrors(t *testing.T, c *coordtest.Cluster, api []*client) {
 	}
 	a.fail("DELETE", "/v1/kv/range", "", 405, "method_not_allowed")
 	a.fail("GET", "/v1/nothing", "", 404, "not_found")
-	a.fail("POST", "/v1/kv/txn", "{}", 404, "not_found")
+	a.fail("POST", "/v1/kv/transaction", "{}", 404, "not_found")
 	a.fail("GET", "/", "", 404, "not_found")
 }
 

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -8,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +23,13 @@ type options struct {
 	cfg coord.Config
 	// clientAddr is the host:port the HTTP API listens on; "" for none.
 	clientAddr string
-	logLevel   slog.Level
+	// clientTLS, when set, serves the HTTP API over TLS (requiring client
+	// certificates with --client-cert-auth).
+	clientTLS *tls.Config
+	// bearer, when set, is the token every API request must carry.
+	bearer   string
+	pprof    bool
+	logLevel slog.Level
 }
 
 // usageError is a bad command line: main exits with status 2 for it, as the
@@ -60,6 +69,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		heartbeat    = fs.Int("heartbeat-interval", 100, "time (in `milliseconds`) of a heartbeat interval")
 		election     = fs.Int("election-timeout", 1000, "time (in `milliseconds`) for an election to timeout")
 		logLevelFlag = fs.String("log-level", "info", "`level` of logs written to stderr: debug, info, warn or error")
+		seeds        = fs.String("join-seeds", "", "admin `addresses` (host:port,...) of running members to ask for admission as an observer (with --observer and --initial-cluster-state existing; no member add needed)")
+		adminURL     = fs.String("listen-admin-urls", "", "`URL` (or host:port) to answer observers' admission requests on; empty for none")
+		grace        = fs.Duration("observer-grace-period", 0, "how long an observer may be unreachable before the cluster removes it (`duration`, e.g. 1m; 0: default 1m; negative: never)")
+		certFileC    = fs.String("cert-file", "", "`path` to the HTTP API's TLS certificate (serves https)")
+		keyFileC     = fs.String("key-file", "", "`path` to the HTTP API's TLS key")
+		trustedCA    = fs.String("trusted-ca-file", "", "`path` to the CA that signs client certificates (with --client-cert-auth)")
+		clientAuth   = fs.Bool("client-cert-auth", false, "require HTTP API clients to present a certificate signed by --trusted-ca-file")
+		bearerFile   = fs.String("bearer-token-file", "", "`path` to a file holding a token every HTTP API request must carry as 'Authorization: Bearer TOKEN' (/health and /metrics excepted)")
+		pprofFlag    = fs.Bool("enable-pprof", false, "serve Go's pprof under /debug/pprof/ on the client URL")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -146,6 +164,65 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	o.cfg.HeartbeatInterval = time.Duration(*heartbeat) * time.Millisecond
 	o.cfg.ElectionTimeout = time.Duration(*election) * time.Millisecond
+
+	if *seeds != "" {
+		if !o.cfg.Observer {
+			return nil, usagef("--join-seeds: needs --observer (voters are added with member add)")
+		}
+		for _, seed := range strings.Split(*seeds, ",") {
+			a, err := hostPort(strings.TrimSpace(seed))
+			if err != nil {
+				return nil, usagef("--join-seeds: %v", err)
+			}
+			o.cfg.JoinSeeds = append(o.cfg.JoinSeeds, a)
+		}
+	}
+	if *adminURL != "" {
+		if o.cfg.AdminAddress, err = hostPort(*adminURL); err != nil {
+			return nil, usagef("--listen-admin-urls: %v", err)
+		}
+	}
+	o.cfg.ObserverGracePeriod = *grace
+
+	switch {
+	case *certFileC == "" && *keyFileC == "":
+		if *clientAuth || *trustedCA != "" {
+			return nil, usagef("--client-cert-auth and --trusted-ca-file need --cert-file and --key-file (TLS on the client URL)")
+		}
+	case *certFileC == "" || *keyFileC == "":
+		return nil, usagef("--cert-file and --key-file: give both or neither")
+	default:
+		cert, err := tls.LoadX509KeyPair(*certFileC, *keyFileC)
+		if err != nil {
+			return nil, usagef("--cert-file: %v", err)
+		}
+		o.clientTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if *clientAuth {
+			if *trustedCA == "" {
+				return nil, usagef("--client-cert-auth: needs --trusted-ca-file")
+			}
+			pem, err := os.ReadFile(*trustedCA)
+			if err != nil {
+				return nil, usagef("--trusted-ca-file: %v", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, usagef("--trusted-ca-file: %s holds no PEM certificate", *trustedCA)
+			}
+			o.clientTLS.ClientCAs = pool
+			o.clientTLS.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	if *bearerFile != "" {
+		b, err := os.ReadFile(*bearerFile)
+		if err != nil {
+			return nil, usagef("--bearer-token-file: %v", err)
+		}
+		if o.bearer = strings.TrimSpace(string(b)); o.bearer == "" {
+			return nil, usagef("--bearer-token-file: %s is empty", *bearerFile)
+		}
+	}
+	o.pprof = *pprofFlag
 
 	switch strings.ToLower(*logLevelFlag) {
 	case "debug":

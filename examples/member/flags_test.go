@@ -84,6 +84,23 @@ func TestParseFlagsGood(t *testing.T) {
 			expect: "TLS files, 4 shards, 50ms/750ms, debug",
 		},
 		{
+			name: "observer of a fleet: seeds, admin address, grace period",
+			args: []string{"--initial-cluster-state", "existing", "--observer",
+				"--join-seeds", "http://127.0.0.1:12381, 127.0.0.1:22381", "--listen-admin-urls", "127.0.0.1:42381",
+				"--observer-grace-period", "30s"},
+			check: func(o *options) bool {
+				return reflect.DeepEqual(o.cfg.JoinSeeds, []string{"127.0.0.1:12381", "127.0.0.1:22381"}) &&
+					o.cfg.AdminAddress == "127.0.0.1:42381" && o.cfg.ObserverGracePeriod == 30*time.Second
+			},
+			expect: "two seeds, admin 127.0.0.1:42381, grace 30s",
+		},
+		{
+			name:   "pprof",
+			args:   []string{"--enable-pprof"},
+			check:  func(o *options) bool { return o.pprof && o.clientTLS == nil && o.bearer == "" },
+			expect: "pprof on, no TLS, no token",
+		},
+		{
 			name:   "IPv6 peer address",
 			args:   []string{"--listen-peer-urls", "http://[::1]:2380", "--initial-cluster", "default=[::1]:2380"},
 			check:  func(o *options) bool { return o.cfg.RaftAddress == "[::1]:2380" },
@@ -133,6 +150,14 @@ func TestParseFlagsBad(t *testing.T) {
 		{[]string{"--election-timeout", "-5"}, "--election-timeout"},
 		{[]string{"--heartbeat-interval", "100", "--election-timeout", "400"}, "--election-timeout"},
 		{[]string{"--log-level", "verbose"}, "--log-level"},
+		{[]string{"--join-seeds", "127.0.0.1:1"}, "--join-seeds"},
+		{[]string{"--initial-cluster-state", "existing", "--observer", "--join-seeds", "nope"}, "--join-seeds"},
+		{[]string{"--listen-admin-urls", "x"}, "--listen-admin-urls"},
+		{[]string{"--observer-grace-period", "soon"}, "observer-grace-period"},
+		{[]string{"--cert-file", "c"}, "--cert-file"},
+		{[]string{"--cert-file", "/nonexistent/c", "--key-file", "/nonexistent/k"}, "--cert-file"},
+		{[]string{"--client-cert-auth"}, "--client-cert-auth"},
+		{[]string{"--bearer-token-file", "/nonexistent/token"}, "--bearer-token-file"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			_, err := parseFlags(tc.args, io.Discard)

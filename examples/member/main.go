@@ -28,8 +28,9 @@
 // and --election-timeout (milliseconds), --log-level debug|info|warn|error.
 // A URL flag takes one host:port, with or without http:// or https://.
 //
-// The HTTP API has no authentication: keep --listen-client-urls on loopback
-// or on a network only trusted clients reach.
+// Without --client-cert-auth or --bearer-token-file the HTTP API has no
+// authentication: keep --listen-client-urls on loopback or on a network
+// only trusted clients reach.
 //
 // Once the cluster has a leader for every shard and this member has caught
 // up, it prints "member NAME ready". SIGINT or SIGTERM shuts the HTTP server
@@ -39,6 +40,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -46,13 +48,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/httpapi"
+	"github.com/coordkit/coordkit/coord/metrics"
 )
 
 const (
@@ -124,16 +132,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var srv *http.Server
 	if ln != nil {
 		srv = &http.Server{
-			// The API has no authentication: refuse cross-origin requests a
-			// browser on this host would send on a web page's behalf.
-			Handler:           http.NewCrossOriginProtection().Handler(httpapi.New(node)),
+			// Refuse cross-origin requests a browser on this host would send
+			// on a web page's behalf.
+			Handler:           http.NewCrossOriginProtection().Handler(clientMux(node, o)),
 			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
+		if o.clientTLS != nil {
+			ln = tls.NewListener(ln, o.clientTLS)
+		}
 		go func() { serveErr <- srv.Serve(ln) }()
-		log.Info("serving HTTP API", "address", ln.Addr().String())
-		if !loopback(ln.Addr()) {
-			log.Warn("the HTTP API has no authentication: anyone who can reach it can read and write every key and change membership", "address", ln.Addr().String())
+		log.Info("serving HTTP API", "address", ln.Addr().String(), "tls", o.clientTLS != nil,
+			"client_cert_auth", o.clientTLS != nil && o.clientTLS.ClientCAs != nil, "bearer_token", o.bearer != "", "pprof", o.pprof)
+		if !loopback(ln.Addr()) && o.bearer == "" && (o.clientTLS == nil || o.clientTLS.ClientCAs == nil) {
+			log.Warn("the HTTP API has no authentication: anyone who can reach it can read and write every key and change membership; use --client-cert-auth or --bearer-token-file", "address", ln.Addr().String())
 		}
 	}
 
@@ -155,6 +169,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case err := <-serveErr:
 		return fmt.Errorf("HTTP server: %w", err)
 	}
+}
+
+// clientMux serves the HTTP API at /, Prometheus metrics at /metrics, and
+// pprof under /debug/pprof/ when asked. /metrics, like /health, needs no
+// bearer token (as etcd's /metrics), so a scraper needs no secret; it
+// tells nothing about keys or values.
+func clientMux(node *coord.Node, o *options) http.Handler {
+	var opts []httpapi.Option
+	if o.bearer != "" {
+		opts = append(opts, httpapi.BearerToken(o.bearer))
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", httpapi.New(node, opts...))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.NewCollector(node), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if o.pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
 }
 
 // waitReady waits for node.Ready up to readyTimeout, logging while it waits.

@@ -2,15 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/coordkit/coordkit/coord/coordtest"
 )
 
 func TestRunBadFlag(t *testing.T) {
@@ -74,6 +79,130 @@ func TestRunSingleMember(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "member closed") {
 		t.Errorf("stderr lacks \"member closed\":\n%s", stderr.String())
+	}
+}
+
+// startMember runs the member in-process with args (plus a fresh data dir
+// and free ports) until it says it is ready, and stops it at the end of the
+// test. It returns the client address.
+func startMember(t *testing.T, args ...string) string {
+	t.Helper()
+	peer, client := freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, append([]string{"--name", "solo", "--data-dir", filepath.Join(t.TempDir(), "solo"),
+			"--listen-peer-urls", peer, "--listen-client-urls", client,
+			"--heartbeat-interval", "50", "--election-timeout", "1000"}, args...), &stdout, &stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("stderr:\n%s", stderr.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stdout.String(), "member solo ready\n") {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("run returned before ready: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready after 30s; stdout %q", stdout.String())
+		}
+	}
+	return client
+}
+
+// TestClientURLSecurity: TLS with client certificates and a bearer token on
+// the API; /health and /metrics without the token; pprof only when asked.
+func TestClientURLSecurity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a member")
+	}
+	ca := coordtest.NewCA(t)
+	server, client := ca.Issue("server"), ca.Issue("client")
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := startMember(t, "--cert-file", server.CertFile, "--key-file", server.KeyFile,
+		"--trusted-ca-file", ca.CAFile(), "--client-cert-auth", "--bearer-token-file", tokenFile, "--enable-pprof")
+
+	pool := x509.NewCertPool()
+	pem, _ := os.ReadFile(ca.CAFile())
+	pool.AppendCertsFromPEM(pem)
+	cert, err := tls.LoadX509KeyPair(client.CertFile, client.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpsClient := func(withCert bool) *http.Client {
+		cfg := &tls.Config{RootCAs: pool}
+		if withCert {
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	}
+	get := func(c *http.Client, path, token string) (int, string, error) {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+addr+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), nil
+	}
+	if _, _, err := get(httpsClient(false), "/health", ""); err == nil {
+		t.Fatal("a client without a certificate was served")
+	}
+	// Go's TLS server answers a plaintext request with a 400 of its own.
+	if resp, err := http.Get("http://" + addr + "/health"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("plaintext HTTP on a TLS client URL: %s", resp.Status)
+		}
+	}
+	c := httpsClient(true)
+	if code, _, err := get(c, "/v1/members", ""); err != nil || code != http.StatusUnauthorized {
+		t.Fatalf("members without the token: %d, %v; want 401", code, err)
+	}
+	if code, body, err := get(c, "/v1/members", "s3cret"); err != nil || code != http.StatusOK || !strings.Contains(body, `"solo"`) {
+		t.Fatalf("members with the token: %d %s, %v", code, body, err)
+	}
+	if code, _, err := get(c, "/health", ""); err != nil || code != http.StatusOK {
+		t.Fatalf("health without the token: %d, %v; want 200", code, err)
+	}
+	if code, body, err := get(c, "/metrics", ""); err != nil || code != http.StatusOK ||
+		!strings.Contains(body, `coordkit_shard_is_leader{member="solo",shard="0"} 1`) {
+		t.Fatalf("metrics: %d, %v:\n%.500s", code, err, body)
+	}
+	if code, _, err := get(c, "/debug/pprof/", ""); err != nil || code != http.StatusOK {
+		t.Fatalf("pprof: %d, %v", code, err)
+	}
+}
+
+func TestPprofOffByDefault(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a member")
+	}
+	addr := startMember(t)
+	resp, err := http.Get("http://" + addr + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		t.Fatal("pprof served without --enable-pprof")
 	}
 }
 

@@ -1,0 +1,93 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/coordkit/coordkit/coord/coordtest"
+	"github.com/coordkit/coordkit/coord/pubsub"
+)
+
+type messageLine struct {
+	Message struct {
+		Topic   string    `json:"topic"`
+		Offset  int64     `json:"offset"`
+		Time    time.Time `json:"time"`
+		Payload []byte    `json:"payload"`
+	} `json:"message"`
+}
+
+func testPubSub(t *testing.T, c *coordtest.Cluster, api []*client) {
+	a, b := api[0].with(t), api[1].with(t)
+	publish := func(payload string) int64 {
+		var p struct {
+			Offset int64 `json:"offset"`
+		}
+		a.call("/v1/pubsub/publish", map[string]any{"topic": "orders", "payload": b64(payload)}, 200, &p)
+		return p.Offset
+	}
+	expect := func(s *ndjson, payload string, offset int64) {
+		t.Helper()
+		var m messageLine
+		line := s.decode(&m)
+		if m.Message.Topic != "orders" || string(m.Message.Payload) != payload || m.Message.Time.IsZero() ||
+			(offset != 0 && m.Message.Offset != offset) {
+			t.Fatalf("want %s at %d, got %s", payload, offset, line)
+		}
+	}
+	o1 := publish("m1")
+	o2 := publish("m2")
+	if o2 <= o1 || o1 <= 0 {
+		t.Fatalf("offsets %d then %d", o1, o2)
+	}
+	all := b.open("/v1/pubsub/subscribe", map[string]any{"topic": "orders", "from": "earliest"})
+	expect(all, "m1", o1)
+	expect(all, "m2", o2)
+	live := b.open("/v1/pubsub/subscribe", map[string]any{"topic": "orders"})
+	since := time.Now()
+	o3 := publish("m3")
+	expect(all, "m3", o3)
+	expect(live, "m3", o3)
+	from := b.open("/v1/pubsub/subscribe", map[string]any{"topic": "orders", "offset": o2})
+	expect(from, "m2", o2)
+	expect(from, "m3", o3)
+	at := b.open("/v1/pubsub/subscribe", map[string]any{"topic": "orders", "time": since.Format(time.RFC3339Nano)})
+	expect(at, "m3", o3)
+	// An empty payload is "" rather than null.
+	a.call("/v1/pubsub/publish", map[string]any{"topic": "orders"}, 200, nil)
+	if line := live.line(); !bytes.Contains(line, []byte(`"payload":""`)) {
+		t.Fatalf("empty payload: %s", line)
+	}
+
+	// Offsets older than retention: the stream says which is the earliest.
+	ctx := coordtest.Context(t, 30*time.Second)
+	ps := pubsub.New(c.Node(2), "/topics")
+	if err := ps.SetRetention(ctx, "orders", pubsub.Retention{MaxMessages: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ps.Trim(ctx, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ps.Stats(ctx, "orders")
+	if err != nil || st.Messages != 1 {
+		t.Fatalf("after trim: %+v %v", st, err)
+	}
+	gone := b.open("/v1/pubsub/subscribe", map[string]any{"topic": "orders", "offset": o1})
+	if e := gone.end("out_of_range"); e.Error.Earliest == nil || *e.Error.Earliest != int64(st.First) {
+		t.Fatalf("out_of_range line %+v, want earliest %d", e, st.First)
+	}
+
+	for _, body := range []string{
+		`{"topic":""}`,
+		`{"topic":"a/b"}`,
+		`{"topic":"orders","from":"yesterday"}`,
+		`{"topic":"orders","from":"earliest","offset":5}`,
+		`{"topic":"orders","from":"now","time":"2024-01-01T00:00:00Z"}`,
+		`{"topic":"orders","offset":0}`,
+		`{"topic":"orders","time":"yesterday"}`,
+	} {
+		a.fail("POST", "/v1/pubsub/subscribe", body, 400, "invalid_argument")
+	}
+	a.fail("POST", "/v1/pubsub/publish", `{"topic":"","payload":"eA=="}`, 400, "invalid_argument")
+}

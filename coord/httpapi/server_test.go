@@ -1,0 +1,189 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coordkit/coordkit/coord"
+	"github.com/coordkit/coordkit/coord/coordtest"
+	"github.com/coordkit/coordkit/coord/httpapi"
+)
+
+func testSnapshot(t *testing.T, api []*client) {
+	a := api[0].with(t)
+	key := []byte{'/', 's', 'n', 'a', 'p', 0xff}
+	a.call("/v1/kv/put", map[string]any{"key": key, "value": []byte{0, 1, 2}}, 200, nil)
+	a.call("/v1/kv/put", map[string]any{"key": b64("/snap/b"), "value": b64("b")}, 200, nil)
+	status, hdr, body := a.raw("GET", "/v1/snapshot", nil)
+	if status != 200 || hdr.Get("Content-Type") != "application/octet-stream" || len(body) == 0 {
+		t.Fatalf("snapshot: %d %v (%d bytes)", status, hdr, len(body))
+	}
+	a.fail("POST", "/v1/snapshot", "{}", 405, "method_not_allowed")
+
+	other := coordtest.New(t, 1)
+	ctx := coordtest.Context(t, 30*time.Second)
+	res, err := other.Node(0).Restore(ctx, bytes.NewReader(body))
+	if err != nil || res.Keys == 0 {
+		t.Fatalf("restore: %+v %v", res, err)
+	}
+	g, err := other.Node(0).Get(ctx, "/snap", coord.WithPrefix())
+	if err != nil || len(g.KVs) != 2 || g.KVs[0].Key != "/snap/b" || g.KVs[1].Key != string(key) || !bytes.Equal(g.KVs[1].Value, []byte{0, 1, 2}) {
+		t.Fatalf("restored: %+v %v", g, err)
+	}
+	// A truncated backup is refused.
+	if _, err := other.Node(0).Restore(ctx, bytes.NewReader(body[:len(body)/2])); err == nil {
+		t.Fatal("a truncated backup was restored")
+	}
+}
+
+func testBearerToken(t *testing.T, c *coordtest.Cluster) {
+	a := serve(t, c.Node(0), httpapi.BearerToken("s3cret"))
+	call := func(method, path, auth, body string) (int, http.Header, []byte) {
+		req, err := http.NewRequest(method, a.srv.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := a.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, b
+	}
+	rng := `{"key":"` + b64("/auth") + `"}`
+	for _, tc := range []struct{ method, path, auth string }{
+		{"POST", "/v1/kv/range", ""},
+		{"POST", "/v1/kv/range", "Bearer s3cre"},
+		{"POST", "/v1/kv/range", "Bearer s3cret2"},
+		{"POST", "/v1/kv/range", "Basic s3cret"},
+		{"POST", "/v1/kv/range", "s3cret"},
+		{"POST", "/v1/watch", ""},
+		{"GET", "/v1/members", ""},
+		{"GET", "/v1/nothing", ""},
+		{"POST", "/health", ""},
+	} {
+		status, hdr, b := call(tc.method, tc.path, tc.auth, rng)
+		if status != 401 || hdr.Get("WWW-Authenticate") != "Bearer" || !bytes.Contains(b, []byte(`"code":"unauthenticated"`)) {
+			t.Fatalf("%s %s with %q: %d %v %s", tc.method, tc.path, tc.auth, status, hdr, b)
+		}
+	}
+	if status, _, b := call("POST", "/v1/kv/range", "Bearer s3cret", rng); status != 200 {
+		t.Fatalf("with the token: %d %s", status, b)
+	}
+	if status, _, b := call("POST", "/v1/kv/range", "bearer  s3cret", rng); status != 200 {
+		t.Fatalf("with the token, scheme in lower case: %d %s", status, b)
+	}
+	if status, _, b := call("GET", "/health", "", ""); status != 200 {
+		t.Fatalf("health without a token: %d %s", status, b)
+	}
+	resp, err := a.post(coordtest.Context(t, 30*time.Second), "/v1/watch", map[string]any{"key": b64("/auth")},
+		http.Header{"Authorization": {"Bearer s3cret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.stream("/v1/watch", resp).created()
+
+	// An empty token opens nothing.
+	empty := serve(t, c.Node(0), httpapi.BearerToken(""))
+	a = empty
+	if status, _, b := call("POST", "/v1/kv/range", "Bearer ", rng); status != 401 {
+		t.Fatalf("empty token: %d %s", status, b)
+	}
+	if status, _, b := call("GET", "/health", "", ""); status != 200 {
+		t.Fatalf("health with an empty token configured: %d %s", status, b)
+	}
+}
+
+func testStreamLimits(t *testing.T, c *coordtest.Cluster) {
+	h := httpapi.New(c.Node(1), httpapi.MaxStreams(1), httpapi.HeartbeatInterval(50*time.Millisecond))
+	a := serveHandler(t, h)
+	w := a.open("/v1/watch", map[string]any{"key": b64("/limits")})
+	w.created()
+	// Idle: heartbeats.
+	for i := 0; i < 2; i++ {
+		if line := w.raw(); !isHeartbeat(line) {
+			t.Fatalf("idle stream sent %s", line)
+		}
+	}
+	if n := httpapi.ActiveStreams(h); n != 1 {
+		t.Fatalf("%d active streams, want 1", n)
+	}
+	for _, path := range []string{"/v1/watch", "/v1/pubsub/subscribe", "/v1/lock/acquire"} {
+		a.fail("POST", path, `{"key":"`+b64("/limits")+`"}`, 503, "too_many_streams")
+	}
+	a.fail("GET", "/v1/snapshot", "", 503, "too_many_streams")
+	a.call("/v1/kv/put", map[string]any{"key": b64("/limits"), "value": b64("v")}, 200, nil) // not a stream
+	var l watchLine
+	w.decode(&l)
+	w.close()
+	coordtest.Eventually(t, 10*time.Second, func() bool { return httpapi.ActiveStreams(h) == 0 }, "the stream's slot is free")
+
+	// With progress_notify, an idle watch tells how far it has delivered.
+	w = a.open("/v1/watch", map[string]any{"key": b64("/limits"), "progress_notify": true})
+	from := w.created()
+	if line := w.decode(&l); len(l.Events) != 0 || l.Events == nil || l.Header.Revision < from.Revision {
+		t.Fatalf("progress line after %+v: %s", from, line)
+	}
+}
+
+// testSlowClient: a client that stops reading a stream is disconnected
+// after StreamWriteTimeout, and the stream's slot and goroutine are freed.
+func testSlowClient(t *testing.T, c *coordtest.Cluster) {
+	h := httpapi.New(c.Node(0), httpapi.StreamWriteTimeout(300*time.Millisecond))
+	srv := httptest.NewUnstartedServer(h)
+	// Small socket buffers, so that a few lines fill them.
+	srv.Listener = smallBuffers{srv.Listener}
+	srv.Start()
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, network, addr)
+		if err == nil {
+			err = conn.(*net.TCPConn).SetReadBuffer(4096)
+		}
+		return conn, err
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	srv.Client().Transport = tr
+	a := &client{t: t, srv: srv}
+
+	w := a.open("/v1/watch", map[string]any{"key": b64("/slow/"), "prefix": true})
+	w.created()
+	// From here on the client reads nothing.
+	ctx := coordtest.Context(t, 30*time.Second)
+	value := bytes.Repeat([]byte("v"), 8<<10)
+	for round := 0; round < 2; round++ {
+		ops := make([]coord.Op, 0, 100)
+		for i := 0; i < 100; i++ {
+			ops = append(ops, coord.OpPut("/slow/"+itoa(int64(round*100+i)), value))
+		}
+		if _, err := c.Node(0).Txn(ctx).Then(ops...).Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	coordtest.Eventually(t, 15*time.Second, func() bool { return httpapi.ActiveStreams(h) == 0 }, "the slow client's stream ended")
+}
+
+type smallBuffers struct{ net.Listener }
+
+func (l smallBuffers) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err == nil {
+		err = conn.(*net.TCPConn).SetWriteBuffer(4096)
+	}
+	return conn, err
+}
