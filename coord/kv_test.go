@@ -301,8 +301,8 @@ func TestWatchCompactedAndSlowConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := <-n.Watch(ctx, "/slow/", coord.WithPrefix(), coord.WithRev(first))
-	if !errors.Is(r.Err(), coord.ErrCompacted) {
-		t.Fatalf("watch from compacted revision: %v", r.Err())
+	if !errors.Is(r.Err(), coord.ErrCompacted) || r.CompactRevision != first+10 {
+		t.Fatalf("watch from compacted revision: %v (compact revision %d, want %d)", r.Err(), r.CompactRevision, first+10)
 	}
 	if _, err := n.Get(ctx, "/slow/k", coord.WithRev(first)); !errors.Is(err, coord.ErrCompacted) {
 		t.Fatalf("get at compacted revision: %v", err)

@@ -45,9 +45,11 @@ type WatchChan <-chan WatchResponse
 // dropped silently.
 //
 // The channel closes when ctx ends (no further response), or after a
-// response with Err() set: ErrCompacted, ErrClosed when the Node closes, or
+// response with Err() set: ErrCompacted (with CompactRevision set, also when
+// WithRev asks for a compacted revision), ErrClosed when the Node closes, or
 // a bad request (ErrEmptyKey, ErrInvalidOption, ErrCrossShard when the range
-// spans shards, ErrFutureRevision). Watch itself does not block.
+// spans shards). A WithRev beyond the shard's revision is not an error: the
+// watch waits for it, as etcd's does. Watch itself does not block.
 func (n *Node) Watch(ctx context.Context, key string, opts ...OpOption) WatchChan {
 	out := make(chan WatchResponse, 16)
 	fail := func(err error) WatchChan {
@@ -72,8 +74,10 @@ func (n *Node) Watch(ctx context.Context, key string, opts ...OpOption) WatchCha
 	}
 	s := n.shards[si]
 	w := &watcher{s: s, key: key, end: end, o: o, out: out, signal: make(chan struct{}, 1)}
-	if err := s.hub.add(w, int64(o.rev)); err != nil {
-		return fail(err)
+	if compacted, err := s.hub.add(w, int64(o.rev)); err != nil {
+		out <- WatchResponse{err: err, CompactRevision: Revision(compacted)}
+		close(out)
+		return out
 	}
 	n.wg.Add(1)
 	go w.run(ctx)
@@ -118,7 +122,9 @@ type watcher struct {
 	latest  int64 // the newest revision the hub has told this watcher about
 }
 
-func (h *hub) add(w *watcher, rev int64) error {
+// add registers w from revision rev (0: from the next one). A revision
+// below the compaction point fails with ErrCompacted and that point.
+func (h *hub) add(w *watcher, rev int64) (compacted int64, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	v := h.s.machine.Load().View()
@@ -126,14 +132,14 @@ func (h *hub) add(w *watcher, rev int64) error {
 	case rev == 0:
 		w.next = v.Revision() + 1
 	case rev < v.CompactRevision():
-		return fmt.Errorf("%w: revision %d, oldest available %d", ErrCompacted, rev, v.CompactRevision())
+		return v.CompactRevision(), fmt.Errorf("%w: revision %d, oldest available %d", ErrCompacted, rev, v.CompactRevision())
 	default:
 		w.next = rev
 		w.lagging = rev <= v.Revision()
 	}
 	w.latest = v.Revision()
 	h.watchers[w] = struct{}{}
-	return nil
+	return 0, nil
 }
 
 func (h *hub) remove(w *watcher) {

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"strings"
 
 	"github.com/coordkit/coordkit/coord"
 )
@@ -91,12 +92,15 @@ func (r *Registry) Watch(ctx context.Context, service string, opts ...WatchOptio
 				e := Event{Revision: ev.KV.ModRevision}
 				switch {
 				case ev.Type == coord.EventDelete:
-					if ev.PrevKV == nil {
-						continue
-					}
-					in, err := decode(ev.PrevKV)
-					if err != nil {
-						continue
+					// The record's last version comes with the event while
+					// history holds it; after a compaction only the key is
+					// known, which still names the instance: a removal is
+					// never dropped.
+					in := Instance{Service: service, ID: strings.TrimPrefix(ev.KV.Key, r.serviceDir(service))}
+					if ev.PrevKV != nil {
+						if old, err := decode(ev.PrevKV); err == nil {
+							in = old
+						}
 					}
 					e.Type, e.Instance = Removed, in
 					e.Instance.Revision = ev.KV.ModRevision
