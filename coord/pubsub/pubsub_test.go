@@ -327,6 +327,15 @@ func TestRetentionRemovesOldMessagesAndOldOffsetsFailClearly(t *testing.T) {
 	c := coordtest.New(t, 1)
 	ctx := ctxT(t)
 	ps := New(c.Node(0), "/topics")
+	// Before anything was removed, every offset is available: offset 0
+	// starts at the first message.
+	first0, err := ps.Publish(ctx, "fresh", []byte("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := <-ps.Subscribe(ctx, "fresh", FromOffset(0)); d.Err != nil || d.Offset != first0 {
+		t.Fatalf("FromOffset(0) on an untrimmed topic: %+v", d)
+	}
 	if err := ps.SetRetention(ctx, "logs", Retention{MaxMessages: 50}); err != nil {
 		t.Fatal(err)
 	}

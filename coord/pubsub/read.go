@@ -170,7 +170,7 @@ func (p *PubSub) start(ctx context.Context, topic string, opts []SubscribeOption
 		if err != nil {
 			return 0, err
 		}
-		if c.from <= trimmed {
+		if trimmed > 0 && c.from <= trimmed {
 			return 0, &OutOfRangeError{Requested: c.from, Earliest: first}
 		}
 		return c.from, nil
