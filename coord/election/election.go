@@ -37,13 +37,17 @@ var (
 	// ErrLost: leadership ended without Resign: the leader's key was deleted
 	// or its session ended. Done is closed and Err returns it.
 	ErrLost = errors.New("election: leadership lost")
+	// ErrNotCandidate: Campaign on an Election made by Watcher, which has
+	// no session to stand with.
+	ErrNotCandidate = errors.New("election: a watcher cannot campaign")
 )
 
 // Election is one candidate in the election named by a key directory. Its
 // methods are safe for concurrent use. One Election value campaigns for at
 // most one term at a time.
 type Election struct {
-	s   *coord.Session
+	s   *coord.Session // nil for an Election made by Watcher
+	n   *coord.Node
 	dir string
 
 	mu     sync.Mutex
@@ -58,11 +62,23 @@ type Election struct {
 
 // New returns a candidate for the election named name. It does no I/O.
 func New(s *coord.Session, name string) *Election {
-	dir := name
-	if dir == "" || dir[len(dir)-1] != '/' {
-		dir += "/"
+	dir := dirOf(name)
+	return &Election{s: s, n: s.Node(), dir: dir}
+}
+
+// Watcher returns an Election on n that only reads: Leader and Observe work
+// without a session (a process that follows an election without standing
+// in it needs no lease), while Campaign fails with ErrNotCandidate and
+// Proclaim and Resign with ErrNotLeader. It does no I/O.
+func Watcher(n *coord.Node, name string) *Election {
+	return &Election{n: n, dir: dirOf(name)}
+}
+
+func dirOf(name string) string {
+	if name == "" || name[len(name)-1] != '/' {
+		return name + "/"
 	}
-	return &Election{s: s, dir: dir}
+	return name
 }
 
 // Leader describes the leader of an election.
@@ -71,17 +87,22 @@ type Leader struct {
 	Value []byte
 	// Fence is the leader's fencing token: its key's create revision.
 	Fence coord.Revision
+	// Lease is the leader's session lease: its leadership ends with it.
+	Lease coord.LeaseID
 }
 
 func leaderOf(kv *coord.KeyValue) *Leader {
-	return &Leader{Key: kv.Key, Value: kv.Value, Fence: kv.CreateRevision}
+	return &Leader{Key: kv.Key, Value: kv.Value, Fence: kv.CreateRevision, Lease: kv.Lease}
 }
 
 // Campaign blocks until this candidate leads, with value as the leader's
 // value, or ctx or the session ends (the candidate then leaves the queue).
-// Errors: ErrAlreadyCampaigning, context errors, coord.ErrSessionExpired,
+// Errors: ErrAlreadyCampaigning, ErrNotCandidate, context errors, coord.ErrSessionExpired,
 // and those of coord's Put and Get.
 func (e *Election) Campaign(ctx context.Context, value []byte) error {
+	if e.s == nil {
+		return ErrNotCandidate
+	}
 	e.mu.Lock()
 	if e.busy {
 		e.mu.Unlock()
@@ -338,7 +359,7 @@ func (e *Election) Err() error {
 
 // Leader returns the current leader (linearizable). ErrNoLeader when none.
 func (e *Election) Leader(ctx context.Context) (*Leader, error) {
-	g, err := e.s.Node().Get(ctx, e.dir, coord.WithPrefix(),
+	g, err := e.n.Get(ctx, e.dir, coord.WithPrefix(),
 		coord.WithSort(coord.SortByCreateRevision, coord.SortAscend), coord.WithLimit(1))
 	if err != nil {
 		return nil, err

@@ -72,7 +72,14 @@ func TestObserveSeesEveryLeaderAndNoLeader(t *testing.T) {
 	ctx := ctxT(t)
 	a := New(coordtest.Session(t, c.Node(0), time.Minute), "/obs/leader")
 	b := New(coordtest.Session(t, c.Node(1), time.Minute), "/obs/leader")
-	watcher := New(coordtest.Session(t, c.Node(2), time.Minute), "/obs/leader")
+	// The observer stands in no election: it needs no session.
+	watcher := Watcher(c.Node(2), "/obs/leader")
+	if err := watcher.Campaign(ctx, nil); !errors.Is(err, ErrNotCandidate) {
+		t.Fatalf("Campaign by a Watcher: %v, want ErrNotCandidate", err)
+	}
+	if err := watcher.Resign(ctx); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("Resign by a Watcher: %v, want ErrNotLeader", err)
+	}
 	obs := watcher.Observe(ctx)
 	next := func() *Leader {
 		t.Helper()
@@ -113,11 +120,14 @@ func TestObserveSeesEveryLeaderAndNoLeader(t *testing.T) {
 	if err := <-bgot; err != nil {
 		t.Fatal(err)
 	}
-	if l := next(); l == nil || string(l.Value) != "b1" {
-		t.Fatalf("observed %+v, want b1", l)
+	if l := next(); l == nil || string(l.Value) != "b1" || l.Lease != b.s.Lease() {
+		t.Fatalf("observed %+v, want b1 with b's lease", l)
 	}
 	if l, err := a.Leader(ctx); err != nil || string(l.Value) != "b1" {
 		t.Fatalf("Leader() = %+v %v", l, err)
+	}
+	if l, err := watcher.Leader(ctx); err != nil || string(l.Value) != "b1" || l.Lease != b.s.Lease() {
+		t.Fatalf("Watcher's Leader() = %+v %v, want b1 with b's lease", l, err)
 	}
 	if err := b.Resign(ctx); err != nil {
 		t.Fatal(err)

@@ -33,11 +33,12 @@ type candidate struct {
 	key    string
 	value  []byte
 	create coord.Revision
+	lease  coord.LeaseID
 }
 
 func (e *Election) observe(ctx context.Context, out chan<- Observation) {
 	defer close(out)
-	n := e.s.Node()
+	n := e.n
 	var last *Leader
 	first := true
 	emit := func(q map[string]*candidate, rev coord.Revision) bool {
@@ -49,7 +50,7 @@ func (e *Election) observe(ctx context.Context, out chan<- Observation) {
 			}
 		}
 		if best != nil {
-			cur = &Leader{Key: best.key, Value: best.value, Fence: best.create}
+			cur = &Leader{Key: best.key, Value: best.value, Fence: best.create, Lease: best.lease}
 		}
 		if !first && sameLeader(last, cur) {
 			return true
@@ -78,7 +79,7 @@ func (e *Election) observe(ctx context.Context, out chan<- Observation) {
 		}
 		q := map[string]*candidate{}
 		for _, kv := range g.KVs {
-			q[kv.Key] = &candidate{key: kv.Key, value: kv.Value, create: kv.CreateRevision}
+			q[kv.Key] = &candidate{key: kv.Key, value: kv.Value, create: kv.CreateRevision, lease: kv.Lease}
 		}
 		if !emit(q, g.Header.Revision) {
 			return
@@ -93,7 +94,7 @@ func (e *Election) observe(ctx context.Context, out chan<- Observation) {
 // when observation must end, true to reload after a compaction.
 func (e *Election) follow(ctx context.Context, q map[string]*candidate, rev coord.Revision,
 	emit func(map[string]*candidate, coord.Revision) bool) bool {
-	w := e.s.Node().Watch(ctx, e.dir, coord.WithPrefix(), coord.WithRev(rev+1))
+	w := e.n.Watch(ctx, e.dir, coord.WithPrefix(), coord.WithRev(rev+1))
 	for r := range w {
 		if err := r.Err(); err != nil {
 			return errors.Is(err, coord.ErrCompacted)
@@ -104,7 +105,7 @@ func (e *Election) follow(ctx context.Context, q map[string]*candidate, rev coor
 			if ev.Type == coord.EventDelete {
 				delete(q, ev.KV.Key)
 			} else {
-				q[ev.KV.Key] = &candidate{key: ev.KV.Key, value: ev.KV.Value, create: ev.KV.CreateRevision}
+				q[ev.KV.Key] = &candidate{key: ev.KV.Key, value: ev.KV.Value, create: ev.KV.CreateRevision, lease: ev.KV.Lease}
 			}
 			if i == len(evs)-1 || evs[i+1].KV.ModRevision != ev.KV.ModRevision {
 				if !emit(q, ev.KV.ModRevision) {

@@ -104,15 +104,11 @@ func (a *api) leader(ctx context.Context, req *electionRequest) (any, error) {
 	if err := checkName("name", req.Name); err != nil {
 		return nil, err
 	}
-	s, err := a.readSession(ctx)
+	l, err := election.Watcher(a.n, req.Name).Leader(ctx)
 	if err != nil {
 		return nil, err
 	}
-	l, err := election.New(s, req.Name).Leader(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return leaderLine{Leader: a.leaderInfo(ctx, req.Name, l)}, nil
+	return leaderLine{Leader: leaderInfoOf(req.Name, l)}, nil
 }
 
 // observe streams the election's leader: the current one (or null) first,
@@ -124,58 +120,25 @@ func (a *api) observe(w http.ResponseWriter, r *http.Request, req *electionReque
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	s, err := a.readSession(ctx)
-	if err != nil {
-		writeCoordError(w, err)
-		return
-	}
-	obs := election.New(s, req.Name).Observe(ctx)
+	obs := election.Watcher(a.n, req.Name).Observe(ctx)
 	st := a.newStream(w, r)
 	defer st.stop()
 	if st.start() != nil {
 		return
 	}
 	pump(ctx, st, obs, func(o election.Observation) bool {
-		return st.send(leaderLine{Leader: a.leaderInfo(ctx, req.Name, o.Leader)}) == nil
+		return st.send(leaderLine{Leader: leaderInfoOf(req.Name, o.Leader)}) == nil
 	})
 }
 
-// leaderInfo describes l, nil for no leader. election.Leader does not carry
-// the leader's lease: it is read from this member's replica, and left 0 if
-// that leader's key is gone already (a newer state follows).
-func (a *api) leaderInfo(ctx context.Context, name string, l *election.Leader) *leaderInfo {
+// leaderInfoOf describes l, nil for no leader.
+func leaderInfoOf(name string, l *election.Leader) *leaderInfo {
 	if l == nil {
 		return nil
 	}
-	info := &leaderInfo{Name: name, Key: []byte(l.Key), Value: l.Value, Rev: int64(l.Fence)}
+	info := &leaderInfo{Name: name, Key: []byte(l.Key), Value: l.Value, Rev: int64(l.Fence), Lease: int64(l.Lease)}
 	if info.Value == nil {
 		info.Value = []byte{}
 	}
-	g, err := a.n.Get(ctx, l.Key, coord.WithSerializable())
-	if err == nil && len(g.KVs) == 1 && g.KVs[0].CreateRevision == l.Fence {
-		info.Lease = int64(g.KVs[0].Lease)
-	}
 	return info
-}
-
-// readerTTL is the TTL of the session elections are read through.
-const readerTTL = coord.DefaultSessionTTL
-
-// readSession returns the session the handler reads elections through.
-// Package election reads (Leader, Observe) through an Election, which needs
-// a Session although reading uses no lease. Rather than grant a lease for
-// every read, the handler grants one the first time and keeps it (etcd's
-// election service does the same); the Node's Close revokes it.
-func (a *api) readSession(ctx context.Context) (*coord.Session, error) {
-	a.readerMu.Lock()
-	defer a.readerMu.Unlock()
-	if a.reader != nil && a.reader.Err() == nil {
-		return a.reader, nil
-	}
-	s, err := a.n.NewSession(ctx, coord.WithTTL(readerTTL))
-	if err != nil {
-		return nil, err
-	}
-	a.reader = s
-	return s, nil
 }

@@ -159,9 +159,7 @@ func testElection(t *testing.T, c *coordtest.Cluster, api []*client) {
 	obs.decode(&ol)
 	same("observed", ol, "a")
 	var now leaderLine
-	// Leader and observe read through a session the handler keeps: ask m2
-	// only, which is stopped while the cluster still has a quorum to
-	// revoke it (the others close without one, and would wait).
+	// Leader and observe read without a session (election.Watcher).
 	o.call("/v1/election/leader", map[string]any{"name": name}, 200, &now)
 	same("leader", now, "a")
 

@@ -203,8 +203,6 @@ type api struct {
 	held    map[coord.LeaseID]*holding // held locks and candidacies, by session lease
 	pubsubs map[string]*pubsub.PubSub  // by prefix, bounded by maxPubSubs
 
-	readerMu sync.Mutex     // guards reader; held while it is granted
-	reader   *coord.Session // see readSession
 }
 
 type route struct {
