@@ -194,7 +194,7 @@ func (n *Node) KeepAlive(ctx context.Context, id LeaseID) (<-chan *LeaseKeepAliv
 		defer n.wg.Done()
 		defer close(out)
 		every := first.TTL / 3
-		t := time.NewTicker(every)
+		t := time.NewTimer(every)
 		defer t.Stop()
 		for {
 			select {
@@ -211,8 +211,12 @@ func (n *Node) KeepAlive(ctx context.Context, id LeaseID) (<-chan *LeaseKeepAliv
 				return
 			}
 			if err != nil {
-				continue // try again next period; the lease has slack until its TTL
+				// A leader change: try again soon rather than a period
+				// later, while the lease still has slack.
+				t.Reset(every / 5)
+				continue
 			}
+			t.Reset(every)
 			select {
 			case out <- r:
 			default:

@@ -135,7 +135,7 @@ func (s *Session) keepAlive(ctx context.Context) {
 	defer s.n.wg.Done()
 	every := s.ttl / 3
 	lastOK := time.Now()
-	t := time.NewTicker(every)
+	t := time.NewTimer(every)
 	defer t.Stop()
 	for {
 		select {
@@ -151,6 +151,13 @@ func (s *Session) keepAlive(ctx context.Context) {
 		rctx, cancel := context.WithTimeout(ctx, every)
 		_, err := s.n.KeepAliveOnce(rctx, s.id)
 		cancel()
+		// After a failure (a leader change, most often) try again soon
+		// rather than a period later, while the lease still has slack.
+		if err == nil {
+			t.Reset(every)
+		} else {
+			t.Reset(every / 5)
+		}
 		switch {
 		case err == nil:
 			lastOK = sent
