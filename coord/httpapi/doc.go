@@ -150,8 +150,10 @@
 // At most MaxStreams streams (default 1000) are open at once per handler;
 // one more is refused with 503 too_many_streams. Each stream's goroutines
 // end when its request ends. http.Server.Shutdown waits for open streams
-// without ending them: give the server a BaseContext that you cancel when
-// shutting down, or call Server.Close once Shutdown's deadline passes.
+// without ending them: give the server a BaseContext that you cancel with
+// the cause ErrShuttingDown when shutting down (streams then end with an
+// "unavailable" error line), or call Server.Close once Shutdown's deadline
+// passes.
 //
 // # Held resources
 //

@@ -101,6 +101,7 @@ var errorTable = []struct {
 	{coord.ErrQuorum, http.StatusPreconditionFailed, codeFailedPrecondition},
 	{coord.ErrCompacted, http.StatusGone, codeCompacted},
 	{coord.ErrClosed, http.StatusServiceUnavailable, codeUnavailable},
+	{ErrShuttingDown, http.StatusServiceUnavailable, codeUnavailable},
 	{context.DeadlineExceeded, http.StatusGatewayTimeout, codeTimeout},
 	// The client went away (or the server is shutting down): nobody reads
 	// the answer, but a proxy in between may log it.

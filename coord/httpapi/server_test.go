@@ -187,3 +187,36 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 	}
 	return conn, err
 }
+
+// A server that shuts down with ErrShuttingDown as its BaseContext's cause
+// ends every open stream with an "unavailable" line, and a held lock is
+// released, so Shutdown does not wait for streams that would never end.
+func TestShutdownEndsStreamsWithAReason(t *testing.T) {
+	c := coordtest.New(t, 1)
+	base, stop := context.WithCancelCause(context.Background())
+	defer stop(nil)
+	srv := httptest.NewUnstartedServer(httpapi.New(c.Node(0)))
+	srv.Config.BaseContext = func(net.Listener) context.Context { return base }
+	srv.Start()
+	defer srv.Close()
+	cl := &client{t: t, srv: srv}
+	w := cl.open("/v1/watch", map[string]any{"key": b64("/quiet/"), "prefix": true})
+	w.decode(&struct {
+		Header  any  `json:"header"`
+		Created bool `json:"created"`
+	}{})
+	l := cl.open("/v1/lock/acquire", map[string]any{"name": "/down/lock"})
+	l.line()
+	stop(httpapi.ErrShuttingDown)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Config.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown with open streams: %v", err)
+	}
+	w.end("unavailable")
+	l.end("unavailable")
+	g, err := c.Node(0).Get(ctx, "/down/lock/", coord.WithPrefix(), coord.WithCountOnly())
+	if err != nil || g.Count != 0 {
+		t.Fatalf("the held lock's key after shutdown: %v, %v", g, err)
+	}
+}

@@ -118,6 +118,7 @@ func pump[T any](ctx context.Context, st *stream, src <-chan T, on func(T) bool)
 	for {
 		select {
 		case <-ctx.Done():
+			failIfShuttingDown(ctx, st)
 			return
 		case <-st.beat.C:
 			if st.heartbeat() != nil {
@@ -134,6 +135,26 @@ func pump[T any](ctx context.Context, st *stream, src <-chan T, on func(T) bool)
 				return
 			}
 		}
+	}
+}
+
+// ErrShuttingDown is the cause to cancel the server's BaseContext with when
+// it shuts down: every open stream then ends with an "unavailable" error
+// line saying so, rather than a connection cut with no reason, and
+// http.Server.Shutdown does not wait for streams that would never end.
+//
+//	base, stop := context.WithCancelCause(context.Background())
+//	srv := &http.Server{Handler: h, BaseContext: func(net.Listener) context.Context { return base }}
+//	...
+//	stop(httpapi.ErrShuttingDown)
+//	srv.Shutdown(ctx)
+var ErrShuttingDown = errors.New("httpapi: server shutting down")
+
+// failIfShuttingDown ends st with ErrShuttingDown when that is why ctx
+// ended.
+func failIfShuttingDown(ctx context.Context, st *stream) {
+	if errors.Is(context.Cause(ctx), ErrShuttingDown) {
+		st.fail(ErrShuttingDown)
 	}
 }
 
@@ -244,6 +265,7 @@ func holdStream(ctx context.Context, st *stream, first any, done <-chan struct{}
 			if errors.Is(context.Cause(ctx), errReleased) {
 				st.fail(fmt.Errorf("%w: %s", errLost, released))
 			}
+			failIfShuttingDown(ctx, st)
 			return
 		case <-done:
 			err := lost()

@@ -130,8 +130,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	serveErr := make(chan error, 1)
 	var srv *http.Server
+	// Streams (watches, held locks) end with an "unavailable" line when the
+	// member shuts down, instead of holding up Shutdown.
+	base, stopStreams := context.WithCancelCause(context.Background())
+	defer stopStreams(nil)
 	if ln != nil {
 		srv = &http.Server{
+			BaseContext: func(net.Listener) context.Context { return base },
 			// Refuse cross-origin requests a browser on this host would send
 			// on a web page's behalf.
 			Handler:           http.NewCrossOriginProtection().Handler(clientMux(node, o)),
@@ -152,6 +157,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	if err := waitReady(ctx, node, log); err != nil {
+		stopStreams(httpapi.ErrShuttingDown)
 		if ctx.Err() != nil { // interrupted while waiting: a normal stop
 			log.Info("shutting down before ready", "cause", context.Cause(ctx))
 			return shutdown(srv, log)
@@ -165,6 +171,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "cause", context.Cause(ctx))
+		stopStreams(httpapi.ErrShuttingDown)
 		return shutdown(srv, log)
 	case err := <-serveErr:
 		return fmt.Errorf("HTTP server: %w", err)
