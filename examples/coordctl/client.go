@@ -89,15 +89,9 @@ func (c *cli) context() (context.Context, context.CancelFunc) {
 // nothing, so that it may go to the next endpoint after any transport
 // failure; a write does only when it could not connect.
 func (c *cli) call(ctx context.Context, path string, req, resp any, read bool) ([]byte, error) {
-	eps, err := c.endpointList()
+	eps, body, err := c.prepare(req)
 	if err != nil {
 		return nil, err
-	}
-	var body []byte
-	if req != nil {
-		if body, err = json.Marshal(req); err != nil {
-			return nil, err
-		}
 	}
 	var failures []error
 	for _, ep := range eps {
@@ -116,6 +110,20 @@ func (c *cli) call(ctx context.Context, path string, req, resp any, read bool) (
 		return raw, decode(ep, status, raw, resp)
 	}
 	return nil, fmt.Errorf("no endpoint answered: %w", joinErrors(failures))
+}
+
+// prepare returns the endpoints to try and the body of a request: req as
+// JSON, nil (for a GET) when req is nil.
+func (c *cli) prepare(req any) (eps []string, body []byte, err error) {
+	if eps, err = c.endpointList(); err != nil {
+		return nil, nil, err
+	}
+	if req != nil {
+		if body, err = json.Marshal(req); err != nil {
+			return nil, nil, err
+		}
+	}
+	return eps, body, nil
 }
 
 // unwrapURL drops the *url.Error layer, which repeats the method and URL.
@@ -157,18 +165,7 @@ func (c *cli) timedOut(ep string, read bool) error {
 // send does one HTTP exchange with ep, returning the status and body of
 // any answer.
 func (c *cli) send(ctx context.Context, ep, path string, body []byte) ([]byte, int, error) {
-	method, rd := http.MethodGet, io.Reader(nil)
-	if body != nil {
-		method, rd = http.MethodPost, bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, ep+path, rd)
-	if err != nil {
-		return nil, 0, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.httpClient().Do(req)
+	resp, err := c.request(ctx, ep, path, body)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -178,6 +175,40 @@ func (c *cli) send(ctx context.Context, ep, path string, body []byte) ([]byte, i
 		return nil, 0, err
 	}
 	return raw, resp.StatusCode, nil
+}
+
+// request sends a GET when body is nil, else a POST of body as JSON, and
+// returns the response with its body still to read.
+func (c *cli) request(ctx context.Context, ep, path string, body []byte) (*http.Response, error) {
+	method, rd := http.MethodGet, io.Reader(nil)
+	if body != nil {
+		method, rd = http.MethodPost, bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, ep+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return c.httpClient().Do(req)
+}
+
+// callAt is call for one endpoint: the release of a lock or a leadership
+// must reach the member whose stream holds it.
+func (c *cli) callAt(ctx context.Context, ep, path string, req, resp any) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	raw, status, err := c.send(ctx, ep, path, body)
+	if err != nil {
+		if ctx.Err() != nil {
+			return c.timedOut(ep, false)
+		}
+		return fmt.Errorf("%s: %w", ep, unwrapURL(err))
+	}
+	return decode(ep, status, raw, resp)
 }
 
 // decode turns a non-200 answer into an *apiError and decodes a 200 one

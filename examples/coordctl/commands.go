@@ -11,15 +11,23 @@ import (
 )
 
 func (c *cli) put(args []string) error {
-	const usage = "put KEY VALUE"
+	const usage = "put KEY VALUE [--lease ID]"
 	fs := flag.NewFlagSet("put", flag.ContinueOnError)
+	leaseID := fs.String("lease", "", "attach the key to the lease `ID` (hexadecimal, as lease grant prints it)")
 	pos, err := c.parse(fs, usage, args, 2)
 	if err != nil {
 		return err
 	}
+	req := map[string]any{"key": []byte(pos[0]), "value": []byte(pos[1])}
+	if *leaseID != "" {
+		id, err := parseLeaseID(*leaseID)
+		if err != nil {
+			return fmt.Errorf("--lease: %w", err)
+		}
+		req["lease"] = id
+	}
 	ctx, cancel := c.context()
 	defer cancel()
-	req := map[string]any{"key": []byte(pos[0]), "value": []byte(pos[1])}
 	raw, err := c.call(ctx, "/v1/kv/put", req, nil, false)
 	if err != nil {
 		return err
@@ -314,6 +322,11 @@ func (c *cli) endpointHealth(args []string) error {
 func (c *cli) write(b []byte) error {
 	_, err := c.stdout.Write(b)
 	return err
+}
+
+// writeLine writes a line of a stream as received, with its newline.
+func (c *cli) writeLine(raw json.RawMessage) error {
+	return c.write(append(raw[:len(raw):len(raw)], '\n'))
 }
 
 func (c *cli) writeJSON(v any) error {

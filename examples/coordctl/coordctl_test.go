@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -23,9 +24,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func ctl(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code = run(args, &out, &errOut)
+	code = run(args, env{stdout: &out, stderr: &errOut, signals: noSignals})
 	return code, out.String(), errOut.String()
 }
+
+// noSignals is env.signals for a run that is never interrupted.
+func noSignals() (<-chan os.Signal, func()) { return nil, func() {} }
 
 // ok runs coordctl, expecting success, and returns its standard output.
 func ok(t *testing.T, args ...string) string {

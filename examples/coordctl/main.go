@@ -7,10 +7,27 @@
 //
 // Commands:
 //
-//	put KEY VALUE                              set KEY to VALUE
+//	put KEY VALUE [--lease ID]                 set KEY to VALUE, attached to a lease
 //	get KEY [--prefix] [--serializable] [--limit N]
 //	                                           read KEY, or every key starting with it
 //	del KEY [--prefix]                         delete KEY, or every key starting with it
+//	watch KEY [--prefix] [--rev N] [--prev-kv] print the changes to KEY (or to every key
+//	                                           starting with it) until interrupted
+//	compact REV [--shard N]                    discard the history of a shard before REV
+//	lease grant TTL_SECONDS                    grant a lease
+//	lease keep-alive ID [--once]               renew a lease every third of its TTL
+//	                                           until interrupted, or once
+//	lease revoke ID                            revoke a lease, deleting its keys
+//	lease timetolive ID [--keys]               a lease's TTL and remaining time
+//	lease list                                 list the leases
+//	lock NAME [--ttl SECONDS] [--wait D] [-- COMMAND [ARGS...]]
+//	                                           hold a lock while COMMAND runs, or
+//	                                           until interrupted
+//	elect NAME VALUE [--ttl SECONDS]           campaign, and hold the leadership
+//	                                           until interrupted
+//	elect --listen NAME                        print the election's leader and
+//	                                           every change of it
+//	snapshot save FILE                         save a backup of every shard
 //	member list                                list the cluster's members
 //	member add NAME ADDR [--observer] [--force]
 //	                                           add a member whose Raft address is ADDR
@@ -24,32 +41,93 @@
 //	--endpoints URLS   comma-separated http://host:port list (default
 //	                   http://127.0.0.1:2379, or $COORDCTL_ENDPOINTS)
 //	-w, --write-out F  output format: simple (default), json or table
-//	--timeout D        bound on the whole command (default 5s)
+//	--timeout D        bound on the whole command (default 5s); see below
+//	                   for the commands that run until interrupted
 //
 // A command's flags may come before or after its arguments; "--" ends the
-// flags, for a key or value that starts with "-":
+// flags, for a key or value that starts with "-", and before a lock's
+// COMMAND when that has flags of its own:
 //
 //	coordctl put -- -k -v
 //	coordctl get /config/ --prefix -w table
 //	coordctl --endpoints http://10.0.0.1:2379,http://10.0.0.2:2379 member list -w table
+//	coordctl lock backups -- tar czf /backup/db.tgz /srv/db
 //
 // Commands other than endpoint status and health try the endpoints in order
 // until one answers. A request moves on to the next endpoint when it could
 // not connect; a read also moves on when the connection broke later, but a
 // write then stops, since it may have been applied. endpoint status and
-// endpoint health ask every endpoint.
+// endpoint health ask every endpoint. The streams of watch, lock, elect
+// and snapshot save move on after any failure to open them: what a stream
+// holds is released when its connection breaks.
+//
+// Lease IDs are printed and read in hexadecimal, as etcdctl does.
 //
 // Output: simple prints plain text (get prints each key and then its value
 // on lines of their own, as etcdctl does; bytes are printed as they are),
 // json prints the API's response as received (keys and values in base64),
-// table draws a table for get, member list and endpoint status and health,
-// and prints as simple for the other commands.
+// table draws a table for get, member list, endpoint status and health,
+// lease timetolive and lease list, and prints as simple for the other
+// commands.
 //
-// Errors go to standard error as "Error: <message>" and the exit status is 1.
+// Errors go to standard error as "Error: <message>" and the exit status is 1
+// (lock with a COMMAND exits with COMMAND's status, see below).
+//
+// # Commands that run until interrupted
+//
+// watch, lease keep-alive, lock, elect and elect --listen run until SIGINT
+// or SIGTERM (which end them with status 0 once they have let go of what
+// they held) or until their stream fails (status 1). --timeout bounds each
+// request they make and the opening of a watch or an observation, but not
+// the wait for a lock or a leadership. An open stream that stays silent for
+// 15 s (the server sends a heartbeat at least every 10 s) is taken as a
+// lost connection.
+//
+// watch prints, for every event, its type (PUT or DELETE), then with
+// --prev-kv the previous key and value, then the key and value, each on a
+// line of its own, as etcdctl does (a deleted key's value is an empty
+// line). With -w json it prints every line of the stream but heartbeats,
+// the first one ({"created":true}) included. A watch that fails says from
+// which revision to resume it with --rev.
+//
+// lock takes the lock NAME on a session of the server's with a TTL of
+// --ttl seconds (default 10): if coordctl dies, the lock is released as
+// soon as the member sees the connection close, and if the member dies,
+// once the TTL has passed.
+// --wait gives up when the lock is not free within that long. With a
+// COMMAND, coordctl runs it once the lock is held, with the environment
+// variables COORD_LOCK_NAME, COORD_LOCK_KEY (the lock's key, quoted when not
+// printable) and COORD_LOCK_FENCE (the lock's fencing token, a decimal
+// number larger than that of every earlier holder: pass it along with
+// guarded writes, so that their target can refuse a holder that lost the
+// lock), and stdin, stdout and stderr of its own; it releases the lock
+// when COMMAND exits and exits with COMMAND's status (128+N when COMMAND
+// was killed by signal N). coordctl prints nothing of its own then. If the
+// lock is lost while COMMAND runs, coordctl says so on stderr, sends
+// COMMAND a SIGTERM (COMMAND's own children are not signalled), waits for
+// it to exit, and exits with status 1 whatever COMMAND's status: the work
+// COMMAND did may have overlapped with another holder's. While COMMAND
+// runs, coordctl passes a SIGTERM on to it and ignores SIGINT (a terminal's
+// Ctrl-C reaches COMMAND directly), and it waits for COMMAND to exit, so as
+// not to let go of the lock while COMMAND still runs (SIGKILL coordctl to
+// give up: the member then releases the lock). Without a COMMAND, lock prints
+// the lock's key and its fence, each on a line (-w json: the stream's
+// first line), holds the lock until interrupted, then releases it.
+//
+// elect campaigns for NAME with VALUE (--ttl as for lock); once elected it
+// prints the leader's key and value, each on a line (-w json: the stream's
+// first line), and holds the leadership until interrupted, then resigns.
+// If the leadership is lost it says so and exits with status 1. elect
+// --listen prints the key and value of the current leader, and of every
+// new one (-w json: every line, {"leader":null} when there is none).
+//
+// snapshot save writes the backup to FILE.part, checks its SHA-256 trailer
+// (so that a transfer cut short is never taken for a backup), syncs it and
+// renames it to FILE. --timeout bounds the wait for each part of it.
 //
 // coordctl talks plain HTTP, or HTTPS with an https:// endpoint and the
-// system's roots; the API has no authentication of its own (see
-// coord/httpapi).
+// system's roots. It sends no credentials (no bearer token, no client
+// certificate), so it talks only to members that ask for none.
 package main
 
 import (
@@ -60,7 +138,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -70,14 +150,35 @@ const (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, signals: notifySignals}))
 }
+
+// env is what a run of coordctl takes from its process; tests fake it.
+type env struct {
+	stdin          io.Reader // a lock's COMMAND reads it; nil for none
+	stdout, stderr io.Writer
+	// signals starts the delivery of SIGINT and SIGTERM on the returned
+	// channel, for the commands that run until interrupted; stop ends it.
+	signals func() (sigs <-chan os.Signal, stop func())
+}
+
+func notifySignals() (<-chan os.Signal, func()) {
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	return ch, func() { signal.Stop(ch) }
+}
+
+// exitStatus is an error that only sets the exit status: that of a lock's
+// COMMAND, which has said what it had to say.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 // run is the whole command, with args excluding the program name; it
 // returns the exit status.
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, e env) int {
 	c := &cli{
-		stdout: stdout, stderr: stderr,
+		env:     e,
 		globals: globals{endpoints: defaultEndpoints, writeOut: "simple", timeout: defaultTimeout},
 	}
 	if env := os.Getenv("COORDCTL_ENDPOINTS"); env != "" {
@@ -87,11 +188,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if c.transport != nil {
 		c.transport.CloseIdleConnections()
 	}
+	var status exitStatus
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(err, &status):
+		return int(status)
 	default:
-		fmt.Fprintf(stderr, "Error: %v\n", err)
+		fmt.Fprintf(c.stderr, "Error: %v\n", err)
 		return 1
 	}
 }
@@ -108,13 +212,13 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.endpoints, "endpoints", g.endpoints, "comma-separated `URLs` of the HTTP API (env COORDCTL_ENDPOINTS)")
 	fs.StringVar(&g.writeOut, "w", g.writeOut, "output `format`: simple, json or table")
 	fs.StringVar(&g.writeOut, "write-out", g.writeOut, "output `format`: simple, json or table")
-	fs.DurationVar(&g.timeout, "timeout", g.timeout, "bound on the whole command")
+	fs.DurationVar(&g.timeout, "timeout", g.timeout, "bound on the whole command (on each request, for the commands that run until interrupted)")
 }
 
 type cli struct {
 	globals
-	stdout, stderr io.Writer
-	transport      *http.Transport
+	env
+	transport *http.Transport
 }
 
 type command struct {
@@ -124,9 +228,19 @@ type command struct {
 }
 
 var commands = []command{
-	{"put", "put KEY VALUE", (*cli).put},
+	{"put", "put KEY VALUE [--lease ID]", (*cli).put},
 	{"get", "get KEY [--prefix] [--serializable] [--limit N]", (*cli).get},
 	{"del", "del KEY [--prefix]", (*cli).del},
+	{"watch", watchUsage, (*cli).watch},
+	{"compact", compactUsage, (*cli).compact},
+	{"lease grant", "lease grant TTL_SECONDS", (*cli).leaseGrant},
+	{"lease keep-alive", "lease keep-alive ID [--once]", (*cli).leaseKeepAlive},
+	{"lease revoke", "lease revoke ID", (*cli).leaseRevoke},
+	{"lease timetolive", "lease timetolive ID [--keys]", (*cli).leaseTimeToLive},
+	{"lease list", "lease list", (*cli).leaseList},
+	{"lock", lockUsage, (*cli).lock},
+	{"elect", electUsage, (*cli).elect},
+	{"snapshot save", "snapshot save FILE", (*cli).snapshotSave},
 	{"member list", "member list", (*cli).memberList},
 	{"member add", "member add NAME ADDR [--observer] [--force]", (*cli).memberAdd},
 	{"member remove", "member remove NAME [--force]", (*cli).memberRemove},
@@ -160,7 +274,12 @@ func (c *cli) main(args []string) error {
 			return cmd.run(c, rest[len(words):])
 		}
 	}
-	subs := map[string]string{"member": "list, add, remove or promote", "endpoint": "status or health"}
+	subs := map[string]string{
+		"member":   "list, add, remove or promote",
+		"endpoint": "status or health",
+		"lease":    "grant, keep-alive, revoke, timetolive or list",
+		"snapshot": "save",
+	}
 	if want, ok := subs[rest[0]]; ok {
 		if len(rest) == 1 {
 			return fmt.Errorf("%s needs a subcommand: %s", rest[0], want)
@@ -188,6 +307,12 @@ func (c *cli) usage(w io.Writer) {
 // positional arguments, and checks that there are want of those. The global
 // flags are accepted too.
 func (c *cli) parse(fs *flag.FlagSet, usage string, args []string, want int) ([]string, error) {
+	return c.parseN(fs, usage, args, want, want)
+}
+
+// parseN is parse for a command taking from least to most positional
+// arguments; most < 0 means no limit.
+func (c *cli) parseN(fs *flag.FlagSet, usage string, args []string, least, most int) ([]string, error) {
 	c.register(fs)
 	var pos []string
 	// Everything after the first "--" is positional.
@@ -216,8 +341,13 @@ func (c *cli) parse(fs *flag.FlagSet, usage string, args []string, want int) ([]
 		args = rest[1:]
 	}
 	pos = append(head, pos...)
-	if len(pos) != want {
-		return nil, fmt.Errorf("%s takes %d argument(s), got %d; usage: coordctl %s", fs.Name(), want, len(pos), usage)
+	switch {
+	case least == most && len(pos) != least:
+		return nil, fmt.Errorf("%s takes %d argument(s), got %d; usage: coordctl %s", fs.Name(), least, len(pos), usage)
+	case len(pos) < least:
+		return nil, fmt.Errorf("%s takes at least %d argument(s), got %d; usage: coordctl %s", fs.Name(), least, len(pos), usage)
+	case most >= 0 && len(pos) > most:
+		return nil, fmt.Errorf("%s takes at most %d argument(s), got %d; usage: coordctl %s", fs.Name(), most, len(pos), usage)
 	}
 	return pos, c.check()
 }

@@ -1,0 +1,406 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// e2eWait bounds every wait for a state in the end-to-end test, and every
+// run of the coordctl binary.
+const e2eWait = 30 * time.Second
+
+// TestEndToEnd builds examples/member and coordctl, starts three member
+// processes on loopback, and drives them with the coordctl binary, as an
+// operator would.
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and starts member processes; skipped with -short")
+	}
+	began := time.Now()
+	step := func(what string) { t.Logf("%5.1fs %s", time.Since(began).Seconds(), what) }
+	dir := t.TempDir()
+	member, coordctl := buildBinaries(t, dir)
+	step("built member and coordctl")
+
+	var procs []*proc
+	t.Cleanup(func() {
+		for _, p := range procs {
+			p.kill()
+		}
+		if t.Failed() {
+			for _, p := range procs {
+				t.Logf("--- last lines of %s (%s):\n%s", p.name, p.log, p.tail(40))
+			}
+		}
+	})
+	names := []string{"m1", "m2", "m3"}
+	peers, clients := make([]string, 3), make([]string, 3)
+	var initial []string
+	for i, n := range names {
+		peers[i], clients[i] = freeAddr(t), freeAddr(t)
+		initial = append(initial, n+"=http://"+peers[i])
+	}
+	for i, n := range names {
+		procs = append(procs, startProc(t, dir, n, member,
+			"--name", n, "--data-dir", filepath.Join(dir, n+".data"),
+			"--listen-peer-urls", "http://"+peers[i], "--listen-client-urls", "http://"+clients[i],
+			"--initial-cluster", strings.Join(initial, ","),
+			"--initial-cluster-token", "coordctl-e2e", "--initial-cluster-state", "new",
+			"--heartbeat-interval", "50", "--election-timeout", "1000"))
+	}
+	eps := make([]string, 3)
+	for i, c := range clients {
+		eps[i] = "--endpoints=http://" + c
+	}
+	all := "--endpoints=" + strings.Join(clients, ",")
+	// ctl runs the coordctl binary, expecting status 0.
+	ctl := func(args ...string) string {
+		t.Helper()
+		code, out, errOut := runBinary(t, coordctl, args...)
+		if code != 0 {
+			t.Fatalf("coordctl %q: exit %d, stderr %q, stdout %q", args, code, errOut, out)
+		}
+		return out
+	}
+	members := procs[:len(procs):len(procs)]
+	// await polls f, giving up early if a member exits.
+	await := func(what string, f func() error) {
+		t.Helper()
+		eventuallyFor(t, e2eWait, what, func() error {
+			for _, p := range members {
+				if !p.running() {
+					t.Fatalf("%s: %s exited: %v", what, p.name, p.exitErr())
+				}
+			}
+			return f()
+		})
+	}
+
+	step("wait for the three members to be healthy")
+	await("every endpoint healthy", func() error {
+		if code, out, errOut := runBinary(t, coordctl, all, "endpoint", "health"); code != 0 {
+			return fmt.Errorf("exit %d: %s%s", code, out, errOut)
+		}
+		return nil
+	})
+
+	step("member list -w table")
+	header := regexp.MustCompile(`^\| +ID +\| NAME \| +PEER ADDRS +\| ROLE  \| LEADS \| REACHABLE \|$`)
+	await("member list shows three reachable voters, one of them leading shard 0", func() error {
+		out := ctl(eps[1], "member", "list", "-w", "table")
+		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		if len(lines) != 7 || !header.MatchString(lines[1]) || lines[0] != lines[2] || lines[0] != lines[6] {
+			return fmt.Errorf("not a table of three members:\n%s", out)
+		}
+		leaders := 0
+		for i, n := range names {
+			row := regexp.MustCompile(`^\| \d+ +\| ` + n + `   \| ` + regexp.QuoteMeta(peers[i]) + ` +\| voter \| (0|-) +\| true      \|$`)
+			var m []string
+			for _, l := range lines[3:6] {
+				if m = row.FindStringSubmatch(l); m != nil {
+					break
+				}
+			}
+			if m == nil {
+				return fmt.Errorf("no row for %s:\n%s", n, out)
+			}
+			if m[1] == "0" {
+				leaders++
+			}
+		}
+		if leaders != 1 {
+			return fmt.Errorf("%d members lead shard 0:\n%s", leaders, out)
+		}
+		return nil
+	})
+
+	step("put and get through different endpoints")
+	if out := ctl(eps[0], "put", "/e2e/k", "v1"); out != "OK\n" {
+		t.Fatalf("put: %q", out)
+	}
+	for _, ep := range eps[1:] {
+		if out := ctl(ep, "get", "/e2e/k"); out != "/e2e/k\nv1\n" {
+			t.Fatalf("get through %s: %q", ep, out)
+		}
+	}
+
+	step("lease grant, put --lease, lease timetolive --keys, through three endpoints")
+	out := ctl(eps[1], "lease", "grant", "60")
+	m := regexp.MustCompile(`^lease ([0-9a-f]+) granted with TTL\(60s\)\n$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("lease grant: %q", out)
+	}
+	ctl(eps[0], "put", "/e2e/leased", "x", "--lease", m[1])
+	out = ctl(eps[2], "lease", "timetolive", m[1], "--keys")
+	if !regexp.MustCompile(`^lease ` + m[1] + ` granted with TTL\(60s\), remaining\((60|59|58|57)s\), attached keys\(\[/e2e/leased\]\)\n$`).MatchString(out) {
+		t.Fatalf("lease timetolive: %q", out)
+	}
+
+	step("watch through m2, with SIGINT to end it")
+	watch := startProc(t, dir, "watch", coordctl, eps[1], "watch", "/e2e/w", "-w", "json")
+	procs = append(procs, watch)
+	await("the watch is created", func() error { return contains(watch.log, `"created":true`) })
+	ctl(eps[2], "put", "/e2e/w", "seen")
+	await("the watch prints the put", func() error { return contains(watch.log, `"value":"c2Vlbg=="`) })
+	if err := watch.signal(syscall.SIGINT); err != nil {
+		t.Fatalf("watch after SIGINT: %v", err)
+	}
+
+	step("snapshot save through m3")
+	file := filepath.Join(dir, "backup.db")
+	if out := ctl(eps[2], "snapshot", "save", file); out != "Snapshot saved at "+file+"\n" {
+		t.Fatalf("snapshot save: %q", out)
+	}
+	if b, err := os.ReadFile(file); err != nil || !bytes.Contains(b, []byte(`"coordkit-backup"`)) || !bytes.Contains(b, []byte(`"sha256":`)) {
+		t.Fatalf("backup file: %v\n%.300s", err, b)
+	}
+
+	step("three lock processes at once, one per endpoint")
+	record := filepath.Join(dir, "record")
+	script := `echo "start $$ $COORD_LOCK_FENCE" >> "$RECORD"; sleep 0.3; echo "end $$" >> "$RECORD"`
+	var wg sync.WaitGroup
+	results := make([]string, len(eps))
+	for i, ep := range eps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command(coordctl, ep, "lock", "e2e-lock", "--", "sh", "-c", script)
+			cmd.Env = append(os.Environ(), "RECORD="+record)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Start(); err != nil {
+				results[i] = err.Error()
+				return
+			}
+			timer := time.AfterFunc(e2eWait, func() { cmd.Process.Kill() })
+			defer timer.Stop()
+			if err := cmd.Wait(); err != nil || stdout.Len()+stderr.Len() > 0 {
+				results[i] = fmt.Sprintf("%v: stdout %q, stderr %q", err, stdout.String(), stderr.String())
+			}
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r != "" {
+			t.Errorf("coordctl %s lock: %s", eps[i], r)
+		}
+	}
+	b, err := os.ReadFile(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("record of the holds:\n%s", b)
+	checkHolds(t, string(b), len(eps))
+
+	step("a lock whose coordctl is killed is free at once, not after its TTL")
+	holder := startProc(t, dir, "holder", coordctl, eps[0], "lock", "e2e-kill", "--ttl", "60")
+	procs = append(procs, holder)
+	await("the holder prints the key and fence", func() error {
+		if b, err := os.ReadFile(holder.log); err != nil || !regexp.MustCompile(`^e2e-kill/\S+\n\d+\n$`).Match(b) {
+			return fmt.Errorf("holder's output %q (%v)", b, err)
+		}
+		return nil
+	})
+	holder.kill()
+	if out := ctl(eps[1], "lock", "e2e-kill", "--wait", "10s", "--", "echo", "taken"); out != "taken\n" {
+		t.Fatalf("lock after the holder was killed: %q", out)
+	}
+
+	step("a command's exit status passes through lock")
+	if code, out, errOut := runBinary(t, coordctl, eps[0], "lock", "e2e-lock", "--", "sh", "-c", "exit 7"); code != 7 || out != "" || errOut != "" {
+		t.Fatalf("lock -- sh -c 'exit 7': exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	step("done")
+}
+
+// checkHolds checks a record of lock holds: n pairs of "start PID FENCE"
+// and "end PID" lines, never overlapping, with fences increasing.
+func checkHolds(t *testing.T, record string, n int) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(record, "\n"), "\n")
+	if len(lines) != 2*n {
+		t.Fatalf("record of %d holds has %d lines, want %d:\n%s", n, len(lines), 2*n, record)
+	}
+	last := int64(-1)
+	pids := map[string]bool{}
+	for i := 0; i < len(lines); i += 2 {
+		start, end := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(start) != 3 || start[0] != "start" || len(end) != 2 || end[0] != "end" || end[1] != start[1] {
+			t.Fatalf("holds overlap or are malformed at line %d:\n%s", i+1, record)
+		}
+		fence, err := strconv.ParseInt(start[2], 10, 64)
+		if err != nil || fence <= last {
+			t.Fatalf("fence %q at line %d is not above the previous one, %d:\n%s", start[2], i+1, last, record)
+		}
+		last = fence
+		pids[start[1]] = true
+	}
+	if len(pids) != n {
+		t.Fatalf("%d distinct commands held the lock, want %d:\n%s", len(pids), n, record)
+	}
+}
+
+// buildBinaries builds examples/member and coordctl into dir.
+func buildBinaries(t *testing.T, dir string) (member, coordctl string) {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go command not found: %v", err)
+	}
+	cmd := exec.Command(goTool, "build", "-o", dir+string(filepath.Separator),
+		"github.com/coordkit/coordkit/examples/member", "github.com/coordkit/coordkit/examples/coordctl")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return filepath.Join(dir, "member"), filepath.Join(dir, "coordctl")
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// runBinary runs a binary to its end, within e2eWait.
+func runBinary(t *testing.T, bin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("%s %q: %v", bin, args, err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("%s %q: no exit within %v; stdout %q, stderr %q", bin, args, e2eWait, out.String(), errOut.String())
+	}
+	return code, out.String(), errOut.String()
+}
+
+// eventuallyFor polls f every 20 ms until it returns nil, failing the test
+// with f's last error after d.
+func eventuallyFor(t *testing.T, d time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, d, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// contains reports whether the file at path contains s, as an error.
+func contains(path, s string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(b), s) {
+		return fmt.Errorf("%s does not contain %q: %q", path, s, b)
+	}
+	return nil
+}
+
+// proc is a process of the test, its stdout and stderr in one log file.
+type proc struct {
+	name, log string
+	cmd       *exec.Cmd
+	done      chan struct{} // closed once the process has exited
+	err       error         // Wait's, once done is closed
+}
+
+func startProc(t *testing.T, dir, name, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
+	f, err := os.Create(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	if err := p.cmd.Start(); err != nil {
+		f.Close()
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	return p
+}
+
+func (p *proc) running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (p *proc) exitErr() error {
+	<-p.done
+	return p.err
+}
+
+// signal sends sig and waits for the exit, returning Wait's error.
+func (p *proc) signal(sig os.Signal) error {
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		return err
+	}
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(e2eWait):
+		p.kill()
+		return fmt.Errorf("%s: no exit within %v of %v", p.name, e2eWait, sig)
+	}
+}
+
+func (p *proc) kill() {
+	if p.running() {
+		p.cmd.Process.Kill()
+	}
+	<-p.done
+}
+
+// tail returns the last n lines of the process's log.
+func (p *proc) tail(n int) string {
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
