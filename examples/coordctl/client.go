@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -76,6 +79,45 @@ func (c *cli) httpClient() *http.Client {
 		c.transport = http.DefaultTransport.(*http.Transport).Clone()
 	}
 	return &http.Client{Transport: c.transport}
+}
+
+// credentials loads --cacert, --cert, --key and the bearer token into the
+// client, once the flags are parsed.
+func (c *cli) credentials() error {
+	if (c.cert == "") != (c.key == "") {
+		return errors.New("--cert and --key go together")
+	}
+	if c.cacert != "" || c.cert != "" {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.cacert != "" {
+			pem, err := os.ReadFile(c.cacert)
+			if err != nil {
+				return fmt.Errorf("--cacert: %w", err)
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("--cacert: %s holds no PEM certificate", c.cacert)
+			}
+		}
+		if c.cert != "" {
+			cert, err := tls.LoadX509KeyPair(c.cert, c.key)
+			if err != nil {
+				return fmt.Errorf("--cert: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		c.transport = http.DefaultTransport.(*http.Transport).Clone()
+		c.transport.TLSClientConfig = cfg
+	}
+	c.token = os.Getenv("COORDCTL_BEARER_TOKEN")
+	if c.tokenFile != "" {
+		b, err := os.ReadFile(c.tokenFile)
+		if err != nil {
+			return fmt.Errorf("--bearer-token-file: %w", err)
+		}
+		c.token = strings.TrimSpace(string(b))
+	}
+	return nil
 }
 
 // context bounds the whole command by --timeout.
@@ -190,6 +232,9 @@ func (c *cli) request(ctx context.Context, ep, path string, body []byte) (*http.
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	return c.httpClient().Do(req)
 }

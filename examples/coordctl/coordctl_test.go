@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"net"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -209,4 +212,40 @@ func TestTable(t *testing.T) {
 	if got := printable("a\x00\xff"); got != `"a\x00\xff"` {
 		t.Fatalf("printable: %s", got)
 	}
+}
+
+// TestCredentials: --cacert, --cert, --key and the bearer token against a
+// member API that requires a client certificate and a token.
+func TestCredentials(t *testing.T) {
+	c := coordtest.New(t, 1)
+	ca := coordtest.NewCA(t)
+	server, client := ca.Issue("server"), ca.Issue("client")
+	srv := httptest.NewUnstartedServer(httpapi.New(c.Node(0), httpapi.BearerToken("s3cret")))
+	cert, err := tls.LoadX509KeyPair(server.CertFile, server.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pem, _ := os.ReadFile(ca.CAFile())
+	pool.AppendCertsFromPEM(pem)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	srv.StartTLS()
+	defer srv.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ep := "--endpoints=" + srv.URL
+	tlsFlags := []string{ep, "--cacert", ca.CAFile(), "--cert", client.CertFile, "--key", client.KeyFile}
+	if out := ok(t, append(tlsFlags, "--bearer-token-file", tokenFile, "put", "/cred/a", "1")...); out != "OK\n" {
+		t.Fatalf("put with every credential: %q", out)
+	}
+	t.Setenv("COORDCTL_BEARER_TOKEN", "s3cret")
+	if out := ok(t, append(tlsFlags, "get", "/cred/a")...); out != "/cred/a\n1\n" {
+		t.Fatalf("get with the token from the environment: %q", out)
+	}
+	t.Setenv("COORDCTL_BEARER_TOKEN", "wrong")
+	fails(t, "bearer", append(tlsFlags, "get", "/cred/a")...)
+	fails(t, "certificate", ep, "--cacert", ca.CAFile(), "get", "/cred/a")
+	fails(t, "--cert and --key", ep, "--cert", client.CertFile, "get", "/cred/a")
 }

@@ -125,9 +125,12 @@
 // (so that a transfer cut short is never taken for a backup), syncs it and
 // renames it to FILE. --timeout bounds the wait for each part of it.
 //
-// coordctl talks plain HTTP, or HTTPS with an https:// endpoint and the
-// system's roots. It sends no credentials (no bearer token, no client
-// certificate), so it talks only to members that ask for none.
+// coordctl talks plain HTTP, or HTTPS with an https:// endpoint: the
+// server's certificate is checked against --cacert (else the system's
+// roots); --cert and --key present a client certificate to members that
+// require one (--client-cert-auth); --bearer-token-file (or the environment
+// variable COORDCTL_BEARER_TOKEN) sends "Authorization: Bearer TOKEN" to
+// members started with --bearer-token-file.
 package main
 
 import (
@@ -204,6 +207,9 @@ type globals struct {
 	endpoints string
 	writeOut  string
 	timeout   time.Duration
+	// TLS and credentials, as etcdctl's --cacert, --cert and --key.
+	cacert, cert, key string
+	tokenFile         string
 }
 
 // register adds the global flags to fs, with their current values as
@@ -213,12 +219,17 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.writeOut, "w", g.writeOut, "output `format`: simple, json or table")
 	fs.StringVar(&g.writeOut, "write-out", g.writeOut, "output `format`: simple, json or table")
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "bound on the whole command (on each request, for the commands that run until interrupted)")
+	fs.StringVar(&g.cacert, "cacert", g.cacert, "`path` to the CA certificate that signs the members' HTTPS certificates")
+	fs.StringVar(&g.cert, "cert", g.cert, "`path` to this client's certificate, for members that require one (--client-cert-auth)")
+	fs.StringVar(&g.key, "key", g.key, "`path` to this client's key")
+	fs.StringVar(&g.tokenFile, "bearer-token-file", g.tokenFile, "`path` to a file holding the members' bearer token (env COORDCTL_BEARER_TOKEN gives the token itself)")
 }
 
 type cli struct {
 	globals
 	env
 	transport *http.Transport
+	token     string // sent as "Authorization: Bearer token" when set
 }
 
 type command struct {
@@ -369,6 +380,9 @@ func (c *cli) check() error {
 	}
 	if c.timeout <= 0 {
 		return fmt.Errorf("--timeout must be positive, got %v", c.timeout)
+	}
+	if err := c.credentials(); err != nil {
+		return err
 	}
 	_, err := c.endpointList()
 	return err
