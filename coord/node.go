@@ -543,8 +543,16 @@ func (n *Node) read(ctx context.Context, s *shard, serializable bool) (*sm.View,
 		if n.closed.Load() {
 			return nil, ErrClosed
 		}
-		if ctx.Err() != nil && retryable(err) {
-			return nil, fmt.Errorf("%w: shard %d: %w", ErrNoLeader, s.idx, ctx.Err())
+		// ErrTimeoutTooSmall: too little of the deadline is left to try.
+		expired := ctx.Err() != nil || errors.Is(err, dragonboat.ErrTimeoutTooSmall)
+		if expired && (retryable(err) || errors.Is(err, dragonboat.ErrTimeout) ||
+			errors.Is(err, dragonboat.ErrTimeoutTooSmall)) {
+			// The deadline passed while attempts timed out or found no
+			// leader: say which, without dragonboat's wording.
+			if l, _, ok, lerr := n.nh.GetLeaderID(s.id); retryable(err) || lerr != nil || !ok || l == 0 {
+				return nil, fmt.Errorf("%w: shard %d: %w", ErrNoLeader, s.idx, context.DeadlineExceeded)
+			}
+			return nil, fmt.Errorf("coord: shard %d: the leader did not confirm a linearizable read in time: %w", s.idx, context.DeadlineExceeded)
 		}
 		return nil, translate(ctx, err, false)
 	}
@@ -595,8 +603,10 @@ func (n *Node) propose(ctx context.Context, s *shard, cmd *sm.Command) (*sm.Resu
 			}
 			return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ErrClosed)
 		}
-		if ctx.Err() != nil && retryable(err) {
-			return nil, fmt.Errorf("%w: shard %d: %w", ErrNoLeader, s.idx, ctx.Err())
+		// Only dropped attempts are retried, so a deadline reached while
+		// retrying (or too close to send another) leaves nothing applied.
+		if (ctx.Err() != nil && retryable(err)) || (attempt > 0 && errors.Is(err, dragonboat.ErrTimeoutTooSmall)) {
+			return nil, fmt.Errorf("%w: shard %d: %w", ErrNoLeader, s.idx, context.DeadlineExceeded)
 		}
 		return nil, translate(ctx, err, true)
 	}

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -218,5 +219,39 @@ func TestShutdownEndsStreamsWithAReason(t *testing.T) {
 	g, err := c.Node(0).Get(ctx, "/down/lock/", coord.WithPrefix(), coord.WithCountOnly())
 	if err != nil || g.Count != 0 {
 		t.Fatalf("the held lock's key after shutdown: %v, %v", g, err)
+	}
+}
+
+// Without a quorum, writes and linearizable reads answer 503 no_quorum or
+// 504 timeout (never hang, never 500), /health says why, and serializable
+// reads still work.
+func TestNoQuorum(t *testing.T) {
+	c := coordtest.New(t, 3, coordtest.WithConfig(func(cfg *coord.Config) { cfg.RequestTimeout = 1500 * time.Millisecond }))
+	a := serve(t, c.Node(0))
+	a.call("/v1/kv/put", map[string]any{"key": b64("/nq/a"), "value": b64("1")}, 200, nil)
+	c.Stop(1)
+	c.Stop(2)
+	// A put may enter the log of a leader that has not yet noticed it is
+	// alone: its outcome is then unknown (504); once the leader has stepped
+	// down, requests find no leader (503).
+	status, _, b := a.raw("POST", "/v1/kv/put", strings.NewReader(`{"key":"`+b64("/nq/b")+`","value":"eA=="}`))
+	var e errBody
+	if err := json.Unmarshal(b, &e); err != nil ||
+		!(status == 503 && e.Error.Code == "no_quorum" || status == 504 && e.Error.Code == "timeout") {
+		t.Fatalf("put without quorum: %d %s, want 503 no_quorum or 504 timeout", status, b)
+	}
+	t.Logf("put without quorum: %d %s", status, b)
+	coordtest.Eventually(t, 10*time.Second, func() bool {
+		status, _, b = a.raw("POST", "/v1/kv/range", strings.NewReader(`{"key":"`+b64("/nq/a")+`"}`))
+		return status == 503 && json.Unmarshal(b, &e) == nil && e.Error.Code == "no_quorum"
+	}, "a linearizable read without quorum never answered 503 no_quorum")
+	status, _, b = a.raw("GET", "/health", nil)
+	if status != 503 || !strings.Contains(string(b), `"health":false`) {
+		t.Fatalf("health without quorum: %d %s", status, b)
+	}
+	var got rangeResp
+	a.call("/v1/kv/range", map[string]any{"key": b64("/nq/a"), "serializable": true}, 200, &got)
+	if len(got.KVs) != 1 {
+		t.Fatalf("serializable read without quorum: %+v", got)
 	}
 }
