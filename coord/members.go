@@ -77,7 +77,15 @@ type membership struct {
 
 func (n *Node) membership(ctx context.Context, s *shard) (*membership, error) {
 	for attempt := 0; ; attempt++ {
-		m, err := n.nh.SyncGetShardMembership(ctx, s.id)
+		// Like a linearizable read, this is a ReadIndex round that can be
+		// lost around a leader or membership change: bound each attempt
+		// and retry.
+		actx, acancel := context.WithTimeout(ctx, n.readAttemptTimeout())
+		m, err := n.nh.SyncGetShardMembership(actx, s.id)
+		acancel()
+		if errors.Is(err, dragonboat.ErrTimeout) && ctx.Err() == nil {
+			continue
+		}
 		if err == nil {
 			removed := map[uint64]string{}
 			for id := range m.Removed {

@@ -52,6 +52,7 @@ type Node struct {
 	shards    []*shard
 
 	admin *http.Server // the admission service, when AdminAddress is set
+	nhc   config.NodeHostConfig
 
 	metrics metrics
 	stats   []shardStats // by shard index
@@ -193,11 +194,6 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if f, ok := c.testTransport.(config.TransportFactory); ok {
 		nhc.Expert.TransportFactory = f
 	}
-	nh, err := dragonboat.NewNodeHost(nhc)
-	if err != nil {
-		return nil, fmt.Errorf("coord: starting member %q: %w", c.Name, err)
-	}
-	n.nh = nh
 	initial := map[uint64]dragonboat.Target{}
 	if fresh && !c.Join {
 		for _, m := range meta.Members {
@@ -209,11 +205,12 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		s.hub = newHub(s)
 		s.keeper = newKeeper(s)
 		n.shards = append(n.shards, s)
-		if err := n.startShard(s, initial, fresh && c.Join, meta.Observer); err != nil {
-			nh.Close()
-			return nil, err
-		}
 	}
+	n.nhc = nhc
+	if err := n.startNodeHost(initial, fresh && c.Join); err != nil {
+		return nil, err
+	}
+	nh := n.nh
 	if fresh {
 		// Written only once every shard started, so a failed first Open
 		// leaves a DataDir that the next Open treats as new again.
@@ -232,13 +229,15 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	if !fresh {
 		if err := n.fixRole(ctx); err != nil {
-			nh.Close()
+			if n.nh != nil {
+				n.nh.Close()
+			}
 			return nil, err
 		}
 	}
 	if c.AdminAddress != "" {
 		if err := n.serveAdmissions(); err != nil {
-			nh.Close()
+			n.nh.Close()
 			return nil, err
 		}
 	}
@@ -259,6 +258,23 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 func engineConfig(shards int) config.EngineConfig {
 	w := uint64(min(max(shards, 1), 16))
 	return config.EngineConfig{ExecShards: w, CommitShards: w, ApplyShards: w, SnapshotShards: w, CloseShards: w}
+}
+
+// startNodeHost starts dragonboat's NodeHost and this member's replica of
+// every shard, in the role meta records.
+func (n *Node) startNodeHost(initial map[uint64]dragonboat.Target, join bool) error {
+	nh, err := dragonboat.NewNodeHost(n.nhc)
+	if err != nil {
+		return fmt.Errorf("coord: starting member %q: %w", n.cfg.Name, err)
+	}
+	n.nh = nh
+	for _, s := range n.shards {
+		if err := n.startShard(s, initial, join, n.meta.Observer); err != nil {
+			nh.Close()
+			return err
+		}
+	}
+	return nil
 }
 
 // startShard starts this member's replica of s.
@@ -294,17 +310,60 @@ func (n *Node) fixRole(ctx context.Context) error {
 	if !n.meta.Observer {
 		return nil
 	}
-	info := n.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true})
-	promoted := false
-	for _, si := range info.ShardInfoList {
-		if !si.Pending && !si.IsNonVoting {
-			promoted = true
+	// The role is read from the membership the replica applied, so wait
+	// until it applied the last membership change in its local log (the
+	// replay of proposals does not cover those).
+	want := map[uint64]uint64{} // shard ID -> index of its last logged membership change
+	for _, s := range n.shards {
+		lr, err := n.nh.GetLogReader(s.id)
+		if err != nil {
+			return fmt.Errorf("coord: shard %d: %w", s.idx, err)
+		}
+		st, _ := lr.NodeState()
+		from := lr.Snapshot().Index + 1
+		if first, _ := lr.GetRange(); first > from {
+			from = first
+		}
+		if from <= st.Commit {
+			ents, _ := lr.Entries(from, st.Commit+1, 64<<20)
+			for i := range ents {
+				if ents[i].IsConfigChange() {
+					want[s.id] = ents[i].Index
+				}
+			}
 		}
 	}
-	if !promoted {
+	var promoted map[uint64]bool
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		info := n.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true})
+		promoted = map[uint64]bool{}
+		applied := 0
+		for _, si := range info.ShardInfoList {
+			if si.Pending || si.ConfigChangeIndex < want[si.ShardID] {
+				continue
+			}
+			applied++
+			if !si.IsNonVoting {
+				promoted[si.ShardID] = true
+			}
+		}
+		if applied == len(n.shards) || !n.backoff(wctx, attempt) {
+			break
+		}
+	}
+	if len(promoted) == 0 {
 		return nil
 	}
-	n.log.Info("this observer was promoted to voter; restarting its replicas as a voter")
+	if len(promoted) < len(n.shards) {
+		// An interrupted PromoteMember: the promoted replicas run as voters
+		// already (replaying their promotion made them so); call
+		// PromoteMember again to finish, and the next restart settles.
+		n.log.Warn("promoted to voter in some shards only; run PromoteMember again", "shards", len(promoted))
+		return nil
+	}
+	n.log.Info("this observer was promoted to voter; restarting as a voter")
 	for _, s := range n.shards {
 		// A replica started as a voter panics when it replays the entry that
 		// added it as an observer: snapshot first, so that the replay starts
@@ -316,25 +375,21 @@ func (n *Node) fixRole(ctx context.Context) error {
 		if err != nil && !errors.Is(err, dragonboat.ErrRejected) {
 			return fmt.Errorf("coord: snapshot before restarting shard %d as a voter: %w", s.idx, err)
 		}
-		if err := n.nh.StopShard(s.id); err != nil {
-			return fmt.Errorf("coord: restarting shard %d as a voter: %w", s.idx, err)
-		}
-		s.recovered.Store(false)
-		// StopShard returns before the replica is gone: start it again once
-		// dragonboat no longer knows it.
-		for attempt := 0; ; attempt++ {
-			err := n.startShard(s, nil, false, false)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, dragonboat.ErrShardAlreadyExist) || !n.backoff(ctx, attempt) {
-				return err
-			}
-		}
 	}
+	// Restart the whole NodeHost rather than single replicas: a replica
+	// stopped and started again inside one NodeHost sometimes could not
+	// commit once elected leader (TestPromoteObserverAndItRestartsAsAVoter).
+	n.nh.Close()
+	n.nh = nil // Open closes a NodeHost left running on error, and only that
 	n.meta.Observer = false
 	if err := saveMeta(n.cfg.DataDir, n.meta); err != nil {
 		return fmt.Errorf("coord: DataDir: %w", err)
+	}
+	for _, s := range n.shards {
+		s.recovered.Store(false)
+	}
+	if err := n.startNodeHost(nil, false); err != nil {
+		return err
 	}
 	return n.waitReplayed(ctx)
 }
