@@ -132,6 +132,18 @@ func TestCluster(t *testing.T) {
 	}, timing...)
 	m4.start()
 	m4.waitHealthy()
+	// Removed before its own start-up wait ends, a member exits with an
+	// error instead of serving: wait until it says it is ready.
+	m4.eventually("print that it is ready", func() error {
+		b, err := os.ReadFile(m4.logPath)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(b), "member "+m4.name+" ready") {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
 	put(m2, "/k/4", "four")
 	m4.waitKeys(true, want)
 	if got, want := fmt.Sprint(m3.members()), "map[m1:true m2:true m3:true m4:false]"; got != want {

@@ -222,17 +222,20 @@ func waitReady(ctx context.Context, node *coord.Node, log *slog.Logger) error {
 		case errors.Is(err, coord.ErrClosed):
 			return err
 		}
-		// Ready may fail before the step's deadline; do not spin on it.
+		// Ready may fail before the step's deadline (no leader yet): try
+		// again shortly, without spinning, and log only once per step.
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Until(stepEnd)):
+		case <-time.After(min(250*time.Millisecond, time.Until(stepEnd))):
 		}
 		if !time.Now().Before(deadline) {
 			return fmt.Errorf("cluster not ready after %v (are a quorum of members running and reachable?): %w", readyTimeout, err)
 		}
-		log.Info("waiting for the cluster: a leader for every shard, and this member caught up",
-			"waited", time.Since(start).Round(time.Second), "err", err)
+		if !time.Now().Before(stepEnd) {
+			log.Info("waiting for the cluster: a leader for every shard, and this member caught up",
+				"waited", time.Since(start).Round(time.Second), "err", err)
+		}
 	}
 }
 
