@@ -80,8 +80,7 @@ func (n *Node) serveAdmissions() error {
 	mux := http.NewServeMux()
 	mux.HandleFunc(admitPath, n.handleAdmit)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 2 * n.cfg.RequestTimeout, MaxHeaderBytes: 16 << 10,
-		ErrorLog: nil}
+		WriteTimeout: 2 * n.cfg.RequestTimeout, MaxHeaderBytes: 16 << 10}
 	n.admin = srv
 	n.wg.Add(1)
 	go func() {

@@ -123,13 +123,8 @@ func (n *Node) Members(ctx context.Context) ([]Member, error) {
 	}
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
-	m, err := n.membership(ctx, n.shards[0])
-	if err != nil {
-		return nil, err
-	}
-	out := n.describe(m)
-	n.probe(ctx, out)
-	return out, nil
+	_, out, err := n.current(ctx)
+	return out, err
 }
 
 // describe lists m's members (without Reachable), ordered by ID.
@@ -401,7 +396,7 @@ func (n *Node) removeMember(ctx context.Context, target Member, ms []Member, mc 
 		if err := quorumAfter(voters, reach); err != nil && !mc.force {
 			return fmt.Errorf("coord: removing %q: %w", target.Name, err)
 		}
-		n.handOver(ctx, target.ID, voters, reachMap(ms))
+		n.handOver(ctx, target.ID, voters, reach)
 	}
 	for _, s := range n.shards {
 		err := n.configChange(ctx, s, func(ctx context.Context) error {
@@ -412,11 +407,6 @@ func (n *Node) removeMember(ctx context.Context, target Member, ms []Member, mc 
 		}
 	}
 	return nil
-}
-
-func reachMap(ms []Member) map[uint64]bool {
-	_, reach := voterSet(ms)
-	return reach
 }
 
 // handOver moves the leadership of every shard led by id to a reachable

@@ -5,9 +5,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	dbsm "github.com/lni/dragonboat/v4/statemachine"
-
 	"github.com/lni/dragonboat/v4/raftio"
+	dbsm "github.com/lni/dragonboat/v4/statemachine"
 
 	"github.com/coordkit/coordkit/coord/internal/sm"
 )

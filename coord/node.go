@@ -210,35 +210,33 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err := n.startNodeHost(initial, fresh && c.Join); err != nil {
 		return nil, err
 	}
-	nh := n.nh
+	// fail closes the NodeHost running now (fixRole may have replaced the
+	// first one, or left none).
+	fail := func(err error) (*Node, error) {
+		if n.nh != nil {
+			n.nh.Close()
+		}
+		return nil, err
+	}
 	if fresh {
 		// Written only once every shard started, so a failed first Open
 		// leaves a DataDir that the next Open treats as new again.
 		if err := saveMeta(c.DataDir, meta); err != nil {
-			nh.Close()
-			return nil, fmt.Errorf("coord: DataDir: %w", err)
+			return fail(fmt.Errorf("coord: DataDir: %w", err))
 		}
-	}
-	if !fresh {
+	} else {
 		// Serve nothing older than what this member served before it stopped:
 		// wait until every shard has replayed its snapshot and local log.
 		if err := n.waitReplayed(ctx); err != nil {
-			nh.Close()
-			return nil, err
+			return fail(err)
 		}
-	}
-	if !fresh {
 		if err := n.fixRole(ctx); err != nil {
-			if n.nh != nil {
-				n.nh.Close()
-			}
-			return nil, err
+			return fail(err)
 		}
 	}
 	if c.AdminAddress != "" {
 		if err := n.serveAdmissions(); err != nil {
-			n.nh.Close()
-			return nil, err
+			return fail(err)
 		}
 	}
 	for _, s := range n.shards {
@@ -380,7 +378,7 @@ func (n *Node) fixRole(ctx context.Context) error {
 	// stopped and started again inside one NodeHost sometimes could not
 	// commit once elected leader (TestPromoteObserverAndItRestartsAsAVoter).
 	n.nh.Close()
-	n.nh = nil // Open closes a NodeHost left running on error, and only that
+	n.nh = nil // Open's fail closes only a NodeHost left running
 	n.meta.Observer = false
 	if err := saveMeta(n.cfg.DataDir, n.meta); err != nil {
 		return fmt.Errorf("coord: DataDir: %w", err)
