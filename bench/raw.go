@@ -97,7 +97,7 @@ func quietDragonboat() {
 // startRaw starts n NodeHosts with one shard of counterSM, configured as
 // coordkit configures its own by default: RTT 100ms, election after 10 RTTs,
 // heartbeat every RTT, CheckQuorum and PreVote, the tiny in-memory LogDB
-// profile, snapshots every 10,000 entries keeping 5,000 behind.
+// profile, snapshots every 100,000 entries keeping 5,000 behind.
 func startRaw(n int) (*rawSystem, error) { return startRawWith(n, nil) }
 
 // startRawWith is startRaw with tweak applied to every NodeHostConfig, for
@@ -149,7 +149,7 @@ func startRawWith(n int, tweak func(*config.NodeHostConfig)) (*rawSystem, error)
 			PreVote:            true,
 			ElectionRTT:        10,
 			HeartbeatRTT:       1,
-			SnapshotEntries:    10000,
+			SnapshotEntries:    100000,
 			CompactionOverhead: 5000,
 		}
 		create := func(uint64, uint64) dbsm.IStateMachine { return &counterSM{} }

@@ -149,12 +149,12 @@ func (h *hub) remove(w *watcher) {
 }
 
 // Applied implements sm.Listener for the shard: it runs on the apply
-// goroutine after v is published.
-func (s *shard) Applied(v *sm.View, events []sm.Event) {
+// goroutine once the batch is visible through the machine's View.
+func (s *shard) Applied(rev int64, events []sm.Event) {
 	h := s.hub
 	h.mu.Lock()
 	for w := range h.watchers {
-		w.push(v.Revision(), events)
+		w.push(rev, events)
 	}
 	h.mu.Unlock()
 }

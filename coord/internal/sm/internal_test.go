@@ -138,14 +138,42 @@ func TestSnapshotRebuildsIndexes(t *testing.T) {
 		t.Fatalf("byRev\n%v\n%v", byRevKeys(m.View()), byRevKeys(&View{st: *b}))
 	}
 	var ca, cb, aa, ab []string
-	a.cur.Ascend(func(kv *KV) bool { ca = append(ca, fmt.Sprint(*kv)); return true })
-	b.cur.Ascend(func(kv *KV) bool { cb = append(cb, fmt.Sprint(*kv)); return true })
+	a.cur.Ascend(func(l live) bool { ca = append(ca, fmt.Sprint(*l.kv)); return true })
+	b.cur.Ascend(func(l live) bool { cb = append(cb, fmt.Sprint(*l.kv)); return true })
 	a.attached.Ascend(func(x attach) bool { aa = append(aa, fmt.Sprint(x)); return true })
 	b.attached.Ascend(func(x attach) bool { ab = append(ab, fmt.Sprint(x)); return true })
 	if fmt.Sprint(ca) != fmt.Sprint(cb) || fmt.Sprint(aa) != fmt.Sprint(ab) || len(aa) != 3 {
 		t.Fatalf("cur %v / %v, attached %v / %v", ca, cb, aa, ab)
 	}
+	// The live state's key index, and the one a snapshot rebuilds, hold
+	// exactly the current keys.
+	for name, st := range map[string]*state{"live": m.st, "decoded": b} {
+		if err := checkIdx(st); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	if a.idx != nil {
+		t.Fatal("a view shares the live key index")
+	}
 	if a.rev != b.rev || a.compactRev != b.compactRev || a.applied != b.applied {
 		t.Fatal("counters differ")
 	}
+}
+
+// checkIdx verifies that st.idx maps exactly the keys of st.cur to their KVs.
+func checkIdx(st *state) error {
+	n := 0
+	var err error
+	st.cur.Ascend(func(l live) bool {
+		n++
+		if st.idx[l.key] != l.kv || l.kv.Key != l.key {
+			err = fmt.Errorf("key %q: index has %v, tree %v", l.key, st.idx[l.key], l.kv)
+			return false
+		}
+		return true
+	})
+	if err == nil && n != len(st.idx) {
+		err = fmt.Errorf("index holds %d keys, tree %d", len(st.idx), n)
+	}
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"io"
 	"sort"
+	"sync"
 	"sync/atomic"
 
 	dbsm "github.com/lni/dragonboat/v4/statemachine"
@@ -18,13 +19,13 @@ type LeaseInfo struct {
 }
 
 // Listener learns what apply did. Its methods run on the apply goroutine
-// after the new View is published; they must be quick and must not block
-// (hand work to other goroutines). They are notifications only: nothing they
-// do may feed back into the replicated state.
+// after the batch is visible through Machine.View; they must be quick and
+// must not block (hand work to other goroutines). They are notifications
+// only: nothing they do may feed back into the replicated state.
 type Listener interface {
-	// Applied reports the view after a batch and the events it produced,
-	// ordered by revision.
-	Applied(v *View, events []Event)
+	// Applied reports the revision after a batch and the events it
+	// produced, ordered by revision.
+	Applied(rev int64, events []Event)
 	// LeaseRenewed reports a grant, keep-alive or materialisation, applied at
 	// Raft index renew.
 	LeaseRenewed(id, ttl int64, renew uint64)
@@ -48,8 +49,16 @@ type applyCtx struct {
 // Machine is one shard replica's state machine. It implements dragonboat's
 // IConcurrentStateMachine: Update runs on one goroutine at a time, Lookup and
 // SaveSnapshot run concurrently with it and only ever touch immutable Views.
+//
+// Views are taken lazily. Cloning the state is O(1), but after a clone the
+// next write to every B-tree node copies that node, which under a steady
+// stream of writes cost more CPU than the writes themselves when a view was
+// published after every batch. So a batch only marks the published view
+// stale, and the first View call after it clones the state once.
 type Machine struct {
+	mu       sync.Mutex // held while st changes, and to clone it
 	st       *state
+	stale    atomic.Bool // st is newer than view
 	view     atomic.Pointer[View]
 	listener Listener
 }
@@ -63,21 +72,37 @@ func New(l Listener) *Machine {
 	return m
 }
 
-// View returns the latest published view. It never blocks.
-func (m *Machine) View() *View { return m.view.Load() }
+// View returns a view of every batch applied so far. It is safe to call
+// from any goroutine. It returns at once unless a batch was applied since
+// the last view was taken; it then waits for any batch being applied to end
+// and takes a new view, which later calls share.
+func (m *Machine) View() *View {
+	if !m.stale.Load() {
+		return m.view.Load()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stale.Load() {
+		m.view.Store(m.st.clone())
+		m.stale.Store(false)
+	}
+	return m.view.Load()
+}
 
 // Update applies a batch of committed entries.
 func (m *Machine) Update(entries []dbsm.Entry) ([]dbsm.Entry, error) {
 	var all []Event
 	var renewed []lease
 	var gone []int64
+	m.mu.Lock()
 	for i := range entries {
 		e := &entries[i]
 		res := m.applyEntry(e.Index, e.Cmd, &all, &renewed, &gone)
 		e.Result = dbsm.Result{Value: uint64(res.Code), Data: EncodeResult(res)}
 	}
-	v := m.st.clone()
-	m.view.Store(v)
+	rev := m.st.rev
+	m.stale.Store(true)
+	m.mu.Unlock()
 	if l := m.listener; l != nil {
 		for _, le := range renewed {
 			l.LeaseRenewed(le.id, le.ttl, le.renew)
@@ -85,7 +110,7 @@ func (m *Machine) Update(entries []dbsm.Entry) ([]dbsm.Entry, error) {
 		for _, id := range gone {
 			l.LeaseGone(id)
 		}
-		l.Applied(v, all)
+		l.Applied(rev, all)
 	}
 	return entries, nil
 }
@@ -96,8 +121,10 @@ func (m *Machine) Apply(index uint64, cmd []byte) (*Result, []Event) {
 	var ev []Event
 	var renewed []lease
 	var gone []int64
+	m.mu.Lock()
 	res := m.applyEntry(index, cmd, &ev, &renewed, &gone)
-	m.view.Store(m.st.clone())
+	m.stale.Store(true)
+	m.mu.Unlock()
 	return res, ev
 }
 
@@ -213,10 +240,10 @@ func dupKeys(txn *Txn) bool {
 
 // Lookup returns the latest View; the caller reads from it. dragonboat calls
 // it after a ReadIndex completes, which makes the read linearizable.
-func (m *Machine) Lookup(interface{}) (interface{}, error) { return m.view.Load(), nil }
+func (m *Machine) Lookup(interface{}) (interface{}, error) { return m.View(), nil }
 
 // PrepareSnapshot captures the current view; Update is not running.
-func (m *Machine) PrepareSnapshot() (interface{}, error) { return m.view.Load(), nil }
+func (m *Machine) PrepareSnapshot() (interface{}, error) { return m.View(), nil }
 
 // SaveSnapshot writes the captured view while Update goes on.
 func (m *Machine) SaveSnapshot(ctx interface{}, w io.Writer, _ dbsm.ISnapshotFileCollection, done <-chan struct{}) error {
@@ -233,9 +260,12 @@ func (m *Machine) RecoverFromSnapshot(r io.Reader, _ []dbsm.SnapshotFile, _ <-ch
 	if err != nil {
 		return err
 	}
+	m.mu.Lock()
 	m.st = st
 	v := st.clone()
 	m.view.Store(v)
+	m.stale.Store(false)
+	m.mu.Unlock()
 	if m.listener != nil {
 		m.listener.LeasesReset(v.Leases())
 		m.listener.Recovered(v)
@@ -370,7 +400,8 @@ func decodeSnapshot(b []byte) (*state, error) {
 		}
 		if i == 0 || last.key != r.key { // newest record of this key
 			if r.kv != nil {
-				s.cur.ReplaceOrInsert(r.kv)
+				s.cur.ReplaceOrInsert(live{r.key, r.kv})
+				s.idx[r.key] = r.kv
 				if r.kv.Lease != 0 {
 					s.attached.ReplaceOrInsert(attach{r.kv.Lease, r.key})
 				}

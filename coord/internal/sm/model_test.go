@@ -651,6 +651,14 @@ func randomRun(t *testing.T, seed int64, steps int) {
 		}
 		if step%10 == 0 {
 			checkAgainstModel(t, step, m1.View(), m, g)
+			for i, mm := range []*sm.Machine{m1, m2, m3} {
+				if mm == nil {
+					continue
+				}
+				if err := mm.CheckIndex(); err != nil {
+					t.Fatalf("step %d: replica %d: %v", step, i+1, err)
+				}
+			}
 		}
 		if step%100 == 99 {
 			flush()

@@ -37,7 +37,14 @@ func revKeyLess(a, b revKey) bool {
 	return a.key < b.key
 }
 
-func kvLess(a, b *KV) bool { return a.Key < b.Key }
+// live is an entry of the current-key tree. The key is held inline, not
+// read through kv, so a search compares without loading every KV it passes.
+type live struct {
+	key string
+	kv  *KV
+}
+
+func liveLess(a, b live) bool { return a.key < b.key }
 
 type lease struct {
 	id    int64
@@ -65,12 +72,16 @@ type state struct {
 	rev        int64 // current revision; starts at 1 like etcd
 	compactRev int64
 	applied    uint64 // Raft index of the last applied entry
-	cur        *btree.BTreeG[*KV]
-	hist       *btree.BTreeG[rec]
-	byRev      *btree.BTreeG[revKey]
-	leases     *btree.BTreeG[lease]
-	attached   *btree.BTreeG[attach]
-	members    *btree.BTreeG[MemberRecord]
+	cur        *btree.BTreeG[live]
+	// idx finds a live key's KV without a tree search. Only the state Update
+	// writes to has one (views have nil): it is changed in place, so it
+	// cannot be shared with the views cloned from that state.
+	idx      map[string]*KV
+	hist     *btree.BTreeG[rec]
+	byRev    *btree.BTreeG[revKey]
+	leases   *btree.BTreeG[lease]
+	attached *btree.BTreeG[attach]
+	members  *btree.BTreeG[MemberRecord]
 }
 
 func memberLess(a, b MemberRecord) bool { return a.ID < b.ID }
@@ -78,7 +89,8 @@ func memberLess(a, b MemberRecord) bool { return a.ID < b.ID }
 func newState() *state {
 	return &state{
 		rev:      1,
-		cur:      btree.NewG(btreeDegree, kvLess),
+		cur:      btree.NewG(btreeDegree, liveLess),
+		idx:      map[string]*KV{},
 		hist:     btree.NewG(btreeDegree, recLess),
 		byRev:    btree.NewG(btreeDegree, revKeyLess),
 		leases:   btree.NewG(btreeDegree, leaseLess),
@@ -116,8 +128,11 @@ type txnCtx struct {
 }
 
 func (s *state) get(key string) *KV {
-	kv, _ := s.cur.Get(&KV{Key: key})
-	return kv
+	if s.idx != nil {
+		return s.idx[key]
+	}
+	l, _ := s.cur.Get(live{key: key})
+	return l.kv
 }
 
 func (s *state) put(t *txnCtx, key string, value []byte, leaseID int64) *KV {
@@ -133,7 +148,8 @@ func (s *state) put(t *txnCtx, key string, value []byte, leaseID int64) *KV {
 	if leaseID != 0 {
 		s.attached.ReplaceOrInsert(attach{leaseID, key})
 	}
-	s.cur.ReplaceOrInsert(kv)
+	s.cur.ReplaceOrInsert(live{key, kv})
+	s.idx[key] = kv
 	s.hist.ReplaceOrInsert(rec{key: key, rev: t.rev, kv: kv})
 	s.byRev.ReplaceOrInsert(revKey{t.rev, key})
 	t.wrote = true
@@ -142,7 +158,8 @@ func (s *state) put(t *txnCtx, key string, value []byte, leaseID int64) *KV {
 }
 
 func (s *state) del(t *txnCtx, kv *KV) {
-	s.cur.Delete(kv)
+	s.cur.Delete(live{key: kv.Key})
+	delete(s.idx, kv.Key)
 	if kv.Lease != 0 {
 		s.attached.Delete(attach{kv.Lease, kv.Key})
 	}
@@ -169,11 +186,11 @@ func (s *state) scanCur(key, end string, fn func(*KV) bool) {
 		}
 		return
 	}
-	s.cur.AscendGreaterOrEqual(&KV{Key: key}, func(kv *KV) bool {
-		if end != "\x00" && kv.Key >= end {
+	s.cur.AscendGreaterOrEqual(live{key: key}, func(l live) bool {
+		if end != "\x00" && l.key >= end {
 			return false
 		}
-		return fn(kv)
+		return fn(l.kv)
 	})
 }
 

@@ -13,15 +13,16 @@ import (
 )
 
 type recorder struct {
-	log     []string
-	applied []*sm.View
-	events  [][]sm.Event
-	reset   [][]sm.LeaseInfo
+	log       []string
+	applied   []int64
+	recovered []*sm.View
+	events    [][]sm.Event
+	reset     [][]sm.LeaseInfo
 }
 
-func (r *recorder) Applied(v *sm.View, events []sm.Event) {
-	r.log = append(r.log, fmt.Sprintf("applied %d %d", v.Revision(), len(events)))
-	r.applied = append(r.applied, v)
+func (r *recorder) Applied(rev int64, events []sm.Event) {
+	r.log = append(r.log, fmt.Sprintf("applied %d %d", rev, len(events)))
+	r.applied = append(r.applied, rev)
 	r.events = append(r.events, events)
 }
 func (r *recorder) LeaseRenewed(id, ttl int64, renew uint64) {
@@ -29,7 +30,7 @@ func (r *recorder) LeaseRenewed(id, ttl int64, renew uint64) {
 }
 func (r *recorder) Recovered(v *sm.View) {
 	r.log = append(r.log, fmt.Sprintf("recovered %d", v.Revision()))
-	r.applied = append(r.applied, v)
+	r.recovered = append(r.recovered, v)
 }
 func (r *recorder) LeaseGone(id int64) { r.log = append(r.log, fmt.Sprintf("gone %d", id)) }
 func (r *recorder) LeasesReset(l []sm.LeaseInfo) {
@@ -83,8 +84,8 @@ func TestUpdateBatchAndListener(t *testing.T) {
 	if fmt.Sprint(rec.log) != fmt.Sprint(want) {
 		t.Fatalf("listener log %q, want %q", rec.log, want)
 	}
-	if rec.applied[0] != m.View() {
-		t.Fatal("listener got a view other than the published one")
+	if rec.applied[0] != m.View().Revision() {
+		t.Fatalf("listener told revision %d, the view has %d", rec.applied[0], m.View().Revision())
 	}
 	evs := rec.events[0]
 	if len(evs) != 3 || evs[0].KV.Key != "a" || evs[0].KV.ModRevision != 2 || evs[1].KV.Key != "b" || evs[1].KV.ModRevision != 3 ||
@@ -103,7 +104,7 @@ func TestUpdateBatchAndListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(rec2.reset) != 1 || fmt.Sprint(rec2.reset[0]) != fmt.Sprint([]sm.LeaseInfo{{ID: 9, TTL: 900, Renew: 16}}) ||
-		len(rec2.applied) != 1 || rec2.applied[0] != m3.View() || len(rec2.events) != 0 || len(rec2.log) != 2 ||
+		len(rec2.recovered) != 1 || rec2.recovered[0] != m3.View() || len(rec2.applied) != 0 || len(rec2.events) != 0 || len(rec2.log) != 2 ||
 		!strings.HasPrefix(rec2.log[1], "recovered ") {
 		t.Fatalf("recovery notifications %q", rec2.log)
 	}
@@ -118,6 +119,36 @@ func TestUpdateBatchAndListener(t *testing.T) {
 	// An empty batch publishes a view and notifies with no events.
 	if _, err := m.Update(nil); err != nil || rec.log[len(rec.log)-1] != "applied 4 0" {
 		t.Fatalf("empty update: %v %q", err, rec.log)
+	}
+}
+
+// Views are taken lazily, once per batch at most, and never change.
+func TestViewsAreSharedAndImmutable(t *testing.T) {
+	m := sm.New(nil)
+	put := func(i int, k, v string) {
+		c := &sm.Command{Kind: sm.CmdTxn, Txn: sm.Txn{Then: []sm.Op{putOp(k, v)}}}
+		if _, err := m.Update([]dbsm.Entry{{Index: uint64(i), Cmd: sm.EncodeCommand(c)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(1, "a", "1")
+	v1 := m.View()
+	if v2 := m.View(); v2 != v1 {
+		t.Fatal("two views with no write between them differ")
+	}
+	if r, _ := m.Lookup(nil); r.(*sm.View) != v1 {
+		t.Fatal("Lookup and View disagree")
+	}
+	put(2, "a", "2")
+	put(3, "b", "3")
+	v3 := m.View()
+	if v3 == v1 || v3.Revision() != 4 || v3.Applied() != 3 || v1.Revision() != 2 || v1.Applied() != 1 {
+		t.Fatalf("views: first at rev %d applied %d, last at rev %d applied %d", v1.Revision(), v1.Applied(), v3.Revision(), v3.Applied())
+	}
+	r1, _ := v1.Range(rangeOp("", "\x00", sm.RangeOpts{}))
+	r3, _ := v3.Range(rangeOp("", "\x00", sm.RangeOpts{}))
+	if len(r1.KVs) != 1 || string(r1.KVs[0].Value) != "1" || len(r3.KVs) != 2 || string(r3.KVs[0].Value) != "2" {
+		t.Fatalf("old view %s, new view %s", fmtKVs(r1.KVs), fmtKVs(r3.KVs))
 	}
 }
 

@@ -48,7 +48,8 @@ func (v *View) List(dir string) []ListEntry {
 	from := dir
 	for {
 		var next string
-		v.st.cur.AscendGreaterOrEqual(&KV{Key: from}, func(kv *KV) bool {
+		v.st.cur.AscendGreaterOrEqual(live{key: from}, func(l live) bool {
+			kv := l.kv
 			if !strings.HasPrefix(kv.Key, dir) {
 				return false
 			}
