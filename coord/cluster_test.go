@@ -594,3 +594,51 @@ func TestCloseHandsLeadershipOver(t *testing.T) {
 		c.WaitReady()
 	}
 }
+
+// A write whose first attempt commits while its proposer hears nothing back
+// is proposed again once the attempt times out, and is applied once: the
+// retry carries the same request ID, and the state machine answers it with
+// the first attempt's result.
+func TestWriteRetriedAfterLostAttemptIsAppliedOnce(t *testing.T) {
+	c := coordtest.New(t, 3, coordtest.WithPartitions())
+	leader := c.WaitLeader(0)
+	f := (leader + 1) % 3
+	mustPut(t, c.Node(f), "/once/warm", "x") // f knows the leader
+	c.Deafen(f)
+	type result struct {
+		r   *coord.PutResponse
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := c.Node(f).Put(ctxT(t), "/once/k", []byte("v"))
+		done <- result{r, err}
+	}()
+	ctx := ctxT(t)
+	coordtest.Eventually(t, 10*time.Second, func() bool {
+		g, err := c.Node(leader).Get(ctx, "/once/k", coord.WithSerializable())
+		return err == nil && g.Count == 1
+	}, "the deaf member's write never committed")
+	coordtest.Eventually(t, 10*time.Second, func() bool { return c.Node(f).Metrics().ProposalRetries > 0 },
+		"the deaf member did not propose its write again")
+	c.Heal(f)
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the write did not return after the member healed")
+	}
+	if res.err != nil {
+		t.Fatalf("put: %v", res.err)
+	}
+	for i := 0; i < 3; i++ {
+		g, err := c.Node(i).Get(ctx, "/once/k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.Count != 1 || g.KVs[0].Version != 1 || g.KVs[0].ModRevision != res.r.Header.Revision {
+			t.Fatalf("member %d: %d keys, first %+v; put answered revision %d: want the key written once, at that revision",
+				i, g.Count, *g.KVs[0], res.r.Header.Revision)
+		}
+	}
+}

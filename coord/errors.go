@@ -41,8 +41,11 @@ var (
 	// It is returned wrapped together with context.DeadlineExceeded.
 	ErrNoLeader = errors.New("coord: no leader")
 	// ErrOutcomeUnknown: a write timed out or was cut off after it was
-	// proposed; it may or may not have been applied. It is never retried by
-	// this package. Read the key to learn the outcome.
+	// proposed; it may or may not have been applied. Within the deadline,
+	// this package proposes a write whose attempt timed out again under the
+	// same request ID, which the shard applies at most once; once the
+	// deadline has passed it does not retry. Read the key to learn the
+	// outcome.
 	ErrOutcomeUnknown = errors.New("coord: write outcome unknown")
 	// ErrSessionExpired: a Session's lease expired or was revoked.
 	ErrSessionExpired = errors.New("coord: session expired")

@@ -15,10 +15,15 @@ import (
 // such as coord/metrics (Prometheus) to publish. Counters count from Open.
 type Metrics struct {
 	Member string
-	// Proposals counts writes this member proposed to Raft (each attempt
-	// that entered a shard's log or timed out there), and ProposalFailures
-	// those that ended in an error (timeout, unknown outcome, closed).
+	// Proposals counts writes this member proposed to Raft (that entered a
+	// shard's log, or may have), and ProposalFailures those that ended in an
+	// error (timeout, unknown outcome, closed).
 	Proposals, ProposalFailures uint64
+	// ProposalRetries counts attempts of a write that timed out and were
+	// proposed again under the same request ID (applied at most once).
+	// Steady growth means proposals are being lost on the way to the
+	// leader: an overloaded leader, or leader changes.
+	ProposalRetries uint64
 	// ProposalSeconds is the time from proposing a write to its result,
 	// including forwarding to the leader, commit and apply.
 	ProposalSeconds Histogram
@@ -91,8 +96,8 @@ func (h *histogram) snapshot() Histogram {
 
 // metrics holds a Node's instruments.
 type metrics struct {
-	proposals, failures atomic.Uint64
-	propose, apply      histogram
+	proposals, failures, retries atomic.Uint64
+	propose, apply               histogram
 }
 
 // shardStats is per-shard state the metrics read.
@@ -136,6 +141,7 @@ func (t timedMachine) Update(entries []dbsm.Entry) ([]dbsm.Entry, error) {
 // last known.
 func (n *Node) Metrics() Metrics {
 	m := Metrics{Member: n.cfg.Name, Proposals: n.metrics.proposals.Load(), ProposalFailures: n.metrics.failures.Load(),
+		ProposalRetries: n.metrics.retries.Load(),
 		ProposalSeconds: n.metrics.propose.snapshot(), ApplySeconds: n.metrics.apply.snapshot()}
 	n.sessMu.Lock()
 	m.Sessions = len(n.sessions)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -74,6 +75,8 @@ type shard struct {
 	machine atomic.Pointer[sm.Machine]
 	hub     *hub
 	keeper  *keeper
+	// clients proposes writes, one request each at a time (propose).
+	clients chan *requestClient
 	// recovered: the state machine loaded a snapshot since it started.
 	recovered atomic.Bool
 }
@@ -201,7 +204,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 	for i := 0; i < meta.Shards; i++ {
-		s := &shard{n: n, idx: i, id: uint64(i + 1)}
+		s := &shard{n: n, idx: i, id: uint64(i + 1), clients: newRequestClients()}
 		s.hub = newHub(s)
 		s.keeper = newKeeper(s)
 		n.shards = append(n.shards, s)
@@ -617,52 +620,125 @@ func (n *Node) readAttemptTimeout() time.Duration {
 	return max(2*n.cfg.ElectionTimeout, 500*time.Millisecond)
 }
 
+// maxInFlight bounds the writes one member has in flight per shard. Past
+// it, writers wait here for a turn, within their context, instead of piling
+// into dragonboat's queues, which drop what does not fit without telling the
+// proposer. It is also the number of request clients (sm.Command.Client) a
+// member uses per shard, which the state machine's request table must hold
+// for every member at once (sm.maxRequests is 65,536).
+const maxInFlight = 256
+
+// requestClient proposes one request at a time to a shard, numbering them
+// with increasing seq, so the state machine can tell a retry of its
+// latest request from a new one.
+type requestClient struct {
+	id  uint64
+	seq uint64
+}
+
+// newRequestClients returns a shard's pool of maxInFlight request clients,
+// each with a random ID: IDs are not reused across restarts or members.
+func newRequestClients() chan *requestClient {
+	ch := make(chan *requestClient, maxInFlight)
+	for range maxInFlight {
+		id := rand.Uint64()
+		for id == 0 {
+			id = rand.Uint64()
+		}
+		ch <- &requestClient{id: id}
+	}
+	return ch
+}
+
 // propose commits cmd to shard s and returns its result once applied here.
+//
+// Each attempt is bounded: dragonboat silently drops a proposal that a
+// follower forwards to a leader whose queue is full, or that a leader loses
+// as it steps down, and the proposer would otherwise wait for its whole
+// deadline. An attempt that times out is proposed again under the same
+// request ID, which the state machine applies at most once.
 func (n *Node) propose(ctx context.Context, s *shard, cmd *sm.Command) (*sm.Result, error) {
 	if err := n.check(ctx); err != nil {
 		return nil, err
 	}
-	b := sm.EncodeCommand(cmd)
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	var rc *requestClient
+	select {
+	case rc = <-s.clients:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("coord: shard %d: waiting behind %d writes in flight: %w", s.idx, maxInFlight, ctx.Err())
+	case <-n.stop:
+		return nil, ErrClosed
+	}
+	// The next request gets a new seq even if this one's outcome stays
+	// unknown: a late copy of it is then refused as stale.
+	rc.seq++
+	defer func() { s.clients <- rc }()
+	c := *cmd
+	c.Client, c.Seq = rc.id, rc.seq
+	b := sm.EncodeCommand(&c)
 	if len(b) > n.cfg.MaxRequestBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRequestTooLarge, len(b), n.cfg.MaxRequestBytes)
 	}
-	ctx, cancel := n.withTimeout(ctx)
-	defer cancel()
 	sess := n.nh.GetNoOPSession(s.id)
 	start := time.Now()
-	for attempt := 0; ; attempt++ {
-		r, err := n.nh.SyncPropose(ctx, sess, b)
-		if !retryable(err) {
-			n.metrics.proposals.Add(1)
-			n.metrics.propose.observe(time.Since(start))
-			if err != nil {
-				n.metrics.failures.Add(1)
-			}
+	sent := false // an attempt may have entered the log
+	done := func(err error) {
+		n.metrics.proposals.Add(1)
+		n.metrics.propose.observe(time.Since(start))
+		if err != nil {
+			n.metrics.failures.Add(1)
 		}
+	}
+	for attempt := 0; ; attempt++ {
+		actx, acancel := context.WithTimeout(ctx, n.proposeAttemptTimeout())
+		r, err := n.nh.SyncPropose(actx, sess, b)
+		acancel()
 		if err == nil {
+			done(nil)
 			res, derr := sm.DecodeResult(r.Data)
 			if derr != nil {
 				return nil, fmt.Errorf("coord: shard %d: undecodable result: %w", s.idx, derr)
 			}
 			return res, nil
 		}
+		if errors.Is(err, dragonboat.ErrTimeout) && ctx.Err() == nil {
+			sent = true
+			n.metrics.retries.Add(1)
+			continue
+		}
 		// Dropped before entering the log: safe to send again.
 		if retryable(err) && n.backoff(ctx, attempt) {
 			continue
 		}
+		if !retryable(err) || sent {
+			done(err)
+		}
 		if n.closed.Load() {
-			if retryable(err) {
+			if retryable(err) && !sent {
 				return nil, ErrClosed
 			}
 			return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ErrClosed)
 		}
-		// Only dropped attempts are retried, so a deadline reached while
+		expired := ctx.Err() != nil || errors.Is(err, dragonboat.ErrTimeoutTooSmall)
+		if sent && (expired || retryable(err)) {
+			return nil, fmt.Errorf("%w: shard %d: %w", ErrOutcomeUnknown, s.idx, context.DeadlineExceeded)
+		}
+		// Only dropped attempts were made, so a deadline reached while
 		// retrying (or too close to send another) leaves nothing applied.
 		if (ctx.Err() != nil && retryable(err)) || (attempt > 0 && errors.Is(err, dragonboat.ErrTimeoutTooSmall)) {
 			return nil, fmt.Errorf("%w: shard %d: %w", ErrNoLeader, s.idx, context.DeadlineExceeded)
 		}
 		return nil, translate(ctx, err, true)
 	}
+}
+
+// proposeAttemptTimeout bounds one attempt of a write: a healthy one takes
+// a round trip and an fsync or two; a leader change takes about an election
+// timeout.
+func (n *Node) proposeAttemptTimeout() time.Duration {
+	return max(2*n.cfg.ElectionTimeout, time.Second)
 }
 
 func (n *Node) header(s *shard, rev int64) Header {
@@ -682,6 +758,10 @@ func codeErr(c sm.Code) error {
 		return ErrFutureRevision
 	case sm.CodeDuplicateKey:
 		return ErrDuplicateKey
+	case sm.CodeResultLost:
+		return fmt.Errorf("%w: the write was applied once, but its result was too large to keep for the retry that asked", ErrOutcomeUnknown)
+	case sm.CodeStale:
+		return fmt.Errorf("%w: the write was overtaken by a later one of the same client", ErrOutcomeUnknown)
 	}
 	return fmt.Errorf("coord: request refused by the state machine (code %d)", c)
 }

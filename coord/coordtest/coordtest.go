@@ -68,7 +68,7 @@ func New(tb testing.TB, n int, opts ...Option) *Cluster {
 	}
 	c := &Cluster{tb: tb}
 	if o.partitionable {
-		c.nw = &network{isolated: map[string]bool{}, delay: map[string]time.Duration{}, byID: map[uint64]string{}}
+		c.nw = &network{isolated: map[string]bool{}, deaf: map[string]bool{}, delay: map[string]time.Duration{}, byID: map[uint64]string{}}
 	}
 	dir := tb.TempDir()
 	initial := map[string]string{}
@@ -268,7 +268,18 @@ func (c *Cluster) Isolate(i int) {
 	c.nw.set(c.Config(i).RaftAddress, true)
 }
 
-// Heal reconnects member i.
+// Deafen drops every message member i receives, while what it sends is
+// delivered (needs WithPartitions): its writes reach the leader and commit,
+// but it learns of nothing. Heal undoes it.
+func (c *Cluster) Deafen(i int) {
+	c.tb.Helper()
+	if c.nw == nil {
+		c.tb.Fatalf("coordtest: Deafen needs WithPartitions")
+	}
+	c.nw.setDeaf(c.Config(i).RaftAddress)
+}
+
+// Heal reconnects member i (undoes Isolate and Deafen).
 func (c *Cluster) Heal(i int) {
 	c.tb.Helper()
 	if c.nw == nil {

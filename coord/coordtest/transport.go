@@ -15,6 +15,7 @@ import (
 type network struct {
 	mu       sync.RWMutex
 	isolated map[string]bool          // by raft address
+	deaf     map[string]bool          // receives nothing, still sends; by raft address
 	delay    map[string]time.Duration // inbound delay, by raft address
 	byID     map[uint64]string        // replica ID -> raft address, for snapshot chunks
 }
@@ -34,7 +35,7 @@ func (nw *network) setDelay(addr string, d time.Duration) {
 func (nw *network) blocked(from, to string) bool {
 	nw.mu.RLock()
 	defer nw.mu.RUnlock()
-	return nw.isolated[from] || nw.isolated[to]
+	return nw.isolated[from] || nw.isolated[to] || nw.deaf[to]
 }
 
 func (nw *network) blockedID(from uint64, to string) bool {
@@ -47,6 +48,13 @@ func (nw *network) blockedID(from uint64, to string) bool {
 func (nw *network) set(addr string, isolated bool) {
 	nw.mu.Lock()
 	nw.isolated[addr] = isolated
+	nw.deaf[addr] = false
+	nw.mu.Unlock()
+}
+
+func (nw *network) setDeaf(addr string) {
+	nw.mu.Lock()
+	nw.deaf[addr] = true
 	nw.mu.Unlock()
 }
 

@@ -36,7 +36,7 @@ import (
 
 type collector struct {
 	n                                  *coord.Node
-	proposals, failures                *prometheus.Desc
+	proposals, failures, retries       *prometheus.Desc
 	proposeSeconds, applySeconds       *prometheus.Desc
 	sessions                           *prometheus.Desc
 	revision, compacted, applied       *prometheus.Desc
@@ -60,6 +60,7 @@ func NewCollector(n *coord.Node) prometheus.Collector {
 		n:              n,
 		proposals:      desc("proposals_total", "Writes this member proposed to Raft.", false),
 		failures:       desc("proposal_failures_total", "Proposals that ended in an error (timeout, unknown outcome, closed).", false),
+		retries:        desc("proposal_retries_total", "Write attempts that timed out and were proposed again (applied at most once).", false),
 		proposeSeconds: desc("proposal_duration_seconds", "Time from proposing a write to its result.", false),
 		applySeconds:   desc("apply_duration_seconds", "Time to apply one batch of committed entries.", false),
 		sessions:       desc("sessions", "Live sessions made through this member.", false),
@@ -75,7 +76,7 @@ func NewCollector(n *coord.Node) prometheus.Collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.proposals, c.failures, c.proposeSeconds, c.applySeconds, c.sessions,
+	for _, d := range []*prometheus.Desc{c.proposals, c.failures, c.retries, c.proposeSeconds, c.applySeconds, c.sessions,
 		c.revision, c.compacted, c.applied, c.hasLeader, c.isLeader, c.leaderChanges, c.watchers, c.leases} {
 		ch <- d
 	}
@@ -85,6 +86,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	m := c.n.Metrics()
 	ch <- prometheus.MustNewConstMetric(c.proposals, prometheus.CounterValue, float64(m.Proposals))
 	ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(m.ProposalFailures))
+	ch <- prometheus.MustNewConstMetric(c.retries, prometheus.CounterValue, float64(m.ProposalRetries))
 	ch <- histogram(c.proposeSeconds, m.ProposalSeconds)
 	ch <- histogram(c.applySeconds, m.ApplySeconds)
 	ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(m.Sessions))

@@ -70,6 +70,9 @@ func TestCollectorReportsWhatTheMemberDid(t *testing.T) {
 	if v := value(t, fams, "coordkit_proposals_total"); v < 21 { // 20 puts and a session's grant
 		t.Fatalf("proposals_total %v, want at least 21", v)
 	}
+	if v := value(t, fams, "coordkit_proposal_retries_total"); v != float64(n.Metrics().ProposalRetries) {
+		t.Fatalf("proposal_retries_total %v, member says %d", v, n.Metrics().ProposalRetries)
+	}
 	if v := value(t, fams, "coordkit_proposal_duration_seconds"); v < 21 {
 		t.Fatalf("proposal histogram counted %v, want at least 21", v)
 	}

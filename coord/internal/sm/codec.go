@@ -6,8 +6,15 @@ import (
 )
 
 // codecVersion is the first byte of every encoded command, result and
-// snapshot. A decoder refuses any other version instead of guessing.
-const codecVersion = 1
+// snapshot. A decoder refuses any version it does not know instead of
+// guessing.
+const (
+	codecVersion = 1
+	// reqVersion starts a command that carries a request ID (Client, Seq).
+	reqVersion = 2
+	// snapshotVersion 2 adds the request table to version 1.
+	snapshotVersion = 2
+)
 
 // errDecode is returned for any malformed input; decoders never panic.
 var errDecode = errors.New("sm: malformed encoding")
@@ -125,7 +132,13 @@ func (d *decoder) count() int {
 // EncodeCommand returns the wire form of c.
 func EncodeCommand(c *Command) []byte {
 	e := &encoder{b: make([]byte, 0, 64)}
-	e.u8(codecVersion)
+	if c.Client != 0 {
+		e.u8(reqVersion)
+		e.uvar(c.Client)
+		e.uvar(c.Seq)
+	} else {
+		e.u8(codecVersion)
+	}
 	e.u8(c.Kind)
 	switch c.Kind {
 	case CmdTxn:
@@ -190,10 +203,21 @@ func encodeOps(e *encoder, ops []Op) {
 // multiple of len(b).
 func DecodeCommand(b []byte) (*Command, error) {
 	d := &decoder{b: b}
-	if d.u8() != codecVersion || d.err != nil {
+	c := &Command{}
+	switch d.u8() {
+	case codecVersion:
+	case reqVersion:
+		c.Client, c.Seq = d.uvar(), d.uvar()
+		if c.Client == 0 {
+			return nil, errDecode
+		}
+	default:
 		return nil, errDecode
 	}
-	c := &Command{Kind: d.u8()}
+	if d.err != nil {
+		return nil, errDecode
+	}
+	c.Kind = d.u8()
 	switch c.Kind {
 	case CmdTxn:
 		n := d.count()

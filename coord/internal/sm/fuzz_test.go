@@ -42,6 +42,7 @@ func FuzzDecodeCommand(f *testing.F) {
 		Else:     []sm.Op{{Kind: sm.OpDelete, Key: "a", End: "b", PrevKV: true}, {Kind: sm.OpPut, Key: "z", Lease: 9, LeaseTTL: 10}},
 	}}))
 	f.Add(sm.EncodeCommand(&sm.Command{Kind: sm.CmdCompact, Revision: 5}))
+	f.Add(sm.EncodeCommand(&sm.Command{Client: 3, Seq: 9, Kind: sm.CmdCompact, Revision: 5}))
 	f.Add(sm.EncodeCommand(&sm.Command{Kind: sm.CmdRevoke, LeaseID: 1}))
 	f.Add(sm.EncodeCommand(&sm.Command{Kind: sm.CmdExpire, Expire: []sm.ExpireItem{{ID: 2, Renew: 2}}}))
 	f.Add([]byte{})

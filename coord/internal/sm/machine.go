@@ -97,8 +97,8 @@ func (m *Machine) Update(entries []dbsm.Entry) ([]dbsm.Entry, error) {
 	m.mu.Lock()
 	for i := range entries {
 		e := &entries[i]
-		res := m.applyEntry(e.Index, e.Cmd, &all, &renewed, &gone)
-		e.Result = dbsm.Result{Value: uint64(res.Code), Data: EncodeResult(res)}
+		res, data := m.applyEntry(e.Index, e.Cmd, &all, &renewed, &gone)
+		e.Result = dbsm.Result{Value: uint64(res.Code), Data: data}
 	}
 	rev := m.st.rev
 	m.stale.Store(true)
@@ -122,18 +122,35 @@ func (m *Machine) Apply(index uint64, cmd []byte) (*Result, []Event) {
 	var renewed []lease
 	var gone []int64
 	m.mu.Lock()
-	res := m.applyEntry(index, cmd, &ev, &renewed, &gone)
+	res, _ := m.applyEntry(index, cmd, &ev, &renewed, &gone)
 	m.stale.Store(true)
 	m.mu.Unlock()
 	return res, ev
 }
 
-func (m *Machine) applyEntry(index uint64, raw []byte, all *[]Event, renewed *[]lease, gone *[]int64) *Result {
+// applyEntry applies one entry and returns its result, decoded and encoded.
+func (m *Machine) applyEntry(index uint64, raw []byte, all *[]Event, renewed *[]lease, gone *[]int64) (*Result, []byte) {
 	s := m.st
 	s.applied = index
 	cmd, err := DecodeCommand(raw)
 	if err != nil {
-		return &Result{Code: CodeBadCommand, Revision: s.rev}
+		res := &Result{Code: CodeBadCommand, Revision: s.rev}
+		return res, EncodeResult(res)
+	}
+	if cmd.Client != 0 {
+		if r, ok := s.requests.Get(request{client: cmd.Client}); ok && cmd.Seq <= r.seq {
+			// A retry, or a copy of a request overtaken by a later one.
+			res := &Result{Code: CodeStale, Revision: s.rev}
+			if cmd.Seq == r.seq {
+				res.Code = CodeResultLost
+				if r.result != nil {
+					if dec, err := DecodeResult(r.result); err == nil {
+						return dec, r.result
+					}
+				}
+			}
+			return res, EncodeResult(res)
+		}
 	}
 	t := &applyCtx{txnCtx: txnCtx{rev: s.rev + 1}}
 	res := s.apply(t, cmd, index)
@@ -147,7 +164,13 @@ func (m *Machine) applyEntry(index uint64, raw []byte, all *[]Event, renewed *[]
 	*all = append(*all, t.events...)
 	*renewed = append(*renewed, t.leaseRenewed...)
 	*gone = append(*gone, t.leaseGone...)
-	return res
+	data := EncodeResult(res)
+	// Only a request that may have changed the state is remembered: one
+	// refused changed nothing, so applying a retry of it is safe.
+	if cmd.Client != 0 && res.Code == CodeOK {
+		s.remember(request{client: cmd.Client, seq: cmd.Seq, index: index, result: data})
+	}
+	return res, data
 }
 
 func (s *state) apply(t *applyCtx, cmd *Command, index uint64) *Result {
@@ -292,7 +315,7 @@ func (v *View) WriteTo(w io.Writer, done <-chan struct{}) error {
 		return err
 	}
 	e.b = append(e.b, snapshotMagic...)
-	e.u8(codecVersion)
+	e.u8(snapshotVersion)
 	e.svar(v.st.rev)
 	e.svar(v.st.compactRev)
 	e.uvar(v.st.applied)
@@ -308,6 +331,15 @@ func (v *View) WriteTo(w io.Writer, done <-chan struct{}) error {
 		e.uvar(m.ID)
 		e.str(m.Name)
 		e.str(m.Address)
+		return true
+	})
+	e.uvar(uint64(v.st.requests.Len()))
+	v.st.requests.Ascend(func(r request) bool {
+		e.uvar(r.client)
+		e.uvar(r.seq)
+		e.uvar(r.index)
+		e.flag(r.result != nil)
+		e.bytes(r.result)
 		return true
 	})
 	e.uvar(uint64(v.st.hist.Len()))
@@ -355,7 +387,8 @@ func decodeSnapshot(b []byte) (*state, error) {
 		return nil, errDecode
 	}
 	d := &decoder{b: b[len(snapshotMagic):]}
-	if d.u8() != codecVersion {
+	version := d.u8()
+	if version != codecVersion && version != snapshotVersion {
 		return nil, errDecode
 	}
 	s := newState()
@@ -370,6 +403,20 @@ func decodeSnapshot(b []byte) (*state, error) {
 	n = d.count()
 	for i := 0; i < n && d.err == nil; i++ {
 		s.members.ReplaceOrInsert(MemberRecord{ID: d.uvar(), Name: d.str(), Address: d.str()})
+	}
+	if version >= snapshotVersion {
+		n = d.count()
+		var prev uint64
+		for i := 0; i < n && d.err == nil; i++ {
+			r := request{client: d.uvar(), seq: d.uvar(), index: d.uvar()}
+			kept := d.flag()
+			r.result = d.bytes()
+			if kept != (r.result != nil) || r.client <= prev || r.index > s.applied {
+				return nil, errDecode // out of order, duplicate or from the future: corrupt
+			}
+			prev = r.client
+			s.requests.ReplaceOrInsert(r)
+		}
 	}
 	n = d.count()
 	var last rec
@@ -445,6 +492,17 @@ func (v *View) Hash() uint64 {
 		e.uvar(m.ID)
 		e.str(m.Name)
 		e.str(m.Address)
+		return true
+	})
+	v.st.requests.Ascend(func(r request) bool {
+		e.uvar(r.client)
+		e.uvar(r.seq)
+		e.uvar(r.index)
+		e.bytes(r.result)
+		if len(e.b) > 32<<10 {
+			h.Write(e.b)
+			e.b = e.b[:0]
+		}
 		return true
 	})
 	h.Write(e.b)

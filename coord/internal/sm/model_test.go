@@ -609,9 +609,17 @@ func randomRun(t *testing.T, seed int64, steps int) {
 	idx := uint64(0)
 	codes := map[sm.Code]int{}
 	kinds := map[uint8]int{}
+	reqSeq := map[uint64]uint64{}
 	for step := 0; step < steps; step++ {
 		idx += 1 + uint64(g.rng.Intn(3))
 		c := g.command()
+		if g.rng.Intn(3) == 0 {
+			// A new request of one of a few clients: applied like any
+			// command, and remembered in the replicated request table.
+			c.Client = uint64(1 + g.rng.Intn(4))
+			reqSeq[c.Client]++
+			c.Seq = reqSeq[c.Client]
+		}
 		raw := sm.EncodeCommand(c)
 		if g.rng.Intn(100) == 0 {
 			raw = raw[:g.rng.Intn(2)] // undecodable

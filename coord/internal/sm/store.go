@@ -66,6 +66,29 @@ func attachLess(a, b attach) bool {
 	return a.key < b.key
 }
 
+// request is what a shard remembers of a client's latest request, so that
+// a retry of it is answered, not applied again (Command.Client).
+type request struct {
+	client uint64
+	seq    uint64
+	index  uint64 // the Raft index it was applied at
+	result []byte // its encoded result; nil when larger than maxKeptResult
+}
+
+func requestLess(a, b request) bool { return a.client < b.client }
+
+const (
+	// maxRequests bounds the request table. Past it, the requests applied
+	// longest ago are forgotten, down to 3/4 of it. A member proposes
+	// through at most maxInFlight clients per shard (coord), each retrying
+	// only its latest request, so forgetting one still retried would take
+	// tens of thousands of other clients proposing in between.
+	maxRequests = 1 << 16
+	// maxKeptResult bounds a remembered result: a retry of a request whose
+	// result was larger gets CodeResultLost.
+	maxKeptResult = 4 << 10
+)
+
 // state is the whole replicated state of one shard. The trees are
 // copy-on-write: clone() is O(1) and the clone is immutable from then on.
 type state struct {
@@ -82,6 +105,7 @@ type state struct {
 	leases   *btree.BTreeG[lease]
 	attached *btree.BTreeG[attach]
 	members  *btree.BTreeG[MemberRecord]
+	requests *btree.BTreeG[request]
 }
 
 func memberLess(a, b MemberRecord) bool { return a.ID < b.ID }
@@ -96,6 +120,7 @@ func newState() *state {
 		leases:   btree.NewG(btreeDegree, leaseLess),
 		attached: btree.NewG(btreeDegree, attachLess),
 		members:  btree.NewG(btreeDegree, memberLess),
+		requests: btree.NewG(btreeDegree, requestLess),
 	}
 }
 
@@ -104,6 +129,7 @@ func (s *state) clone() *View {
 		rev: s.rev, compactRev: s.compactRev, applied: s.applied,
 		cur: s.cur.Clone(), hist: s.hist.Clone(), byRev: s.byRev.Clone(),
 		leases: s.leases.Clone(), attached: s.attached.Clone(), members: s.members.Clone(),
+		requests: s.requests.Clone(),
 	}}
 }
 
@@ -515,4 +541,23 @@ func (s *state) compact(rev int64) {
 		}
 	}
 	s.compactRev = rev
+}
+
+// remember records r as its client's latest request, forgetting the oldest
+// requests when the table is full. Deterministic: ties in index (one entry
+// cannot hold two requests) do not occur.
+func (s *state) remember(r request) {
+	if len(r.result) > maxKeptResult {
+		r.result = nil
+	}
+	s.requests.ReplaceOrInsert(r)
+	if s.requests.Len() <= maxRequests {
+		return
+	}
+	all := make([]request, 0, s.requests.Len())
+	s.requests.Ascend(func(q request) bool { all = append(all, q); return true })
+	sort.Slice(all, func(i, j int) bool { return all[i].index < all[j].index })
+	for _, q := range all[:len(all)-maxRequests*3/4] {
+		s.requests.Delete(q)
+	}
 }

@@ -8,10 +8,17 @@
 // an error returned from Update stops the replica. Commands that cannot be
 // decoded are answered with a result code and change nothing.
 //
-// Concurrency: one goroutine applies (dragonboat's contract). After every
-// applied batch the store publishes an immutable View (copy-on-write btree
-// clones, O(1)) that readers, watchers and snapshots use without locks, so a
-// slow reader or a large snapshot never stops apply.
+// Concurrency: one goroutine applies (dragonboat's contract). Readers,
+// watchers and snapshots use immutable Views (copy-on-write btree clones,
+// O(1)) without locks, so a slow reader or a large snapshot never stops
+// apply. A View is taken on demand, at most once per applied batch: after a
+// clone every write copies the nodes it touches, so cloning after every
+// batch would make writes pay for views nobody reads.
+//
+// Requests that carry an ID (Command.Client, Seq) are applied at most once:
+// the shard remembers each client's latest applied request and its result
+// (replicated, and in snapshots), so a proposer may propose a request again
+// when an attempt timed out.
 package sm
 
 // KV is one version of a key. Values are never mutated once stored.
@@ -43,6 +50,12 @@ const (
 	CodeFutureRevision
 	CodeLeaseExists
 	CodeDuplicateKey
+	// CodeStale: a request that a later request of the same client
+	// overtook; it was not applied (its proposer has given up on it).
+	CodeStale
+	// CodeResultLost: a retry of a request applied earlier whose result was
+	// too large to keep for retries. The request was applied once.
+	CodeResultLost
 )
 
 // Compare targets and results, the same set etcd's Txn offers.
@@ -141,6 +154,13 @@ const (
 
 // Command is the decoded form of one Raft entry.
 type Command struct {
+	// Client and Seq identify the request for deduplication (0: none). A
+	// client proposes one request at a time with increasing Seq and may
+	// propose the same request again when it cannot tell whether it was
+	// applied: the machine applies it at most once and answers a retry with
+	// the first result.
+	Client   uint64
+	Seq      uint64
 	Kind     uint8
 	Txn      Txn
 	Revision int64 // CmdCompact
