@@ -38,6 +38,7 @@ func main() {
 	flag.IntVar(&p.leases, "leases", p.leases, "leases in lease-10k")
 	flag.DurationVar(&p.idle, "idle", p.idle, "idle time before reading a child's RSS")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	memprofile := flag.String("memprofile", "", "write an allocation profile of the whole run to this file")
 	svg := flag.String("svg", "", "also write a bar chart of coordkit/etcd ratios to this SVG file")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: bench [flags]\n\nworkloads:\n")
@@ -59,6 +60,19 @@ func main() {
 		}
 		defer func() {
 			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
+	if *memprofile != "" {
+		runtime.MemProfileRate = 64 << 10
+		defer func() {
+			f, err := os.Create(*memprofile)
+			if err != nil {
+				log.Fatal(err)
+			}
+			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+				log.Fatal(err)
+			}
 			f.Close()
 		}()
 	}
