@@ -4,7 +4,8 @@ import (
 	"bufio"
 	"hash/fnv"
 	"io"
-	"sort"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -160,7 +161,9 @@ func (m *Machine) applyEntry(index uint64, raw []byte, all *[]Event, renewed *[]
 	res.Revision = s.rev
 	// Events of one revision go out in key order, the order history
 	// (byRev) replays them in, so live and catching-up watchers agree.
-	sort.SliceStable(t.events, func(i, j int) bool { return t.events[i].KV.Key < t.events[j].KV.Key })
+	if len(t.events) > 1 {
+		slices.SortStableFunc(t.events, func(a, b Event) int { return strings.Compare(a.KV.Key, b.KV.Key) })
+	}
 	*all = append(*all, t.events...)
 	*renewed = append(*renewed, t.leaseRenewed...)
 	*gone = append(*gone, t.leaseGone...)
