@@ -175,6 +175,13 @@
 // held (its session expired, its key deleted, the Node closed) ends the
 // stream with an error line coded lost; stop acting as its owner.
 //
+// A lock or an election named NAME is a queue of keys under "NAME/" in the
+// ordinary key space, as in etcd (coord/lock, coord/election): a lock and
+// an election of the same name share one queue, and any key written under
+// "NAME/" by other means, a plain put for instance, queues ahead of later
+// waiters and holds them off. Give locks and elections their own
+// directories, such as "/locks/" and "/elections/".
+//
 // POST /v1/lock/release and /v1/election/resign name a held resource by the
 // "lease" of its first line: they release it and end its stream, which
 // ends with a lost line. They work on the handler that holds it only, and

@@ -78,6 +78,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		clientAuth   = fs.Bool("client-cert-auth", false, "require HTTP API clients to present a certificate signed by --trusted-ca-file")
 		bearerFile   = fs.String("bearer-token-file", "", "`path` to a file holding a token every HTTP API request must carry as 'Authorization: Bearer TOKEN' (/health and /metrics excepted)")
 		pprofFlag    = fs.Bool("enable-pprof", false, "serve Go's pprof under /debug/pprof/ on the client URL")
+		compactMode  = fs.String("auto-compaction-mode", "revision", "`mode` of automatic history compaction: revision (the only one: keep the last --auto-compaction-retention revisions of each shard)")
+		retention    = fs.Int64("auto-compaction-retention", 10000, "`revisions` of history each shard keeps for watches and old reads; 0 turns automatic compaction off")
+		snapCount    = fs.Uint64("snapshot-count", 100000, "`number` of applied entries between snapshots; the Raft log behind a snapshot is compacted")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -161,6 +164,23 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if *election < 5**heartbeat {
 		return nil, usagef("--election-timeout: %d ms is below 5 heartbeats (--heartbeat-interval %d ms)", *election, *heartbeat)
+	}
+	if *compactMode != "revision" {
+		return nil, usagef("--auto-compaction-mode: %q is not supported; only revision is", *compactMode)
+	}
+	switch {
+	case *retention < 0:
+		return nil, usagef("--auto-compaction-retention: %d revisions is negative (0 turns compaction off)", *retention)
+	case *retention == 0:
+		o.cfg.HistoryRetention = -1
+	case *retention != 10000:
+		o.cfg.HistoryRetention = *retention
+	}
+	if *snapCount == 0 {
+		return nil, usagef("--snapshot-count: must be positive")
+	}
+	if *snapCount != 100000 {
+		o.cfg.SnapshotEntries = *snapCount
 	}
 	o.cfg.HeartbeatInterval = time.Duration(*heartbeat) * time.Millisecond
 	o.cfg.ElectionTimeout = time.Duration(*election) * time.Millisecond

@@ -33,9 +33,12 @@
 // only trusted clients reach.
 //
 // Once the cluster has a leader for every shard and this member has caught
-// up, it prints "member NAME ready". SIGINT or SIGTERM shuts the HTTP server
-// down and closes the member; the exit status is then 0. A bad flag exits
-// with status 2, any other failure with 1. Logs go to stderr as slog text.
+// up, it prints "member NAME ready"; until then it waits, as long as it
+// takes, logging the wait every 5 s (the HTTP API already answers: /health
+// is 503 until every shard has a leader, linearizable requests wait for
+// one). SIGINT or SIGTERM shuts the HTTP server down and closes the
+// member; the exit status is then 0. A bad flag exits with status 2, any
+// other failure with 1. Logs go to stderr as slog text.
 package main
 
 import (
@@ -64,9 +67,9 @@ import (
 )
 
 const (
-	// readyTimeout bounds the wait for the cluster: members of a new
-	// cluster may be started by hand, one after another.
-	readyTimeout = 60 * time.Second
+	// readyWarnAfter: a wait for the cluster this long is logged as a
+	// warning.
+	readyWarnAfter = 60 * time.Second
 	// readyLogEvery is how often the wait for the cluster is logged.
 	readyLogEvery = 5 * time.Second
 	// shutdownTimeout bounds the HTTP server's graceful shutdown.
@@ -202,15 +205,14 @@ func clientMux(node *coord.Node, o *options) http.Handler {
 	return mux
 }
 
-// waitReady waits for node.Ready up to readyTimeout, logging while it waits.
+// waitReady waits for node.Ready until ctx ends, as etcd waits for its
+// cluster: members of a new cluster may be started by hand, one after
+// another. It logs the wait every readyLogEvery, as a warning once it has
+// lasted readyWarnAfter.
 func waitReady(ctx context.Context, node *coord.Node, log *slog.Logger) error {
 	start := time.Now()
-	deadline := start.Add(readyTimeout)
 	for {
 		stepEnd := time.Now().Add(readyLogEvery)
-		if stepEnd.After(deadline) {
-			stepEnd = deadline
-		}
 		step, cancel := context.WithDeadline(ctx, stepEnd)
 		err := node.Ready(step)
 		cancel()
@@ -229,12 +231,14 @@ func waitReady(ctx context.Context, node *coord.Node, log *slog.Logger) error {
 			return ctx.Err()
 		case <-time.After(min(250*time.Millisecond, time.Until(stepEnd))):
 		}
-		if !time.Now().Before(deadline) {
-			return fmt.Errorf("cluster not ready after %v (are a quorum of members running and reachable?): %w", readyTimeout, err)
-		}
 		if !time.Now().Before(stepEnd) {
-			log.Info("waiting for the cluster: a leader for every shard, and this member caught up",
-				"waited", time.Since(start).Round(time.Second), "err", err)
+			waited := time.Since(start)
+			level := slog.LevelInfo
+			if waited >= readyWarnAfter {
+				level = slog.LevelWarn
+			}
+			log.Log(ctx, level, "waiting for the cluster: a leader for every shard, and this member caught up (are a quorum of members running and reachable?)",
+				"waited", waited.Round(time.Second), "err", err)
 		}
 	}
 }
