@@ -3,6 +3,7 @@ package sm
 import (
 	"bytes"
 	"sort"
+	"strings"
 
 	"github.com/google/btree"
 )
@@ -18,8 +19,9 @@ type rec struct {
 }
 
 func recLess(a, b rec) bool {
-	if a.key != b.key {
-		return a.key < b.key
+	// One three-way compare: != then < would walk a shared prefix twice.
+	if c := strings.Compare(a.key, b.key); c != 0 {
+		return c < 0
 	}
 	return a.rev > b.rev
 }
@@ -505,22 +507,19 @@ func (s *state) revokeLease(t *applyCtx, id int64) {
 // version at or before rev when it is live (reads at rev need it). byRev keeps
 // only revisions >= rev: watchers never read below the compaction point.
 func (s *state) compact(rev int64) {
-	var doomed []revKey
-	s.byRev.Ascend(func(k revKey) bool {
-		if k.rev >= rev {
-			return false
+	done := map[string]bool{}
+	var old []rec
+	for {
+		k, ok := s.byRev.Min()
+		if !ok || k.rev >= rev {
+			break
 		}
-		doomed = append(doomed, k)
-		return true
-	})
-	done := make(map[string]bool, len(doomed))
-	for _, k := range doomed {
-		s.byRev.Delete(k)
+		s.byRev.DeleteMin() // the oldest first: no search
 		if done[k.key] {
 			continue
 		}
 		done[k.key] = true
-		var old []rec
+		old = old[:0]
 		first := true
 		s.hist.AscendGreaterOrEqual(rec{key: k.key, rev: rev}, func(r rec) bool {
 			if r.key != k.key {
