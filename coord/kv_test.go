@@ -437,3 +437,126 @@ func TestWatchEndsWithErrClosedOnClose(t *testing.T) {
 		t.Fatalf("watch ended with %v, want ErrClosed", last.Err())
 	}
 }
+
+// Watchers of single keys are indexed by key: each gets exactly its key's
+// events (a revision writing several keys included), watchers of one key
+// each get theirs, a removed one nothing, and a range watcher everything.
+func TestWatchersOfManyKeysEachGetTheirOwnEvents(t *testing.T) {
+	c := coordtest.New(t, 1)
+	ctx := ctxT(t)
+	n := c.Node(0)
+	const keys = 200
+	key := func(i int) string { return fmt.Sprintf("/wk/%03d", i) }
+	watches := make([]coord.WatchChan, keys)
+	for i := range watches {
+		watches[i] = n.Watch(ctx, key(i))
+	}
+	deletesOnly := n.Watch(ctx, key(0), coord.WithFilterPut())
+	all := n.Watch(ctx, "/wk/", coord.WithPrefix())
+	quiet := n.Watch(ctx, "/wk/none", coord.WithProgressNotify(50*time.Millisecond))
+	watchers := func() int { return n.Metrics().Shards[0].Watchers }
+	if got := watchers(); got != keys+3 {
+		t.Fatalf("%d watchers counted, want %d", got, keys+3)
+	}
+	// A watcher of a watched key, and one of a range, come and go.
+	gone, cancelGone := context.WithCancel(ctx)
+	removed := n.Watch(gone, key(0))
+	removedRange := n.Watch(gone, "/wk/0", coord.WithPrefix())
+	cancelGone()
+	coordtest.Eventually(t, 10*time.Second, func() bool { return watchers() == keys+3 },
+		"cancelled watchers still counted: %d", watchers())
+
+	var multi []coord.Op
+	for i := 0; i < 10; i++ {
+		multi = append(multi, coord.OpPut(key(i), []byte("multi")))
+	}
+	tr, err := n.Txn(ctx).Then(multi...).Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < keys; i++ {
+		mustPut(t, n, key(i), "one")
+	}
+	if _, err := n.Delete(ctx, key(0)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < keys; i++ {
+		mustPut(t, n, key(i), "end")
+	}
+
+	next := func(w coord.WatchChan, what string) coord.Event {
+		t.Helper()
+		for {
+			select {
+			case r, ok := <-w:
+				if !ok || r.Err() != nil {
+					t.Fatalf("%s: watch ended: %v", what, r.Err())
+				}
+				if len(r.Events) == 0 {
+					continue
+				}
+				if len(r.Events) != 1 {
+					t.Fatalf("%s: %d events in one response, each revision here writes this key once", what, len(r.Events))
+				}
+				return r.Events[0]
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s: no event", what)
+			}
+		}
+	}
+	for i, w := range watches {
+		want := []string{"one", "end"}
+		if i < 10 {
+			want = append([]string{"multi"}, want...)
+		}
+		if i == 0 {
+			want = []string{"multi", "one", "(delete)", "end"}
+		}
+		for j, v := range want {
+			ev := next(w, key(i))
+			got := string(ev.KV.Value)
+			if ev.Type == coord.EventDelete {
+				got = "(delete)"
+			}
+			if ev.KV.Key != key(i) || got != v {
+				t.Fatalf("watcher of %s, event %d: %s %q, want %q", key(i), j, ev.KV.Key, got, v)
+			}
+			if v == "multi" && ev.KV.ModRevision != tr.Header.Revision {
+				t.Fatalf("watcher of %s: the Txn's event at revision %d, want %d", key(i), ev.KV.ModRevision, tr.Header.Revision)
+			}
+		}
+	}
+	if ev := next(deletesOnly, "deletes only"); ev.Type != coord.EventDelete || ev.KV.Key != key(0) {
+		t.Fatalf("deletes-only watcher got %+v", ev)
+	}
+	for _, w := range []coord.WatchChan{removed, removedRange} {
+		for r := range w {
+			if len(r.Events) > 0 {
+				t.Fatalf("a cancelled watcher got %d events", len(r.Events))
+			}
+		}
+	}
+	count := 0
+	for count < 10+keys+1+keys {
+		select {
+		case r := <-all:
+			if r.Err() != nil {
+				t.Fatal(r.Err())
+			}
+			count += len(r.Events)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("prefix watcher: %d events, want %d", count, 10+keys+1+keys)
+		}
+	}
+	last, err := n.Get(ctx, key(keys-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	coordtest.Eventually(t, 10*time.Second, func() bool {
+		r := <-quiet
+		if len(r.Events) > 0 {
+			t.Fatalf("watcher of an unwritten key got %d events", len(r.Events))
+		}
+		return r.IsProgressNotify() && r.Header.Revision >= last.KVs[0].ModRevision
+	}, "the unwritten key's watcher never heard of the last revision")
+}

@@ -159,7 +159,7 @@ func (n *Node) Metrics() Metrics {
 			}
 		}
 		s.hub.mu.Lock()
-		sm.Watchers = len(s.hub.watchers)
+		sm.Watchers = s.hub.count
 		s.hub.mu.Unlock()
 		m.Shards = append(m.Shards, sm)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coordkit/coordkit/coord/internal/hooks"
@@ -92,14 +93,24 @@ const maxPendingEvents = 4096
 const catchUpBatch = 1024
 
 // hub hands a shard's applied events to its watchers. Applied runs on the
-// apply goroutine and never blocks on a watcher.
+// apply goroutine and never blocks on a watcher. Watchers of one key are
+// indexed by it, so a batch costs the range watchers plus the watchers of
+// the keys it changed, not every watcher of the shard.
 type hub struct {
-	s        *shard
-	mu       sync.Mutex // guards watchers; held by Applied and by a watcher's final catch-up step
-	watchers map[*watcher]struct{}
+	s      *shard
+	mu     sync.Mutex                       // guards the maps; held by Applied and by a watcher's final catch-up step
+	byKey  map[string]map[*watcher]struct{} // watchers of one key
+	ranges map[*watcher]struct{}            // watchers of a prefix or range
+	count  int                              // watchers in both
+	// latest is the revision of the last batch handed to every watcher,
+	// stored after the hand-over: a watcher that reads it, then finds
+	// nothing pending, has delivered everything up to it.
+	latest atomic.Int64
 }
 
-func newHub(s *shard) *hub { return &hub{s: s, watchers: map[*watcher]struct{}{}} }
+func newHub(s *shard) *hub {
+	return &hub{s: s, byKey: map[string]map[*watcher]struct{}{}, ranges: map[*watcher]struct{}{}}
+}
 
 type pendingRev struct {
 	rev    int64
@@ -119,7 +130,7 @@ type watcher struct {
 	lagging bool  // true: ignore pushes, read history
 	pending []pendingRev
 	npend   int
-	latest  int64 // the newest revision the hub has told this watcher about
+	start   int64 // the revision the watcher started after: nothing at or below it is its business
 }
 
 // add registers w from revision rev (0: from the next one). A revision
@@ -137,14 +148,52 @@ func (h *hub) add(w *watcher, rev int64) (compacted int64, err error) {
 		w.next = rev
 		w.lagging = rev <= v.Revision()
 	}
-	w.latest = v.Revision()
-	h.watchers[w] = struct{}{}
+	w.start = v.Revision()
+	h.index(w)
 	return 0, nil
+}
+
+// index files w under its key, or with the range watchers; h.mu must be
+// held.
+func (h *hub) index(w *watcher) {
+	h.count++
+	if w.end == "" {
+		ws := h.byKey[w.key]
+		if ws == nil {
+			ws = map[*watcher]struct{}{}
+			h.byKey[w.key] = ws
+		}
+		ws[w] = struct{}{}
+	} else {
+		h.ranges[w] = struct{}{}
+	}
+}
+
+// forEach calls f for every watcher; h.mu must be held.
+func (h *hub) forEach(f func(*watcher)) {
+	for w := range h.ranges {
+		f(w)
+	}
+	for _, ws := range h.byKey {
+		for w := range ws {
+			f(w)
+		}
+	}
 }
 
 func (h *hub) remove(w *watcher) {
 	h.mu.Lock()
-	delete(h.watchers, w)
+	ws := h.ranges
+	if w.end == "" {
+		ws = h.byKey[w.key]
+	}
+	if _, ok := ws[w]; ok {
+		delete(ws, w)
+		h.count--
+		if w.end == "" && len(ws) == 0 {
+			delete(h.byKey, w.key)
+		}
+	}
 	h.mu.Unlock()
 }
 
@@ -153,10 +202,31 @@ func (h *hub) remove(w *watcher) {
 func (s *shard) Applied(rev int64, events []sm.Event) {
 	h := s.hub
 	h.mu.Lock()
-	for w := range h.watchers {
-		w.push(rev, events)
+	defer h.mu.Unlock()
+	defer h.latest.Store(rev)
+	for w := range h.ranges {
+		w.push(events)
 	}
-	h.mu.Unlock()
+	if len(h.byKey) == 0 {
+		return
+	}
+	// Each key's events, in revision order, for the keys someone watches.
+	var perKey map[string][]sm.Event
+	for i := range events {
+		k := events[i].KV.Key
+		if _, ok := h.byKey[k]; !ok {
+			continue
+		}
+		if perKey == nil {
+			perKey = map[string][]sm.Event{}
+		}
+		perKey[k] = append(perKey[k], events[i])
+	}
+	for k, evs := range perKey {
+		for w := range h.byKey[k] {
+			w.push(evs)
+		}
+	}
 }
 
 // Recovered implements sm.Listener: the replica jumped to a snapshot's state
@@ -166,16 +236,16 @@ func (s *shard) Recovered(v *sm.View) {
 	s.recovered.Store(true)
 	h := s.hub
 	h.mu.Lock()
-	for w := range h.watchers {
+	h.forEach(func(w *watcher) {
 		w.mu.Lock()
 		w.lagging, w.pending, w.npend = true, nil, 0
-		w.latest = v.Revision()
 		w.mu.Unlock()
 		select {
 		case w.signal <- struct{}{}:
 		default:
 		}
-	}
+	})
+	h.latest.Store(v.Revision())
 	h.mu.Unlock()
 }
 
@@ -196,13 +266,14 @@ func inRange(key, start, end string) bool {
 	return key >= start && (end == "\x00" || key < end)
 }
 
-func (w *watcher) push(rev int64, events []sm.Event) {
+// push queues the events w wants and wakes it.
+func (w *watcher) push(events []sm.Event) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.latest = rev
 	if w.lagging {
 		return
 	}
+	queued := w.npend
 	drop := hooks.DropWatchEvent.Load()
 	for i := range events {
 		ev := &events[i]
@@ -212,6 +283,7 @@ func (w *watcher) push(rev int64, events []sm.Event) {
 		}
 		if w.npend >= maxPendingEvents {
 			w.lagging, w.pending, w.npend = true, nil, 0
+			queued = -1 // wake it to read history
 			break
 		}
 		if k := len(w.pending); k == 0 || w.pending[k-1].rev != r {
@@ -220,6 +292,9 @@ func (w *watcher) push(rev int64, events []sm.Event) {
 		p := &w.pending[len(w.pending)-1]
 		p.events = append(p.events, w.convert(ev))
 		w.npend++
+	}
+	if w.npend == queued {
+		return // nothing for w
 	}
 	select {
 	case w.signal <- struct{}{}:
@@ -266,11 +341,12 @@ func (w *watcher) run(ctx context.Context) {
 	}
 	sentSince := false
 	for {
+		// The hub's latest first: everything up to it is pending by then.
+		latest := max(w.s.hub.latest.Load(), w.start)
 		w.mu.Lock()
 		lagging := w.lagging
 		batch := w.pending
 		w.pending, w.npend = nil, 0
-		latest := w.latest
 		w.mu.Unlock()
 		if lagging {
 			if !w.catchUp(send) {
