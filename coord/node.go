@@ -592,7 +592,7 @@ func (n *Node) read(ctx context.Context, s *shard, serializable bool) (*sm.View,
 		if err == nil {
 			return v, nil
 		}
-		expired := ctx.Err() != nil || !time.Now().Before(deadline)
+		expired := ctx.Err() != nil || time.Until(deadline) < n.cfg.HeartbeatInterval
 		if errors.Is(err, dragonboat.ErrTimeout) && !expired {
 			continue
 		}
@@ -761,7 +761,8 @@ func (n *Node) propose(ctx context.Context, s *shard, cmd *sm.Command) (*sm.Resu
 		}
 		inFlight := errors.Is(err, dragonboat.ErrTimeout) || errors.Is(err, dragonboat.ErrCanceled)
 		sent = sent || inFlight
-		expired := ctx.Err() != nil || !time.Now().Before(deadline)
+		// Expired: no time for another attempt (one needs a Raft tick).
+		expired := ctx.Err() != nil || time.Until(deadline) < n.cfg.HeartbeatInterval
 		if errors.Is(err, dragonboat.ErrTimeout) && !expired {
 			n.metrics.retries.Add(1)
 			continue
