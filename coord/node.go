@@ -681,7 +681,7 @@ func (n *Node) readAttemptTimeout() time.Duration {
 // into dragonboat's queues, which drop what does not fit without telling the
 // proposer. It is also the number of request clients (sm.Command.Client) a
 // member uses per shard, which the state machine's request table must hold
-// for every member at once (sm.maxRequests is 65,536).
+// for every member at once (sm.maxRequests is 16,384).
 const maxInFlight = 256
 
 // requestClient proposes one request at a time to a shard, numbering them

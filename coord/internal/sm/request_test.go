@@ -70,7 +70,7 @@ func TestRequestRetriesApplyOnce(t *testing.T) {
 		}
 	}
 	// A result too large to keep: the retry is not applied, and says so.
-	big := strings.Repeat("x", 8<<10)
+	big := strings.Repeat("x", 2<<10)
 	if r, _ := h.apply(putReq(9, 1, "big", big)); r.Code != sm.CodeOK {
 		t.Fatal(r.Code)
 	}
@@ -177,7 +177,7 @@ func TestRequestRandomRedelivery(t *testing.T) {
 func TestRequestTableBound(t *testing.T) {
 	h := newHarness(t)
 	h.apply(putReq(1, 1, "a", "1"))
-	const others = 1<<16 + 1 // one past the limit
+	const others = 1<<14 + 1 // one past the limit
 	for i := range others {
 		// A Txn whose compare fails writes nothing but is remembered.
 		h.apply(&sm.Command{Client: uint64(2 + i), Seq: 1, Kind: sm.CmdTxn, Txn: sm.Txn{

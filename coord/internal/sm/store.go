@@ -82,13 +82,16 @@ func requestLess(a, b request) bool { return a.client < b.client }
 const (
 	// maxRequests bounds the request table. Past it, the requests applied
 	// longest ago are forgotten, down to 3/4 of it. A member proposes
-	// through at most maxInFlight clients per shard (coord), each retrying
+	// through 256 clients per shard (coord's maxInFlight), each retrying
 	// only its latest request, so forgetting one still retried would take
-	// tens of thousands of other clients proposing in between.
-	maxRequests = 1 << 16
+	// thousands of other clients proposing in between; the table holds
+	// the clients of 64 member starts. With maxKeptResult it bounds the
+	// table to 16 MiB of results.
+	maxRequests = 1 << 14
 	// maxKeptResult bounds a remembered result: a retry of a request whose
-	// result was larger gets CodeResultLost.
-	maxKeptResult = 4 << 10
+	// result was larger gets CodeResultLost. A put's result is tens of
+	// bytes; a put with PrevKV, or a Txn that reads, may be larger.
+	maxKeptResult = 1 << 10
 )
 
 // state is the whole replicated state of one shard. The trees are
