@@ -17,8 +17,11 @@
 //
 // Errors are sentinels (ErrCompacted, ErrCrossShard, ErrLeaseNotFound, ...)
 // matched with errors.Is; timeouts and cancellation also match
-// context.DeadlineExceeded and context.Canceled. A write that may or may not
-// have been applied returns ErrOutcomeUnknown and is never retried.
+// context.DeadlineExceeded and context.Canceled. Writes are applied at most
+// once: each carries a request ID, and an attempt lost on its way to the
+// leader is proposed again under it within the caller's deadline. A write
+// whose deadline passed while it may or may not have been applied returns
+// ErrOutcomeUnknown.
 //
 // # Lifetimes
 //
