@@ -7,16 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coordkit/coordkit/internal/proctest"
 )
 
 // Timing flags every member gets: a short heartbeat, and an election timeout
@@ -30,6 +29,8 @@ const (
 	// putTimeout bounds one attempt of a put: a proposal lost with a killed
 	// leader is only ever answered by a timeout, and is then retried.
 	putTimeout = 3 * time.Second
+	// pollEvery is the interval between two tries of a wait.
+	pollEvery = 100 * time.Millisecond
 )
 
 // TestCluster runs members of examples/member as separate processes on
@@ -41,22 +42,22 @@ func TestCluster(t *testing.T) {
 	}
 	start := time.Now()
 	dir := t.TempDir()
-	bin := buildMember(t, dir)
+	bin := proctest.Build(t, dir, "github.com/coordkit/coordkit/examples/member")[0]
 	t.Logf("built %s in %v", bin, time.Since(start).Round(time.Millisecond))
 
 	ms := make([]*member, 4)
 	for i := range ms {
 		name := fmt.Sprintf("m%d", i+1)
 		ms[i] = &member{
-			t: t, bin: bin, name: name,
-			peer: freeAddr(t), client: freeAddr(t),
+			t:    t,
+			Proc: &proctest.Proc{Name: name, Bin: bin, Log: filepath.Join(dir, name+".log"), Banner: true},
+			peer: proctest.FreeAddr(t), client: proctest.FreeAddr(t),
 			dataDir: filepath.Join(dir, "data", name),
-			logPath: filepath.Join(dir, name+".log"),
 		}
 	}
 	t.Cleanup(func() {
 		for _, m := range ms {
-			m.kill()
+			m.Kill()
 		}
 		if t.Failed() {
 			for _, m := range ms {
@@ -68,11 +69,11 @@ func TestCluster(t *testing.T) {
 	voters := ms[:3]
 	var initial []string
 	for _, m := range voters {
-		initial = append(initial, m.name+"=http://"+m.peer)
+		initial = append(initial, m.Name+"=http://"+m.peer)
 	}
 	for _, m := range voters {
-		m.args = append([]string{
-			"--name", m.name, "--data-dir", m.dataDir,
+		m.Args = append([]string{
+			"--name", m.Name, "--data-dir", m.dataDir,
 			"--listen-peer-urls", "http://" + m.peer, "--listen-client-urls", "http://" + m.client,
 			"--initial-cluster", strings.Join(initial, ","),
 			"--initial-cluster-token", token, "--initial-cluster-state", "new",
@@ -83,7 +84,7 @@ func TestCluster(t *testing.T) {
 
 	step("start m1, m2, m3")
 	for _, m := range voters {
-		m.start()
+		m.Start(t)
 	}
 	for _, m := range voters {
 		m.waitHealthy()
@@ -110,36 +111,36 @@ func TestCluster(t *testing.T) {
 			rest = append(rest, m)
 		}
 	}
-	step(fmt.Sprintf("kill -9 %s, the leader; writes continue through %s and %s", victim.name, rest[0].name, rest[1].name))
-	victim.kill()
+	step(fmt.Sprintf("kill -9 %s, the leader; writes continue through %s and %s", victim.Name, rest[0].Name, rest[1].Name))
+	victim.Kill()
 	put(rest[0], "/k/2", "two")
 	put(rest[1], "/k/3", "three")
 	if v, ok := rest[0].get("/k/3", false); !ok || v != "three" {
-		t.Fatalf("linearizable get /k/3 on %s = %q, %v; want three", rest[0].name, v, ok)
+		t.Fatalf("linearizable get /k/3 on %s = %q, %v; want three", rest[0].Name, v, ok)
 	}
 
-	step("restart " + victim.name + "; it catches up")
-	victim.start()
+	step("restart " + victim.Name + "; it catches up")
+	victim.Start(t)
 	victim.waitKeys(true, want)
 
 	step("add m4 as an observer through m1, start it")
-	m1.post("/v1/members/add", map[string]any{"name": m4.name, "address": m4.peer, "observer": true}, nil)
-	m4.args = append([]string{
-		"--name", m4.name, "--data-dir", m4.dataDir,
+	m1.post("/v1/members/add", map[string]any{"name": m4.Name, "address": m4.peer, "observer": true}, nil)
+	m4.Args = append([]string{
+		"--name", m4.Name, "--data-dir", m4.dataDir,
 		"--listen-peer-urls", "http://" + m4.peer, "--listen-client-urls", "http://" + m4.client,
-		"--initial-cluster", strings.Join(append(initial[:len(initial):len(initial)], m4.name+"=http://"+m4.peer), ","),
+		"--initial-cluster", strings.Join(append(initial[:len(initial):len(initial)], m4.Name+"=http://"+m4.peer), ","),
 		"--initial-cluster-token", token, "--initial-cluster-state", "existing", "--observer",
 	}, timing...)
-	m4.start()
+	m4.Start(t)
 	m4.waitHealthy()
 	// Removed before its own start-up wait ends, a member exits with an
 	// error instead of serving: wait until it says it is ready.
 	m4.eventually("print that it is ready", func() error {
-		b, err := os.ReadFile(m4.logPath)
+		b, err := os.ReadFile(m4.Log)
 		if err != nil {
 			return err
 		}
-		if !strings.Contains(string(b), "member "+m4.name+" ready") {
+		if !strings.Contains(string(b), "member "+m4.Name+" ready") {
 			return fmt.Errorf("not yet")
 		}
 		return nil
@@ -151,7 +152,7 @@ func TestCluster(t *testing.T) {
 	}
 
 	step("remove m4 through m1, stop it")
-	m1.post("/v1/members/remove", map[string]any{"name": m4.name}, nil)
+	m1.post("/v1/members/remove", map[string]any{"name": m4.Name}, nil)
 	if got, want := fmt.Sprint(m2.members()), "map[m1:true m2:true m3:true]"; got != want {
 		t.Fatalf("members seen by m2 after removing m4 (name:voter): %s, want %s", got, want)
 	}
@@ -165,7 +166,7 @@ func TestCluster(t *testing.T) {
 
 	step("restart m1, m2, m3 from their data")
 	for _, m := range voters {
-		m.start()
+		m.Start(t)
 	}
 	for _, m := range voters {
 		m.waitHealthy()
@@ -176,156 +177,36 @@ func TestCluster(t *testing.T) {
 	step("done")
 }
 
-// buildMember builds examples/member into dir.
-func buildMember(t *testing.T, dir string) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go command not found: %v", err)
-	}
-	bin := filepath.Join(dir, "member")
-	out, err := exec.Command(goTool, "build", "-o", bin, "github.com/coordkit/coordkit/examples/member").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build examples/member: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// freeAddr returns a loopback address with a port free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// member is one member process. Its stdout and stderr are appended to
-// logPath across restarts.
+// member is one member process. Its stdout and stderr are appended to its
+// log across restarts.
 type member struct {
-	t                *testing.T
-	bin, name        string
-	peer, client     string
-	dataDir, logPath string
-	args             []string
-	mu               sync.Mutex
-	cmd              *exec.Cmd
-	done             chan struct{} // closed when cmd has exited
-	waitErr          error
-	restarts         int
-	httpc            http.Client
-}
-
-func (m *member) start() {
-	m.t.Helper()
-	f, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	fmt.Fprintf(f, "=== start %d: %s %s\n", m.restarts, m.bin, strings.Join(m.args, " "))
-	m.restarts++
-	cmd := exec.Command(m.bin, m.args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		m.t.Fatalf("start %s: %v", m.name, err)
-	}
-	done := make(chan struct{})
-	m.mu.Lock()
-	m.cmd, m.done = cmd, done
-	m.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		f.Close()
-		m.mu.Lock()
-		m.waitErr = err
-		m.mu.Unlock()
-		close(done)
-	}()
-}
-
-// running reports whether the process is started and has not exited.
-func (m *member) running() bool {
-	m.mu.Lock()
-	done := m.done
-	m.mu.Unlock()
-	if done == nil {
-		return false
-	}
-	select {
-	case <-done:
-		return false
-	default:
-		return true
-	}
-}
-
-// exitErr is the result of the last exit (cmd.Wait).
-func (m *member) exitErr() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.waitErr
-}
-
-// kill sends SIGKILL and waits for the exit, if the process runs.
-func (m *member) kill() {
-	if !m.running() {
-		return
-	}
-	m.cmd.Process.Kill()
-	<-m.done
+	*proctest.Proc
+	t            *testing.T
+	peer, client string
+	dataDir      string
+	httpc        http.Client
 }
 
 // stop sends SIGTERM and waits for the process to exit, which must be with
 // status 0.
 func (m *member) stop() {
 	m.t.Helper()
-	if !m.running() {
-		m.t.Fatalf("stop %s: not running", m.name)
+	if !m.Running() {
+		m.t.Fatalf("stop %s: not running", m.Name)
 	}
 	began := time.Now()
-	if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		m.t.Fatalf("SIGTERM %s: %v", m.name, err)
-	}
-	select {
-	case <-m.done:
-	case <-time.After(stopTimeout):
-		m.t.Fatalf("%s did not exit within %v of SIGTERM", m.name, stopTimeout)
-	}
-	err := m.exitErr()
-	m.t.Logf("%s exited after SIGTERM in %v: %v", m.name, time.Since(began).Round(time.Millisecond), exitStatus(err))
+	err := m.Signal(syscall.SIGTERM, stopTimeout)
+	m.t.Logf("%s exited after SIGTERM in %v: %v", m.Name, time.Since(began).Round(time.Millisecond), proctest.ExitStatus(err))
 	if err != nil {
-		m.t.Fatalf("%s: exit after SIGTERM: %v, want status 0", m.name, err)
+		m.t.Fatalf("%s: exit after SIGTERM: %v, want status 0", m.Name, err)
 	}
-}
-
-func exitStatus(err error) string {
-	if err == nil {
-		return "status 0"
-	}
-	return err.Error()
 }
 
 // eventually polls f until it succeeds, failing the test after waitTimeout.
 // It gives up early when the member's process has exited.
 func (m *member) eventually(what string, f func() error) {
 	m.t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if !m.running() {
-			m.t.Fatalf("%s: %s: the process exited (%v); last error: %v", m.name, what, exitStatus(m.exitErr()), err)
-		}
-		if time.Now().After(deadline) {
-			m.t.Fatalf("%s: %s: not reached within %v: %v", m.name, what, waitTimeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	m.Eventually(m.t, waitTimeout, pollEvery, what, f)
 }
 
 // waitHealthy polls GET /health until it answers 200.
@@ -376,7 +257,7 @@ func (m *member) get(key string, serializable bool) (string, bool) {
 	m.t.Helper()
 	var out rangeResponse
 	if err := m.do(http.MethodPost, "/v1/kv/range", map[string]any{"key": []byte(key), "serializable": serializable}, &out); err != nil {
-		m.t.Fatalf("%s: get %s: %v", m.name, key, err)
+		m.t.Fatalf("%s: get %s: %v", m.Name, key, err)
 	}
 	if len(out.KVs) == 0 {
 		return "", false
@@ -436,7 +317,7 @@ func (m *member) leaderOfShard0(ms []*member) *member {
 					continue
 				}
 				for _, c := range ms {
-					if c.name == mb.Name {
+					if c.Name == mb.Name {
 						leader = c
 						return nil
 					}
@@ -471,7 +352,7 @@ func (m *member) members() map[string]bool {
 func (m *member) post(path string, body, out any) {
 	m.t.Helper()
 	if err := m.do(http.MethodPost, path, body, out); err != nil {
-		m.t.Fatalf("%s: POST %s: %v", m.name, path, err)
+		m.t.Fatalf("%s: POST %s: %v", m.Name, path, err)
 	}
 }
 
@@ -530,17 +411,13 @@ func (m *member) doTimeout(timeout time.Duration, method, path string, body, out
 
 // printLogTail logs the last n lines of the member's output.
 func (m *member) printLogTail(n int) {
-	b, err := os.ReadFile(m.logPath)
+	lines, err := m.Tail(n)
 	if errors.Is(err, os.ErrNotExist) {
 		return
 	}
 	if err != nil {
-		m.t.Logf("%s: reading log: %v", m.name, err)
+		m.t.Logf("%s: reading log: %v", m.Name, err)
 		return
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	m.t.Logf("--- last %d lines of %s (%s):\n%s", len(lines), m.name, m.logPath, strings.Join(lines, "\n"))
+	m.t.Logf("--- last %d lines of %s (%s):\n%s", len(lines), m.Name, m.Log, strings.Join(lines, "\n"))
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coordkit/coordkit/internal/proctest"
 )
 
 // e2eWait bounds every wait for a state in the end-to-end test, and every
@@ -32,17 +33,22 @@ func TestEndToEnd(t *testing.T) {
 	began := time.Now()
 	step := func(what string) { t.Logf("%5.1fs %s", time.Since(began).Seconds(), what) }
 	dir := t.TempDir()
-	member, coordctl := buildBinaries(t, dir)
+	bins := proctest.Build(t, dir, "github.com/coordkit/coordkit/examples/member", "github.com/coordkit/coordkit/examples/coordctl")
+	member, coordctl := bins[0], bins[1]
 	step("built member and coordctl")
 
-	var procs []*proc
+	var procs []*proctest.Proc
 	t.Cleanup(func() {
 		for _, p := range procs {
-			p.kill()
+			p.Kill()
 		}
 		if t.Failed() {
 			for _, p := range procs {
-				t.Logf("--- last lines of %s (%s):\n%s", p.name, p.log, p.tail(40))
+				lines, err := p.Tail(40)
+				if err != nil {
+					lines = []string{err.Error()}
+				}
+				t.Logf("--- last lines of %s (%s):\n%s", p.Name, p.Log, strings.Join(lines, "\n"))
 			}
 		}
 	})
@@ -50,7 +56,7 @@ func TestEndToEnd(t *testing.T) {
 	peers, clients := make([]string, 3), make([]string, 3)
 	var initial []string
 	for i, n := range names {
-		peers[i], clients[i] = freeAddr(t), freeAddr(t)
+		peers[i], clients[i] = proctest.FreeAddr(t), proctest.FreeAddr(t)
 		initial = append(initial, n+"=http://"+peers[i])
 	}
 	for i, n := range names {
@@ -81,8 +87,8 @@ func TestEndToEnd(t *testing.T) {
 		t.Helper()
 		eventuallyFor(t, e2eWait, what, func() error {
 			for _, p := range members {
-				if !p.running() {
-					t.Fatalf("%s: %s exited: %v", what, p.name, p.exitErr())
+				if !p.Running() {
+					t.Fatalf("%s: %s exited: %v", what, p.Name, p.ExitErr())
 				}
 			}
 			return f()
@@ -152,10 +158,10 @@ func TestEndToEnd(t *testing.T) {
 	step("watch through m2, with SIGINT to end it")
 	watch := startProc(t, dir, "watch", coordctl, eps[1], "watch", "/e2e/w", "-w", "json")
 	procs = append(procs, watch)
-	await("the watch is created", func() error { return contains(watch.log, `"created":true`) })
+	await("the watch is created", func() error { return contains(watch.Log, `"created":true`) })
 	ctl(eps[2], "put", "/e2e/w", "seen")
-	await("the watch prints the put", func() error { return contains(watch.log, `"value":"c2Vlbg=="`) })
-	if err := watch.signal(syscall.SIGINT); err != nil {
+	await("the watch prints the put", func() error { return contains(watch.Log, `"value":"c2Vlbg=="`) })
+	if err := watch.Signal(syscall.SIGINT, e2eWait); err != nil {
 		t.Fatalf("watch after SIGINT: %v", err)
 	}
 
@@ -209,12 +215,12 @@ func TestEndToEnd(t *testing.T) {
 	holder := startProc(t, dir, "holder", coordctl, eps[0], "lock", "e2e-kill", "--ttl", "60")
 	procs = append(procs, holder)
 	await("the holder prints the key and fence", func() error {
-		if b, err := os.ReadFile(holder.log); err != nil || !regexp.MustCompile(`^e2e-kill/\S+\n\d+\n$`).Match(b) {
+		if b, err := os.ReadFile(holder.Log); err != nil || !regexp.MustCompile(`^e2e-kill/\S+\n\d+\n$`).Match(b) {
 			return fmt.Errorf("holder's output %q (%v)", b, err)
 		}
 		return nil
 	})
-	holder.kill()
+	holder.Kill()
 	if out := ctl(eps[1], "lock", "e2e-kill", "--wait", "10s", "--", "echo", "taken"); out != "taken\n" {
 		t.Fatalf("lock after the holder was killed: %q", out)
 	}
@@ -253,32 +259,6 @@ func checkHolds(t *testing.T, record string, n int) {
 	}
 }
 
-// buildBinaries builds examples/member and coordctl into dir.
-func buildBinaries(t *testing.T, dir string) (member, coordctl string) {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go command not found: %v", err)
-	}
-	cmd := exec.Command(goTool, "build", "-o", dir+string(filepath.Separator),
-		"github.com/coordkit/coordkit/examples/member", "github.com/coordkit/coordkit/examples/coordctl")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return filepath.Join(dir, "member"), filepath.Join(dir, "coordctl")
-}
-
-// freeAddr returns a loopback address whose port was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // runBinary runs a binary to its end, within e2eWait.
 func runBinary(t *testing.T, bin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
@@ -306,17 +286,7 @@ func runBinary(t *testing.T, bin string, args ...string) (code int, stdout, stde
 // with f's last error after d.
 func eventuallyFor(t *testing.T, d time.Duration, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, d, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	proctest.Eventually(t, d, 20*time.Millisecond, what, f)
 }
 
 // contains reports whether the file at path contains s, as an error.
@@ -331,76 +301,10 @@ func contains(path, s string) error {
 	return nil
 }
 
-// proc is a process of the test, its stdout and stderr in one log file.
-type proc struct {
-	name, log string
-	cmd       *exec.Cmd
-	done      chan struct{} // closed once the process has exited
-	err       error         // Wait's, once done is closed
-}
-
-func startProc(t *testing.T, dir, name, bin string, args ...string) *proc {
+// startProc starts bin with args, its stdout and stderr in dir/NAME.log.
+func startProc(t *testing.T, dir, name, bin string, args ...string) *proctest.Proc {
 	t.Helper()
-	p := &proc{name: name, log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
-	f, err := os.Create(p.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	if err := p.cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
+	p := &proctest.Proc{Name: name, Bin: bin, Args: args, Log: filepath.Join(dir, name+".log")}
+	p.Start(t)
 	return p
-}
-
-func (p *proc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-func (p *proc) exitErr() error {
-	<-p.done
-	return p.err
-}
-
-// signal sends sig and waits for the exit, returning Wait's error.
-func (p *proc) signal(sig os.Signal) error {
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		return err
-	}
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(e2eWait):
-		p.kill()
-		return fmt.Errorf("%s: no exit within %v of %v", p.name, e2eWait, sig)
-	}
-}
-
-func (p *proc) kill() {
-	if p.running() {
-		p.cmd.Process.Kill()
-	}
-	<-p.done
-}
-
-// tail returns the last n lines of the process's log.
-func (p *proc) tail(n int) string {
-	b, err := os.ReadFile(p.log)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

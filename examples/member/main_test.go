@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coordkit/coordkit/coord/coordtest"
+	"github.com/coordkit/coordkit/internal/proctest"
 )
 
 func TestRunBadFlag(t *testing.T) {
@@ -32,7 +32,7 @@ func TestRunSingleMember(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a member")
 	}
-	peer, client := freeAddr(t), freeAddr(t)
+	peer, client := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stdout, stderr syncBuffer
@@ -87,7 +87,7 @@ func TestRunSingleMember(t *testing.T) {
 // test. It returns the client address.
 func startMember(t *testing.T, args ...string) string {
 	t.Helper()
-	peer, client := freeAddr(t), freeAddr(t)
+	peer, client := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
@@ -204,16 +204,6 @@ func TestPprofOffByDefault(t *testing.T) {
 	if resp.StatusCode == http.StatusOK {
 		t.Fatal("pprof served without --enable-pprof")
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // syncBuffer is a strings.Builder safe for a writer and a reader at once.

@@ -9,10 +9,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -24,6 +22,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/coordkit/coordkit/internal/proctest"
 )
 
 // The SIGKILL scenario runs members of examples/member as processes, drives
@@ -39,6 +39,8 @@ const (
 	// procWait bounds the wait for any one state: a member healthy, the
 	// members settled, the history read.
 	procWait = 30 * time.Second
+	// procPoll is the interval of the polls for a state.
+	procPoll = 50 * time.Millisecond
 	// followFor bounds one watch stream of the follower.
 	followFor = 2 * time.Second
 )
@@ -61,7 +63,7 @@ func TestMembersKilledWithSIGKILL(t *testing.T) {
 		}
 	}
 	began := time.Now()
-	bin := buildMember(t, t.TempDir())
+	bin := proctest.Build(t, t.TempDir(), "github.com/coordkit/coordkit/examples/member")[0]
 	t.Logf("built examples/member in %v", time.Since(began).Round(time.Millisecond))
 	var total Report
 	for _, r := range runs {
@@ -160,14 +162,14 @@ func runSIGKILL(t *testing.T, bin string, r sigkillRun) (*Report, *history, *sig
 		}
 		killed := time.Now()
 		st.killedAt = append(st.killedAt, rec.now())
-		target.kill()
+		target.Kill()
 		rep.FaultsInjected++
 		// Down for a while: the others go on without it, it must catch up.
 		time.Sleep(time.Duration(300+rng.Intn(1200)) * time.Millisecond)
 		restarted := time.Now()
-		target.start(t)
+		target.Start(t)
 		target.waitHealthy(t)
-		t.Logf("%5.1fs SIGKILL %s (%s), down %v, healthy %v after its restart", killed.Sub(began).Seconds(), target.name, what,
+		t.Logf("%5.1fs SIGKILL %s (%s), down %v, healthy %v after its restart", killed.Sub(began).Seconds(), target.Name, what,
 			restarted.Sub(killed).Round(time.Millisecond), time.Since(restarted).Round(time.Millisecond))
 	}
 	// Traffic after the last restart, up to the run's duration.
@@ -353,49 +355,13 @@ func callAPI(ctx context.Context, hc *http.Client, addr, path string, body, out 
 
 // Member processes.
 
-// proc is one member process. Its stdout and stderr are appended to logPath
-// across restarts.
+// proc is one member process. Its stdout and stderr are appended to its
+// log across restarts.
 type proc struct {
-	bin, name       string
-	client, logPath string
-	args            []string
-	replicaID       string
-	cur             *procRun
-	starts          int
-	hc              http.Client // the test's own calls
-}
-
-// procRun is one start of a proc.
-type procRun struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
-	err  error         // cmd.Wait's, once done is closed
-}
-
-// buildMember builds examples/member into dir.
-func buildMember(t *testing.T, dir string) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go command not found: %v", err)
-	}
-	bin := filepath.Join(dir, "member")
-	out, err := exec.Command(goTool, "build", "-o", bin, "github.com/coordkit/coordkit/examples/member").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build examples/member: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// freeAddr returns a loopback address with a port free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	*proctest.Proc
+	client    string
+	replicaID string
+	hc        http.Client // the test's own calls
 }
 
 // startMembers starts three members founding a cluster and waits until each
@@ -405,14 +371,15 @@ func startMembers(t *testing.T, bin, dir string, electionMS int) []*proc {
 	peers := make([]string, len(ps))
 	var initial []string
 	for i := range ps {
-		ps[i] = &proc{bin: bin, name: fmt.Sprintf("m%d", i+1), client: freeAddr(t)}
-		ps[i].logPath = filepath.Join(dir, ps[i].name+".log")
-		peers[i] = freeAddr(t)
-		initial = append(initial, ps[i].name+"=http://"+peers[i])
+		name := fmt.Sprintf("m%d", i+1)
+		ps[i] = &proc{Proc: &proctest.Proc{Name: name, Bin: bin, Log: filepath.Join(dir, name+".log"), Banner: true},
+			client: proctest.FreeAddr(t)}
+		peers[i] = proctest.FreeAddr(t)
+		initial = append(initial, name+"=http://"+peers[i])
 	}
 	t.Cleanup(func() {
 		for _, p := range ps {
-			p.kill()
+			p.Kill()
 		}
 		if t.Failed() {
 			for _, p := range ps {
@@ -421,51 +388,19 @@ func startMembers(t *testing.T, bin, dir string, electionMS int) []*proc {
 		}
 	})
 	for i, p := range ps {
-		p.args = []string{"--name", p.name, "--data-dir", filepath.Join(dir, p.name),
+		p.Args = []string{"--name", p.Name, "--data-dir", filepath.Join(dir, p.Name),
 			"--listen-peer-urls", "http://" + peers[i], "--listen-client-urls", "http://" + p.client,
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "sigkill",
 			"--heartbeat-interval", "50", "--election-timeout", fmt.Sprint(electionMS)}
-		p.start(t)
+		p.Start(t)
 	}
 	for _, p := range ps {
 		p.waitHealthy(t)
 		var s statusAnswer
-		p.eventually(t, "status", func() error { return p.get("/v1/status", &s) })
+		p.Eventually(t, procWait, procPoll, "status", func() error { return p.get("/v1/status", &s) })
 		p.replicaID = s.ReplicaID
 	}
 	return ps
-}
-
-func (p *proc) start(t *testing.T) {
-	t.Helper()
-	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(f, "=== start %d: %s %s\n", p.starts, p.bin, strings.Join(p.args, " "))
-	p.starts++
-	run := &procRun{cmd: exec.Command(p.bin, p.args...), done: make(chan struct{})}
-	run.cmd.Stdout, run.cmd.Stderr = f, f
-	if err := run.cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", p.name, err)
-	}
-	p.cur = run
-	go func() {
-		run.err = run.cmd.Wait()
-		f.Close()
-		close(run.done)
-	}()
-}
-
-// kill sends SIGKILL and waits for the exit, if the process runs.
-func (p *proc) kill() {
-	if p.cur == nil {
-		return
-	}
-	p.cur.cmd.Process.Kill()
-	<-p.cur.done
-	p.cur = nil
 }
 
 // get makes one GET of the HTTP API.
@@ -478,36 +413,11 @@ func (p *proc) post(path string, body, out any) error {
 	return callAPI(ctx, &p.hc, p.client, path, body, out)
 }
 
-// eventually polls f until it succeeds, failing the test after procWait or
-// when the process has exited.
-func (p *proc) eventually(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(procWait)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if p.cur == nil {
-			t.Fatalf("%s: %s: the process is not running; last error: %v", p.name, what, err)
-		}
-		select {
-		case <-p.cur.done:
-			t.Fatalf("%s: %s: the process exited (%v); last error: %v", p.name, what, p.cur.err, err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s: not reached within %v: %v", p.name, what, procWait, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // waitHealthy polls GET /health until it answers 200: every shard has a
 // leader and a linearizable read on this member succeeds.
 func (p *proc) waitHealthy(t *testing.T) {
 	t.Helper()
-	p.eventually(t, "healthy", func() error { return p.get("/health", &struct{}{}) })
+	p.Eventually(t, procWait, procPoll, "healthy", func() error { return p.get("/health", &struct{}{}) })
 }
 
 type statusAnswer struct {
@@ -533,7 +443,7 @@ func (s *statusAnswer) shard0() (leader string, rev int64, err error) {
 func shard0Leader(t *testing.T, ps []*proc) *proc {
 	t.Helper()
 	var leader *proc
-	ps[0].eventually(t, "learn the leader of shard 0", func() error {
+	ps[0].Eventually(t, procWait, procPoll, "learn the leader of shard 0", func() error {
 		var lastErr error
 		for _, p := range ps {
 			var s statusAnswer
@@ -550,7 +460,7 @@ func shard0Leader(t *testing.T, ps []*proc) *proc {
 					return nil
 				}
 			}
-			return fmt.Errorf("%s sees leader %q of shard 0, none of the members", p.name, id)
+			return fmt.Errorf("%s sees leader %q of shard 0, none of the members", p.Name, id)
 		}
 		return lastErr
 	})
@@ -559,21 +469,20 @@ func shard0Leader(t *testing.T, ps []*proc) *proc {
 
 // keepLog copies the member's output under results/ and logs its end.
 func (p *proc) keepLog(t *testing.T) {
-	b, err := os.ReadFile(p.logPath)
+	b, err := os.ReadFile(p.Log)
 	if err != nil {
-		t.Logf("%s: reading log: %v", p.name, err)
+		t.Logf("%s: reading log: %v", p.Name, err)
 		return
 	}
-	path := filepath.Join("results", strings.ReplaceAll(t.Name(), "/", "_")+"-"+p.name+".log")
+	path := filepath.Join("results", strings.ReplaceAll(t.Name(), "/", "_")+"-"+p.Name+".log")
 	if err = os.MkdirAll("results", 0o755); err == nil {
 		err = os.WriteFile(path, b, 0o644)
 	}
 	if err != nil {
-		t.Logf("%s: keeping log: %v", p.name, err)
+		t.Logf("%s: keeping log: %v", p.Name, err)
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	lines = lines[max(0, len(lines)-40):]
-	t.Logf("--- last %d lines of %s (all in %s):\n%s", len(lines), p.name, path, strings.Join(lines, "\n"))
+	lines := proctest.LastLines(b, 40)
+	t.Logf("--- last %d lines of %s (all in %s):\n%s", len(lines), p.Name, path, strings.Join(lines, "\n"))
 }
 
 // Checks.
@@ -615,11 +524,11 @@ func checkFinalState(t *testing.T, rep *Report, ps []*proc, h *history) {
 		var a rangeAnswer
 		err := p.post("/v1/kv/range", map[string]any{"key": []byte("/rob/"), "prefix": true, "serializable": true}, &a)
 		if err != nil {
-			rep.violate("%s: reading the final state: %v", p.name, err)
+			rep.violate("%s: reading the final state: %v", p.Name, err)
 			continue
 		}
 		if a.Header.Revision != h.final {
-			rep.violate("%s: final state at revision %d, the committed history ends at %d", p.name, a.Header.Revision, h.final)
+			rep.violate("%s: final state at revision %d, the committed history ends at %d", p.Name, a.Header.Revision, h.final)
 		}
 		got := map[string]apiKV{}
 		for _, kv := range a.KVs {
@@ -630,7 +539,7 @@ func checkFinalState(t *testing.T, rep *Report, ps []*proc, h *history) {
 			kv, ok := got[k]
 			if ok != found || string(kv.Value) != value || kv.ModRevision != modRev {
 				rep.violate("%s: %s is (%v %q @%d), the committed history ends with (%v %q @%d)",
-					p.name, k, ok, kv.Value, kv.ModRevision, found, value, modRev)
+					p.Name, k, ok, kv.Value, kv.ModRevision, found, value, modRev)
 			}
 		}
 	}
