@@ -10,13 +10,13 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coordkit/coordkit/coord/coordtest"
 	"github.com/coordkit/coordkit/coord/httpapi"
+	"github.com/coordkit/coordkit/internal/proctest"
 )
 
 // waitFor bounds every wait for a state in these tests.
@@ -28,30 +28,12 @@ func eventually(t *testing.T, what string, f func() error) {
 	eventuallyFor(t, waitFor, what, f)
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // background is an in-process run of coordctl that runs until interrupted,
 // with signals sent by the test.
 type background struct {
 	t        *testing.T
 	args     []string
-	out, err syncBuffer
+	out, err proctest.Buffer
 	sigs     chan os.Signal
 	done     chan struct{}
 	code     int

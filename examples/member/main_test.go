@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,7 +34,7 @@ func TestRunSingleMember(t *testing.T) {
 	peer, client := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr proctest.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"--name", "solo", "--data-dir", filepath.Join(t.TempDir(), "solo"),
@@ -89,7 +88,7 @@ func startMember(t *testing.T, args ...string) string {
 	t.Helper()
 	peer, client := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
+	var stdout, stderr proctest.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, append([]string{"--name", "solo", "--data-dir", filepath.Join(t.TempDir(), "solo"),
@@ -204,22 +203,4 @@ func TestPprofOffByDefault(t *testing.T) {
 	if resp.StatusCode == http.StatusOK {
 		t.Fatal("pprof served without --enable-pprof")
 	}
-}
-
-// syncBuffer is a strings.Builder safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

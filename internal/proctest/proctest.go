@@ -233,3 +233,25 @@ func (p *Proc) Tail(n int) ([]string, error) {
 	}
 	return LastLines(b, n), nil
 }
+
+// Buffer collects output that one goroutine writes while another reads it,
+// such as a program's stdout run in the test's process. The zero value is
+// ready to use; its methods may be called concurrently.
+type Buffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+// Write appends p. It never fails.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
