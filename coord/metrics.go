@@ -159,7 +159,7 @@ func (n *Node) Metrics() Metrics {
 			}
 		}
 		s.hub.mu.Lock()
-		sm.Watchers = s.hub.count
+		sm.Watchers = s.hub.size()
 		s.hub.mu.Unlock()
 		m.Shards = append(m.Shards, sm)
 	}

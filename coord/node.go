@@ -20,6 +20,7 @@ import (
 	"github.com/lni/dragonboat/v4/client"
 	"github.com/lni/dragonboat/v4/config"
 	dbsm "github.com/lni/dragonboat/v4/statemachine"
+	"github.com/lni/goutils/random"
 
 	"github.com/coordkit/coordkit/coord/internal/hooks"
 	"github.com/coordkit/coordkit/coord/internal/sm"
@@ -78,7 +79,9 @@ type shard struct {
 	keeper  *keeper
 	// clients proposes writes, one request each at a time (propose).
 	clients chan *requestClient
-	noop    atomic.Pointer[client.Session]
+	// noop is the shard's dragonboat NO-OP session: never changed, so
+	// every proposal shares it.
+	noop *client.Session
 	// recovered: the state machine loaded a snapshot since it started.
 	recovered atomic.Bool
 }
@@ -206,7 +209,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 	for i := 0; i < meta.Shards; i++ {
-		s := &shard{n: n, idx: i, id: uint64(i + 1), clients: newRequestClients()}
+		s := &shard{n: n, idx: i, id: uint64(i + 1), clients: newRequestClients(),
+			noop: client.NewNoOPSession(uint64(i+1), random.LockGuardedRand)}
 		s.hub = newHub(s)
 		s.keeper = newKeeper(s)
 		n.shards = append(n.shards, s)
@@ -810,7 +814,7 @@ func (n *Node) proposeOnce(ctx context.Context, s *shard, b []byte, timeout time
 	if timeout < n.cfg.HeartbeatInterval {
 		return nil, dragonboat.ErrTimeoutTooSmall
 	}
-	rs, err := n.nh.Propose(s.noopSession(n.nh), b, timeout)
+	rs, err := n.nh.Propose(s.noop, b, timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -840,17 +844,6 @@ func (n *Node) requestClient(ctx context.Context, s *shard) (*requestClient, err
 	case <-n.stop:
 		return nil, ErrClosed
 	}
-}
-
-// noopSession is the shard's dragonboat NO-OP session, made once: it is
-// never changed, so proposals share it.
-func (s *shard) noopSession(nh *dragonboat.NodeHost) *client.Session {
-	if cs := s.noop.Load(); cs != nil {
-		return cs
-	}
-	cs := nh.GetNoOPSession(s.id)
-	s.noop.CompareAndSwap(nil, cs)
-	return s.noop.Load()
 }
 
 // proposeAttemptTimeout bounds one attempt of a write: a healthy one takes

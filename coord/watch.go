@@ -101,7 +101,6 @@ type hub struct {
 	mu     sync.Mutex                       // guards the maps; held by Applied and by a watcher's final catch-up step
 	byKey  map[string]map[*watcher]struct{} // watchers of one key
 	ranges map[*watcher]struct{}            // watchers of a prefix or range
-	count  int                              // watchers in both
 	// latest is the revision of the last batch handed to every watcher,
 	// stored after the hand-over: a watcher that reads it, then finds
 	// nothing pending, has delivered everything up to it.
@@ -156,7 +155,6 @@ func (h *hub) add(w *watcher, rev int64) (compacted int64, err error) {
 // index files w under its key, or with the range watchers; h.mu must be
 // held.
 func (h *hub) index(w *watcher) {
-	h.count++
 	if w.end == "" {
 		ws := h.byKey[w.key]
 		if ws == nil {
@@ -167,6 +165,15 @@ func (h *hub) index(w *watcher) {
 	} else {
 		h.ranges[w] = struct{}{}
 	}
+}
+
+// size is the number of watchers; h.mu must be held.
+func (h *hub) size() int {
+	n := len(h.ranges)
+	for _, ws := range h.byKey {
+		n += len(ws)
+	}
+	return n
 }
 
 // forEach calls f for every watcher; h.mu must be held.
@@ -187,12 +194,9 @@ func (h *hub) remove(w *watcher) {
 	if w.end == "" {
 		ws = h.byKey[w.key]
 	}
-	if _, ok := ws[w]; ok {
-		delete(ws, w)
-		h.count--
-		if w.end == "" && len(ws) == 0 {
-			delete(h.byKey, w.key)
-		}
+	delete(ws, w)
+	if w.end == "" && len(ws) == 0 {
+		delete(h.byKey, w.key)
 	}
 	h.mu.Unlock()
 }
@@ -207,24 +211,11 @@ func (s *shard) Applied(rev int64, events []sm.Event) {
 	for w := range h.ranges {
 		w.push(events)
 	}
-	if len(h.byKey) == 0 {
-		return
-	}
-	// Each key's events, in revision order, for the keys someone watches.
-	var perKey map[string][]sm.Event
+	// Events are in revision order, so each key's watchers get theirs in
+	// order too.
 	for i := range events {
-		k := events[i].KV.Key
-		if _, ok := h.byKey[k]; !ok {
-			continue
-		}
-		if perKey == nil {
-			perKey = map[string][]sm.Event{}
-		}
-		perKey[k] = append(perKey[k], events[i])
-	}
-	for k, evs := range perKey {
-		for w := range h.byKey[k] {
-			w.push(evs)
+		for w := range h.byKey[events[i].KV.Key] {
+			w.push(events[i : i+1])
 		}
 	}
 }
@@ -273,7 +264,7 @@ func (w *watcher) push(events []sm.Event) {
 	if w.lagging {
 		return
 	}
-	queued := w.npend
+	wake := false
 	drop := hooks.DropWatchEvent.Load()
 	for i := range events {
 		ev := &events[i]
@@ -283,7 +274,7 @@ func (w *watcher) push(events []sm.Event) {
 		}
 		if w.npend >= maxPendingEvents {
 			w.lagging, w.pending, w.npend = true, nil, 0
-			queued = -1 // wake it to read history
+			wake = true // to read history
 			break
 		}
 		if k := len(w.pending); k == 0 || w.pending[k-1].rev != r {
@@ -292,8 +283,9 @@ func (w *watcher) push(events []sm.Event) {
 		p := &w.pending[len(w.pending)-1]
 		p.events = append(p.events, w.convert(ev))
 		w.npend++
+		wake = true
 	}
-	if w.npend == queued {
+	if !wake {
 		return // nothing for w
 	}
 	select {

@@ -23,8 +23,8 @@ func TestHubHandsEachWatcherItsEvents(t *testing.T) {
 	}
 	a1, a2, b, ac, gone := mk("a", ""), mk("a", ""), mk("b", ""), mk("a", "c"), mk("b", "")
 	h.remove(gone)
-	if h.count != 4 || len(h.byKey["b"]) != 1 || len(h.ranges) != 1 {
-		t.Fatalf("after remove: count %d, watchers of b %d, ranges %d", h.count, len(h.byKey["b"]), len(h.ranges))
+	if h.size() != 4 || len(h.byKey["b"]) != 1 || len(h.ranges) != 1 {
+		t.Fatalf("after remove: size %d, watchers of b %d, ranges %d", h.size(), len(h.byKey["b"]), len(h.ranges))
 	}
 	ev := func(key string, rev int64, del bool) sm.Event {
 		return sm.Event{Delete: del, KV: &sm.KV{Key: key, ModRevision: rev}}
@@ -58,7 +58,7 @@ func TestHubHandsEachWatcherItsEvents(t *testing.T) {
 	}
 	h.remove(a1)
 	h.remove(a2)
-	if _, ok := h.byKey["a"]; ok || h.count != 2 {
-		t.Errorf("after removing a's watchers: byKey[a] present %v, count %d", ok, h.count)
+	if _, ok := h.byKey["a"]; ok || h.size() != 2 {
+		t.Errorf("after removing a's watchers: byKey[a] present %v, size %d", ok, h.size())
 	}
 }
