@@ -8,9 +8,13 @@ import (
 
 // White-box checks of what compaction removes from the history.
 
+// histRecs lists every version, live or past, in key order, newest first.
 func histRecs(v *View) []rec {
 	var out []rec
-	v.st.hist.Ascend(func(r rec) bool { out = append(out, r); return true })
+	v.st.eachVersion(func(key string, rev int64, kv *KV) bool {
+		out = append(out, rec{key, rev, kv})
+		return true
+	})
 	return out
 }
 
@@ -160,7 +164,8 @@ func TestSnapshotRebuildsIndexes(t *testing.T) {
 	}
 }
 
-// checkIdx verifies that st.idx maps exactly the keys of st.cur to their KVs.
+// checkIdx verifies that st.idx maps exactly the keys of st.cur to their
+// KVs, and that st.hist holds no live version.
 func checkIdx(st *state) error {
 	n := 0
 	var err error
@@ -175,5 +180,13 @@ func checkIdx(st *state) error {
 	if err == nil && n != len(st.idx) {
 		err = fmt.Errorf("index holds %d keys, tree %d", len(st.idx), n)
 	}
+	// The history holds past versions only: none of a live key at or after
+	// its live version.
+	st.hist.Ascend(func(r rec) bool {
+		if kv := st.idx[r.key]; err == nil && kv != nil && r.rev >= kv.ModRevision {
+			err = fmt.Errorf("key %q: history holds revision %d, live version %d", r.key, r.rev, kv.ModRevision)
+		}
+		return err == nil
+	})
 	return err
 }

@@ -345,20 +345,23 @@ func (v *View) WriteTo(w io.Writer, done <-chan struct{}) error {
 		e.bytes(r.result)
 		return true
 	})
-	e.uvar(uint64(v.st.hist.Len()))
+	// Every version, live or past, in key order and newest first: the
+	// layout of snapshot versions 1 and 2, from before live versions were
+	// kept apart from the history.
+	e.uvar(uint64(v.st.cur.Len() + v.st.hist.Len()))
 	var err error
 	n := 0
-	v.st.hist.Ascend(func(r rec) bool {
-		e.str(r.key)
-		e.svar(r.rev)
-		if r.kv == nil {
+	v.st.eachVersion(func(key string, rev int64, kv *KV) bool {
+		e.str(key)
+		e.svar(rev)
+		if kv == nil {
 			e.u8(0)
 		} else {
 			e.u8(1)
-			e.bytes(r.kv.Value)
-			e.svar(r.kv.CreateRevision)
-			e.svar(r.kv.Version)
-			e.svar(r.kv.Lease)
+			e.bytes(kv.Value)
+			e.svar(kv.CreateRevision)
+			e.svar(kv.Version)
+			e.svar(kv.Lease)
 		}
 		if len(e.b) >= 60<<10 {
 			if err = flush(); err != nil {
@@ -444,18 +447,17 @@ func decodeSnapshot(b []byte) (*state, error) {
 		if r.rev > s.rev || r.rev <= 0 {
 			return nil, errDecode
 		}
-		s.hist.ReplaceOrInsert(r)
 		if r.rev >= s.compactRev {
 			s.byRev.ReplaceOrInsert(revKey{r.rev, r.key})
 		}
-		if i == 0 || last.key != r.key { // newest record of this key
-			if r.kv != nil {
-				s.cur.ReplaceOrInsert(live{r.key, r.kv})
-				s.idx[r.key] = r.kv
-				if r.kv.Lease != 0 {
-					s.attached.ReplaceOrInsert(attach{r.kv.Lease, r.key})
-				}
+		if (i == 0 || last.key != r.key) && r.kv != nil { // the key's newest: live
+			s.cur.ReplaceOrInsert(live{r.key, r.kv})
+			s.idx[r.key] = r.kv
+			if r.kv.Lease != 0 {
+				s.attached.ReplaceOrInsert(attach{r.kv.Lease, r.key})
 			}
+		} else {
+			s.hist.ReplaceOrInsert(r)
 		}
 		last = r
 	}
@@ -472,13 +474,13 @@ func (v *View) Hash() uint64 {
 	e := &encoder{}
 	e.svar(v.st.rev)
 	e.svar(v.st.compactRev)
-	v.st.hist.Ascend(func(r rec) bool {
-		e.str(r.key)
-		e.svar(r.rev)
-		if r.kv != nil {
-			e.bytes(r.kv.Value)
-			e.svar(r.kv.Version)
-			e.svar(r.kv.Lease)
+	v.st.eachVersion(func(key string, rev int64, kv *KV) bool {
+		e.str(key)
+		e.svar(rev)
+		if kv != nil {
+			e.bytes(kv.Value)
+			e.svar(kv.Version)
+			e.svar(kv.Lease)
 		}
 		if len(e.b) > 32<<10 {
 			h.Write(e.b)

@@ -2,6 +2,7 @@ package sm
 
 import (
 	"bytes"
+	"math"
 	"sort"
 	"strings"
 
@@ -10,8 +11,8 @@ import (
 
 const btreeDegree = 32
 
-// rec is one entry of the history: the version of key written at rev, or a
-// tombstone (kv == nil). History is ordered by key, newest revision first.
+// rec is one entry of the history: a past version of key, written at rev, or
+// a tombstone (kv == nil). History is ordered by key, newest revision first.
 type rec struct {
 	key string
 	rev int64
@@ -104,7 +105,11 @@ type state struct {
 	// idx finds a live key's KV without a tree search. Only the state Update
 	// writes to has one (views have nil): it is changed in place, so it
 	// cannot be shared with the views cloned from that state.
-	idx      map[string]*KV
+	idx map[string]*KV
+	// hist holds every version of a key but its live one: versions since
+	// overwritten or deleted, and tombstones. A key's live version is in
+	// cur only, so creating a key writes no history, and history holds only
+	// what changed within the retained revisions.
 	hist     *btree.BTreeG[rec]
 	byRev    *btree.BTreeG[revKey]
 	leases   *btree.BTreeG[lease]
@@ -181,7 +186,9 @@ func (s *state) put(t *txnCtx, key string, value []byte, leaseID int64) *KV {
 	}
 	s.cur.ReplaceOrInsert(live{key, kv})
 	s.idx[key] = kv
-	s.hist.ReplaceOrInsert(rec{key: key, rev: t.rev, kv: kv})
+	if prev != nil {
+		s.hist.ReplaceOrInsert(rec{key: key, rev: prev.ModRevision, kv: prev})
+	}
 	s.byRev.ReplaceOrInsert(revKey{t.rev, key})
 	t.wrote = true
 	t.events = append(t.events, Event{KV: kv, PrevKV: prev})
@@ -194,6 +201,7 @@ func (s *state) del(t *txnCtx, kv *KV) {
 	if kv.Lease != 0 {
 		s.attached.Delete(attach{kv.Lease, kv.Key})
 	}
+	s.hist.ReplaceOrInsert(rec{key: kv.Key, rev: kv.ModRevision, kv: kv})
 	s.hist.ReplaceOrInsert(rec{key: kv.Key, rev: t.rev})
 	s.byRev.ReplaceOrInsert(revKey{t.rev, kv.Key})
 	t.wrote = true
@@ -225,47 +233,61 @@ func (s *state) scanCur(key, end string, fn func(*KV) bool) {
 	})
 }
 
+// at returns the version of key live at rev (rev >= compactRev), nil when
+// there was none: the live version when it is that old, else the newest
+// past version at or before rev.
+func (s *state) at(key string, rev int64) *KV {
+	if kv := s.get(key); kv != nil && kv.ModRevision <= rev {
+		return kv
+	}
+	var kv *KV
+	s.hist.AscendGreaterOrEqual(rec{key: key, rev: rev}, func(r rec) bool {
+		if r.key == key {
+			kv = r.kv
+		}
+		return false
+	})
+	return kv
+}
+
+// nextKey returns the first key at or after from, below end ("\x00": no
+// bound), that has a live or a past version.
+func (s *state) nextKey(from, end string) (string, bool) {
+	key, ok := "", false
+	s.cur.AscendGreaterOrEqual(live{key: from}, func(l live) bool {
+		key, ok = l.key, true
+		return false
+	})
+	s.hist.AscendGreaterOrEqual(rec{key: from, rev: math.MaxInt64}, func(r rec) bool {
+		if !ok || r.key < key {
+			key, ok = r.key, true
+		}
+		return false
+	})
+	if !ok || (end != "\x00" && key >= end) {
+		return "", false
+	}
+	return key, true
+}
+
 // scanAt visits, in key order, the version of every key in [key, end) that
 // was live at revision rev (rev <= s.rev, rev >= compactRev).
 func (s *state) scanAt(key, end string, rev int64, fn func(*KV) bool) {
 	if end == "" {
-		s.hist.AscendGreaterOrEqual(rec{key: key, rev: rev}, func(r rec) bool {
-			if r.key == key && r.kv != nil {
-				fn(r.kv)
-			}
-			return false
-		})
+		if kv := s.at(key, rev); kv != nil {
+			fn(kv)
+		}
 		return
 	}
-	pivot := rec{key: key, rev: rev}
 	for {
-		var next *rec
-		stop := false
-		s.hist.AscendGreaterOrEqual(pivot, func(r rec) bool {
-			if end != "\x00" && r.key >= end {
-				stop = true
-				return false
-			}
-			if r.rev > rev { // newer than asked: seek this key at rev
-				next = &rec{key: r.key, rev: rev}
-				return false
-			}
-			if r.kv != nil && !fn(r.kv) {
-				stop = true
-				return false
-			}
-			next = &rec{key: r.key + "\x00", rev: rev}
-			return false
-		})
-		if stop || next == nil {
+		k, ok := s.nextKey(key, end)
+		if !ok {
 			return
 		}
-		if next.key == pivot.key && next.rev == pivot.rev {
-			// The record at pivot was skipped as too new yet sorts first at
-			// rev: cannot happen with recLess, guard against a loop anyway.
+		if kv := s.at(k, rev); kv != nil && !fn(kv) {
 			return
 		}
-		pivot = *next
+		key = k + "\x00"
 	}
 }
 
@@ -509,6 +531,8 @@ func (s *state) revokeLease(t *applyCtx, id int64) {
 // compact drops history older than rev, keeping for each key the newest
 // version at or before rev when it is live (reads at rev need it). byRev keeps
 // only revisions >= rev: watchers never read below the compaction point.
+// byRev names every key written since the last compaction, the only keys
+// with versions to drop.
 func (s *state) compact(rev int64) {
 	done := map[string]bool{}
 	var old []rec
@@ -523,7 +547,12 @@ func (s *state) compact(rev int64) {
 		}
 		done[k.key] = true
 		old = old[:0]
+		// When the live version is at or before rev it is the one kept, and
+		// every past version goes.
 		first := true
+		if kv := s.get(k.key); kv != nil && kv.ModRevision <= rev {
+			first = false
+		}
 		s.hist.AscendGreaterOrEqual(rec{key: k.key, rev: rev}, func(r rec) bool {
 			if r.key != k.key {
 				return false
@@ -561,5 +590,83 @@ func (s *state) remember(r request) {
 	sort.Slice(all, func(i, j int) bool { return all[i].index < all[j].index })
 	for _, q := range all[:len(all)-maxRequests*3/4] {
 		s.requests.Delete(q)
+	}
+}
+
+// cursor walks a B-tree in order, a chunk of items at a time, so that two
+// trees can be merged: btree's iteration is by callback only.
+type cursor[T any] struct {
+	t       *btree.BTreeG[T]
+	buf     []T
+	i       int
+	started bool // buf holds items after the first fill
+	end     bool // the tree has no items after buf
+}
+
+const cursorChunk = 256
+
+func newCursor[T any](t *btree.BTreeG[T]) *cursor[T] {
+	return &cursor[T]{t: t, buf: make([]T, 0, cursorChunk)}
+}
+
+// peek returns the item under the cursor, false past the last.
+func (c *cursor[T]) peek() (T, bool) {
+	if c.i == len(c.buf) && !c.end {
+		c.fill()
+	}
+	if c.i == len(c.buf) {
+		var zero T
+		return zero, false
+	}
+	return c.buf[c.i], true
+}
+
+func (c *cursor[T]) next() { c.i++ }
+
+func (c *cursor[T]) fill() {
+	var last T
+	skip := c.started && len(c.buf) > 0 // the previous chunk's last item comes first again
+	if skip {
+		last = c.buf[len(c.buf)-1]
+	}
+	c.buf, c.i = c.buf[:0], 0
+	visit := func(it T) bool {
+		if skip {
+			skip = false
+			return true
+		}
+		c.buf = append(c.buf, it)
+		return len(c.buf) < cursorChunk
+	}
+	if c.started {
+		c.t.AscendGreaterOrEqual(last, visit)
+	} else {
+		c.t.Ascend(visit)
+	}
+	c.started = true
+	c.end = len(c.buf) < cursorChunk
+}
+
+// eachVersion visits every version of every key, live or past, in key
+// order and newest first: the order snapshots and the state hash use.
+func (s *state) eachVersion(fn func(key string, rev int64, kv *KV) bool) {
+	lc, hc := newCursor(s.cur), newCursor(s.hist)
+	for {
+		l, lok := lc.peek()
+		r, rok := hc.peek()
+		switch {
+		case !lok && !rok:
+			return
+		case lok && (!rok || l.key <= r.key): // a key's live version is its newest
+			if !fn(l.key, l.kv.ModRevision, l.kv) {
+				return
+			}
+			lc.next()
+		default:
+			if !fn(r.key, r.rev, r.kv) {
+				return
+			}
+			hc.next()
+		}
 	}
 }

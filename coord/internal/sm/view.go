@@ -103,21 +103,18 @@ func (v *View) Events(from, to int64, key, end string, max int) ([]Event, int64)
 
 func (v *View) event(k revKey) Event {
 	var ev Event
-	first := true
-	v.st.hist.AscendGreaterOrEqual(rec{key: k.key, rev: k.rev}, func(r rec) bool {
-		if r.key != k.key {
-			return false
-		}
-		if first {
-			first = false
-			if r.kv == nil {
-				ev = Event{Delete: true, KV: &KV{Key: k.key, ModRevision: k.rev}}
-			} else {
-				ev = Event{KV: r.kv}
-			}
-			return true
-		}
-		if r.kv != nil {
+	if kv := v.st.get(k.key); kv != nil && kv.ModRevision == k.rev {
+		ev = Event{KV: kv}
+	} else if r, ok := v.st.hist.Get(rec{key: k.key, rev: k.rev}); !ok {
+		return ev // cannot happen: byRev names only versions that exist
+	} else if r.kv != nil {
+		ev = Event{KV: r.kv}
+	} else {
+		ev = Event{Delete: true, KV: &KV{Key: k.key, ModRevision: k.rev}}
+	}
+	// The version before is the key's newest past version older than k.rev.
+	v.st.hist.AscendGreaterOrEqual(rec{key: k.key, rev: k.rev - 1}, func(r rec) bool {
+		if r.key == k.key && r.kv != nil {
 			ev.PrevKV = r.kv
 		}
 		return false
