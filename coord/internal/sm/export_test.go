@@ -1,8 +1,8 @@
 package sm
 
-// CheckIndex verifies the live state's key index against its key tree.
-func (m *Machine) CheckIndex() error {
+// CheckTrees verifies the live state's trees against each other.
+func (m *Machine) CheckTrees() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return checkIdx(m.st)
+	return checkTrees(m.st)
 }

@@ -149,41 +149,37 @@ func TestSnapshotRebuildsIndexes(t *testing.T) {
 	if fmt.Sprint(ca) != fmt.Sprint(cb) || fmt.Sprint(aa) != fmt.Sprint(ab) || len(aa) != 3 {
 		t.Fatalf("cur %v / %v, attached %v / %v", ca, cb, aa, ab)
 	}
-	// The live state's key index, and the one a snapshot rebuilds, hold
-	// exactly the current keys.
+	// The live state's trees, and the ones a snapshot rebuilds, agree.
 	for name, st := range map[string]*state{"live": m.st, "decoded": b} {
-		if err := checkIdx(st); err != nil {
+		if err := checkTrees(st); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-	}
-	if a.idx != nil {
-		t.Fatal("a view shares the live key index")
 	}
 	if a.rev != b.rev || a.compactRev != b.compactRev || a.applied != b.applied {
 		t.Fatal("counters differ")
 	}
 }
 
-// checkIdx verifies that st.idx maps exactly the keys of st.cur to their
-// KVs, and that st.hist holds no live version.
-func checkIdx(st *state) error {
-	n := 0
+// checkTrees verifies that st's trees agree: each live item holds its key's
+// KV, every key attached to a lease is live with that lease, and the
+// history holds past versions only (none of a live key at or after its live
+// version).
+func checkTrees(st *state) error {
 	var err error
 	st.cur.Ascend(func(l live) bool {
-		n++
-		if st.idx[l.key] != l.kv || l.kv.Key != l.key {
-			err = fmt.Errorf("key %q: index has %v, tree %v", l.key, st.idx[l.key], l.kv)
-			return false
+		if l.kv == nil || l.kv.Key != l.key {
+			err = fmt.Errorf("key %q: tree holds %v", l.key, l.kv)
 		}
-		return true
+		return err == nil
 	})
-	if err == nil && n != len(st.idx) {
-		err = fmt.Errorf("index holds %d keys, tree %d", len(st.idx), n)
-	}
-	// The history holds past versions only: none of a live key at or after
-	// its live version.
+	st.attached.Ascend(func(a attach) bool {
+		if kv := st.get(a.key); err == nil && (kv == nil || kv.Lease != a.lease) {
+			err = fmt.Errorf("key %q attached to lease %d, live version %v", a.key, a.lease, kv)
+		}
+		return err == nil
+	})
 	st.hist.Ascend(func(r rec) bool {
-		if kv := st.idx[r.key]; err == nil && kv != nil && r.rev >= kv.ModRevision {
+		if kv := st.get(r.key); err == nil && kv != nil && r.rev >= kv.ModRevision {
 			err = fmt.Errorf("key %q: history holds revision %d, live version %d", r.key, r.rev, kv.ModRevision)
 		}
 		return err == nil

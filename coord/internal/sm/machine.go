@@ -452,7 +452,6 @@ func decodeSnapshot(b []byte) (*state, error) {
 		}
 		if (i == 0 || last.key != r.key) && r.kv != nil { // the key's newest: live
 			s.cur.ReplaceOrInsert(live{r.key, r.kv})
-			s.idx[r.key] = r.kv
 			if r.kv.Lease != 0 {
 				s.attached.ReplaceOrInsert(attach{r.kv.Lease, r.key})
 			}

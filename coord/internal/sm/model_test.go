@@ -663,7 +663,7 @@ func randomRun(t *testing.T, seed int64, steps int) {
 				if mm == nil {
 					continue
 				}
-				if err := mm.CheckIndex(); err != nil {
+				if err := mm.CheckTrees(); err != nil {
 					t.Fatalf("step %d: replica %d: %v", step, i+1, err)
 				}
 			}

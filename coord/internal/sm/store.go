@@ -102,10 +102,6 @@ type state struct {
 	compactRev int64
 	applied    uint64 // Raft index of the last applied entry
 	cur        *btree.BTreeG[live]
-	// idx finds a live key's KV without a tree search. Only the state Update
-	// writes to has one (views have nil): it is changed in place, so it
-	// cannot be shared with the views cloned from that state.
-	idx map[string]*KV
 	// hist holds every version of a key but its live one: versions since
 	// overwritten or deleted, and tombstones. A key's live version is in
 	// cur only, so creating a key writes no history, and history holds only
@@ -124,7 +120,6 @@ func newState() *state {
 	return &state{
 		rev:      1,
 		cur:      btree.NewG(btreeDegree, liveLess),
-		idx:      map[string]*KV{},
 		hist:     btree.NewG(btreeDegree, recLess),
 		byRev:    btree.NewG(btreeDegree, revKeyLess),
 		leases:   btree.NewG(btreeDegree, leaseLess),
@@ -164,30 +159,26 @@ type txnCtx struct {
 }
 
 func (s *state) get(key string) *KV {
-	if s.idx != nil {
-		return s.idx[key]
-	}
 	l, _ := s.cur.Get(live{key: key})
 	return l.kv
 }
 
 func (s *state) put(t *txnCtx, key string, value []byte, leaseID int64) *KV {
-	prev := s.get(key)
 	kv := &KV{Key: key, Value: value, ModRevision: t.rev, Version: 1, Lease: leaseID, CreateRevision: t.rev}
+	// One search finds the live version and replaces it. kv is not visible
+	// outside Update before the batch ends, so it may still change.
+	old, _ := s.cur.ReplaceOrInsert(live{key, kv})
+	prev := old.kv
 	if prev != nil {
 		kv.CreateRevision = prev.CreateRevision
 		kv.Version = prev.Version + 1
 		if prev.Lease != 0 && prev.Lease != leaseID {
 			s.attached.Delete(attach{prev.Lease, key})
 		}
+		s.hist.ReplaceOrInsert(rec{key: key, rev: prev.ModRevision, kv: prev})
 	}
 	if leaseID != 0 {
 		s.attached.ReplaceOrInsert(attach{leaseID, key})
-	}
-	s.cur.ReplaceOrInsert(live{key, kv})
-	s.idx[key] = kv
-	if prev != nil {
-		s.hist.ReplaceOrInsert(rec{key: key, rev: prev.ModRevision, kv: prev})
 	}
 	s.byRev.ReplaceOrInsert(revKey{t.rev, key})
 	t.wrote = true
@@ -197,7 +188,6 @@ func (s *state) put(t *txnCtx, key string, value []byte, leaseID int64) *KV {
 
 func (s *state) del(t *txnCtx, kv *KV) {
 	s.cur.Delete(live{key: kv.Key})
-	delete(s.idx, kv.Key)
 	if kv.Lease != 0 {
 		s.attached.Delete(attach{kv.Lease, kv.Key})
 	}
