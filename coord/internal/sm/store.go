@@ -536,27 +536,26 @@ func (s *state) compact(rev int64) {
 			continue
 		}
 		done[k.key] = true
+		// The key's past versions at or before rev, newest first.
 		old = old[:0]
-		// When the live version is at or before rev it is the one kept, and
-		// every past version goes.
-		first := true
-		if kv := s.get(k.key); kv != nil && kv.ModRevision <= rev {
-			first = false
-		}
 		s.hist.AscendGreaterOrEqual(rec{key: k.key, rev: rev}, func(r rec) bool {
 			if r.key != k.key {
 				return false
 			}
-			if first && (r.kv != nil || r.rev == rev) {
-				// The live version at rev stays; so does a delete at exactly
-				// rev, which watchers from rev still read.
-				first = false
-				return true
-			}
-			first = false
 			old = append(old, r)
 			return true
 		})
+		if len(old) == 0 {
+			continue // a key created since the last compaction and not changed since
+		}
+		// The newest version at or before rev stays when it is live (reads
+		// at rev need it), or a delete at exactly rev (watchers from rev read
+		// it). When that is the live version, every past one goes.
+		if kv := s.get(k.key); kv == nil || kv.ModRevision > rev {
+			if r := old[0]; r.kv != nil || r.rev == rev {
+				old = old[1:]
+			}
+		}
 		for _, r := range old {
 			s.hist.Delete(r)
 		}
