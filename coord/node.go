@@ -79,6 +79,10 @@ type shard struct {
 	keeper  *keeper
 	// clients proposes writes, one request each at a time (propose).
 	clients chan *requestClient
+	// keepAlives proposes lease keep-alives, which must not wait behind
+	// writes: a member flooded with writes would otherwise let its
+	// sessions expire, and lose their locks and leaderships.
+	keepAlives chan *requestClient
 	// noop is the shard's dragonboat NO-OP session: never changed, so
 	// every proposal shares it.
 	noop *client.Session
@@ -209,8 +213,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 	for i := 0; i < meta.Shards; i++ {
-		s := &shard{n: n, idx: i, id: uint64(i + 1), clients: newRequestClients(),
-			noop: client.NewNoOPSession(uint64(i+1), random.LockGuardedRand)}
+		s := &shard{n: n, idx: i, id: uint64(i + 1), clients: newRequestClients(maxInFlight),
+			keepAlives: newRequestClients(maxKeepAlivesInFlight),
+			noop:       client.NewNoOPSession(uint64(i+1), random.LockGuardedRand)}
 		s.hub = newHub(s)
 		s.keeper = newKeeper(s)
 		n.shards = append(n.shards, s)
@@ -688,6 +693,10 @@ func (n *Node) readAttemptTimeout() time.Duration {
 // for every member at once (sm.maxRequests is 16,384).
 const maxInFlight = 256
 
+// maxKeepAlivesInFlight is the separate lane of request clients that lease
+// keep-alives take, so that they never queue behind maxInFlight writes.
+const maxKeepAlivesInFlight = 16
+
 // requestClient proposes one request at a time to a shard, numbering them
 // with increasing seq, so the state machine can tell a retry of its
 // latest request from a new one.
@@ -696,11 +705,11 @@ type requestClient struct {
 	seq uint64
 }
 
-// newRequestClients returns a shard's pool of maxInFlight request clients,
-// each with a random ID: IDs are not reused across restarts or members.
-func newRequestClients() chan *requestClient {
-	ch := make(chan *requestClient, maxInFlight)
-	for range maxInFlight {
+// newRequestClients returns a pool of n request clients, each with a random
+// ID: IDs are not reused across restarts or members.
+func newRequestClients(n int) chan *requestClient {
+	ch := make(chan *requestClient, n)
+	for range n {
 		id := rand.Uint64()
 		for id == 0 {
 			id = rand.Uint64()
@@ -731,14 +740,18 @@ func (n *Node) propose(ctx context.Context, s *shard, cmd *sm.Command) (*sm.Resu
 	if !ok {
 		deadline = start.Add(n.cfg.RequestTimeout)
 	}
-	rc, err := n.requestClient(ctx, s)
+	pool := s.clients
+	if cmd.Kind == sm.CmdKeepAlive {
+		pool = s.keepAlives
+	}
+	rc, err := n.requestClient(ctx, s, pool)
 	if err != nil {
 		return nil, err
 	}
 	// The next request gets a new seq even if this one's outcome stays
 	// unknown: a late copy of it is then refused as stale.
 	rc.seq++
-	defer func() { s.clients <- rc }()
+	defer func() { pool <- rc }()
 	c := *cmd
 	c.Client, c.Seq = rc.id, rc.seq
 	b := sm.EncodeCommand(&c)
@@ -826,21 +839,21 @@ func (n *Node) proposeOnce(ctx context.Context, s *shard, b []byte, timeout time
 	return r.GetResult().Data, nil
 }
 
-// requestClient takes one of shard s's request clients, waiting within ctx
-// (or Config.RequestTimeout) when all are busy.
-func (n *Node) requestClient(ctx context.Context, s *shard) (*requestClient, error) {
+// requestClient takes one of the request clients in pool, one of shard s's,
+// waiting within ctx (or Config.RequestTimeout) when all are busy.
+func (n *Node) requestClient(ctx context.Context, s *shard, pool chan *requestClient) (*requestClient, error) {
 	select {
-	case rc := <-s.clients:
+	case rc := <-pool:
 		return rc, nil
 	default:
 	}
 	wctx, cancel := n.withTimeout(ctx)
 	defer cancel()
 	select {
-	case rc := <-s.clients:
+	case rc := <-pool:
 		return rc, nil
 	case <-wctx.Done():
-		return nil, fmt.Errorf("coord: shard %d: waiting behind %d writes in flight: %w", s.idx, maxInFlight, wctx.Err())
+		return nil, fmt.Errorf("coord: shard %d: waiting behind %d requests in flight: %w", s.idx, cap(pool), wctx.Err())
 	case <-n.stop:
 		return nil, ErrClosed
 	}

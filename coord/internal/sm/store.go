@@ -83,11 +83,12 @@ func requestLess(a, b request) bool { return a.client < b.client }
 const (
 	// maxRequests bounds the request table. Past it, the requests applied
 	// longest ago are forgotten, down to 3/4 of it. A member proposes
-	// through 256 clients per shard (coord's maxInFlight), each retrying
-	// only its latest request, so forgetting one still retried would take
-	// thousands of other clients proposing in between; the table holds
-	// the clients of 64 member starts. With maxKeptResult it bounds the
-	// table to 16 MiB of results.
+	// through 272 clients per shard (coord's maxInFlight for writes and
+	// maxKeepAlivesInFlight for keep-alives), each retrying only its latest
+	// request, so forgetting one still retried would take thousands of
+	// other clients proposing in between; the table holds the clients of
+	// 60 member starts. With maxKeptResult it bounds the table to 16 MiB of
+	// results.
 	maxRequests = 1 << 14
 	// maxKeptResult bounds a remembered result: a retry of a request whose
 	// result was larger gets CodeResultLost. A put's result is tens of
