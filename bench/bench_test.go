@@ -141,7 +141,8 @@ func TestReport(t *testing.T) {
 	writeTable(&out, ws, allSystems, res)
 	writeTargets(&out, res)
 	text := out.String()
-	for _, want := range []string{"| put-256 ", "0.50x ops/s", "n/a (no lock)", "error: boom", "MISSED", "met"} {
+	for _, want := range []string{"| put-256 ", "0.50x ops/s", "n/a (no lock)", "error: boom", "MISSED", "met",
+		"lock-uncontended: coordkit/etcd p50 = 0.50x", "lock-64: coordkit/etcd ops/s = 0.50x"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q:\n%s", want, text)
 		}

@@ -238,6 +238,11 @@ func targets() []target {
 				f.ops > 0 && f.lost == 0 && f.errs == 0, true
 		}},
 		ratioTarget("idle RSS per member <= etcd's", "idle-rss", sysEtcd, metricRSS, false, 1),
+		// The workload times a whole lock+unlock cycle, not the acquire
+		// alone: two writes in both systems.
+		ratioTarget("lock: uncontended acquire p50 <= etcd's (cycle p50)", "lock-uncontended", sysEtcd, metricP50, false, 1),
+		ratioTarget("lock cycles/s over 64 independent locks >= 3x etcd", "lock-64", sysEtcd, metricOps, true, 3),
+		ratioTarget("lock cycles/s, 16 contenders on one lock >= 2x etcd", "lock-contended-16", sysEtcd, metricOps, true, 2),
 	}
 }
 
