@@ -71,7 +71,7 @@ func checkFigure(t *testing.T, w workload, f figure) {
 		t.Fatalf("no operations counted: %+v", f)
 	case f.lost != 0:
 		t.Fatalf("%d watch events lost (%s)", f.lost, f.note)
-	case strings.HasPrefix(w.name, "watch") && f.errs != 0:
+	case (strings.HasPrefix(w.name, "watch") || strings.HasPrefix(w.name, "pubsub-deliver")) && f.errs != 0:
 		t.Fatalf("%d watch errors (%s)", f.errs, f.note)
 	}
 	if f.errs > 0 {

@@ -171,7 +171,12 @@ func (s *etcdSystem) revision(ctx context.Context, m int) (int64, error) {
 }
 
 func (s *etcdSystem) watch(ctx context.Context, m int, key string, after int64, fn func([]byte), fail func(error)) error {
-	ch := s.clients[m].Watch(ctx, key, clientv3.WithRev(after+1), clientv3.WithCreatedNotify())
+	return s.watchOpts(ctx, m, key, after, fn, fail)
+}
+
+// watchOpts is watch with more options for the Watch call (WithPrefix).
+func (s *etcdSystem) watchOpts(ctx context.Context, m int, key string, after int64, fn func([]byte), fail func(error), opts ...clientv3.OpOption) error {
+	ch := s.clients[m].Watch(ctx, key, append([]clientv3.OpOption{clientv3.WithRev(after + 1), clientv3.WithCreatedNotify()}, opts...)...)
 	first, ok := <-ch
 	switch {
 	case !ok:

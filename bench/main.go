@@ -45,9 +45,9 @@ func main() {
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: bench [flags]\n\nworkloads:\n")
 		for _, w := range workloads() {
-			fmt.Fprintf(flag.CommandLine.Output(), "  %-18s %s\n", w.name, w.desc)
+			fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n", w.name, w.desc)
 		}
-		fmt.Fprintf(flag.CommandLine.Output(), "  %-18s %s\n\nflags:\n", "shards", "coordkit puts at 1, 2, 4 and 8 shards (separate table)")
+		fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n\nflags:\n", "shards", "coordkit puts at 1, 2, 4 and 8 shards (separate table)")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -163,9 +163,9 @@ func runAll(p params, ws []workload, systems []string, progress io.Writer) resul
 			f, skipped := runOne(p, w, s)
 			res[w.name][s] = f
 			if !skipped {
-				fmt.Fprintf(progress, "%-18s %-9s %s (%s)\n", w.name, s, cell(f, w.metric), time.Since(t0).Round(100*time.Millisecond))
+				fmt.Fprintf(progress, "%-21s %-9s %s (%s)\n", w.name, s, cell(f, w.metric), time.Since(t0).Round(100*time.Millisecond))
 				if f.firstErr != nil {
-					fmt.Fprintf(progress, "%-18s %-9s first error: %v\n", "", "", f.firstErr)
+					fmt.Fprintf(progress, "%-21s %-9s first error: %v\n", "", "", f.firstErr)
 				}
 			}
 		}

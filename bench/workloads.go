@@ -104,22 +104,41 @@ func (w workload) run(p params, kind string) figure {
 	return w.body(p, s)
 }
 
-// workloads lists every case of `-workload all`, in the order they run.
+// workloads lists every case of `-workload all`, in the order they run:
+// each in-process case at 3 voters, then at 1 (named with "-1v"), then the
+// memory cases.
 func workloads() []workload {
+	var out []workload
+	for _, w := range clusterWorkloads() {
+		w1 := w
+		w1.name, w1.voters, w1.desc = w.name+"-1v", 1, w.name+" on a 1-member cluster"
+		out = append(out, w, w1)
+	}
+	return append(out,
+		workload{name: "idle-rss", voters: 3, metric: metricRSS, desc: "RSS a member adds: (RSS of a 3-member process after idling - its RSS before start) / 3, in a child process",
+			child: func(p params, kind string) figure { return idleRSS(p, kind, 3) }},
+		workload{name: "idle-rss-1v", voters: 1, metric: metricRSS, desc: "as idle-rss with 1 member",
+			child: func(p params, kind string) figure { return idleRSS(p, kind, 1) }},
+		workload{name: "put-256-hwm", voters: 3, metric: metricRSS, desc: "peak RSS a member adds: (VmHWM of a 3-member process after put-256 - its RSS before start) / 3",
+			child: putPeakRSS},
+	)
+}
+
+// clusterWorkloads lists the cases run against a cluster in this process,
+// at 3 voters.
+func clusterWorkloads() []workload {
 	noTxn := map[string]string{sysRaw: "n/a (no txn)"}
 	noWatch := map[string]string{sysRaw: "n/a (no watch)"}
 	noLease := map[string]string{sysRaw: "n/a (no lease)"}
 	noLock := map[string]string{sysRaw: "n/a (no lock)"}
+	noRegistry := map[string]string{sysRaw: "n/a (no registry)"}
+	noPubsub := map[string]string{sysRaw: "n/a (no pub/sub)"}
 	return []workload{
 		{name: "put-seq", voters: 3, metric: metricP50, desc: "sequential puts, 1 client, 16 B values",
-			body: func(p params, s system) figure { return putLoad(p, s, 1, 16) }},
-		{name: "put-seq-1v", voters: 1, metric: metricP50, desc: "put-seq on a 1-member cluster",
 			body: func(p params, s system) figure { return putLoad(p, s, 1, 16) }},
 		{name: "put-64", voters: 3, metric: metricOps, desc: "puts from 64 clients, 16 B values",
 			body: func(p params, s system) figure { return putLoad(p, s, 64, 16) }},
 		{name: "put-256", voters: 3, metric: metricOps, desc: "puts from 256 clients, 16 B values",
-			body: func(p params, s system) figure { return putLoad(p, s, 256, 16) }},
-		{name: "put-256-1v", voters: 1, metric: metricOps, desc: "put-256 on a 1-member cluster",
 			body: func(p params, s system) figure { return putLoad(p, s, 256, 16) }},
 		{name: "put-256-1k", voters: 3, metric: metricOps, desc: "puts from 256 clients, 1 KiB values",
 			body: func(p params, s system) figure { return putLoad(p, s, 256, 1024) }},
@@ -143,12 +162,14 @@ func workloads() []workload {
 			na: noLock, body: func(p params, s system) figure { return lockLoad(p, s, 16, true) }},
 		{name: "election-failover", voters: 3, metric: metricP50, desc: "leader resigns to the next candidate's Campaign returning, 2 candidates",
 			na: map[string]string{sysRaw: "n/a (no election)"}, body: electionLoad},
-		{name: "idle-rss", voters: 3, metric: metricRSS, desc: "RSS a member adds: (RSS of a 3-member process after idling - its RSS before start) / 3, in a child process",
-			child: func(p params, kind string) figure { return idleRSS(p, kind, 3) }},
-		{name: "idle-rss-1v", voters: 1, metric: metricRSS, desc: "as idle-rss with 1 member",
-			child: func(p params, kind string) figure { return idleRSS(p, kind, 1) }},
-		{name: "put-256-hwm", voters: 3, metric: metricRSS, desc: "peak RSS a member adds: (VmHWM of a 3-member process after put-256 - its RSS before start) / 3",
-			child: putPeakRSS},
+		{name: "registry-register", voters: 3, metric: metricOps, desc: "register an instance in a session of its own, then deregister it, 64 clients (etcd: naming/endpoints)",
+			na: noRegistry, body: registryLoad},
+		{name: "registry-lookup", voters: 3, metric: metricOps, desc: "linearizable lookups of a service with 16 instances, 64 clients",
+			na: noRegistry, body: lookupLoad},
+		{name: "pubsub-publish", voters: 3, metric: metricOps, desc: "publish 16 B messages on one topic, 64 clients (etcd: a put of a new key under the topic)",
+			na: noPubsub, body: publishLoad},
+		{name: "pubsub-deliver", voters: 3, metric: metricP99, desc: "watch-1 over pub/sub: publish on member 0 to delivery on member 1 (etcd: a watch of the topic's prefix)",
+			na: noPubsub, body: deliverLoad},
 	}
 }
 
