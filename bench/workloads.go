@@ -154,7 +154,7 @@ func clusterWorkloads() []workload {
 			na: noWatch, body: func(p params, s system) figure { return watchLoad(p, s, p.watchers) }},
 		{name: "lease-10k", voters: 3, metric: metricOps, desc: "grant + one keep-alive for each of 10,000 leases, 64 clients",
 			na: noLease, body: leaseLoad},
-		{name: "lock-uncontended", voters: 3, metric: metricOps, desc: "lock+unlock, 1 client",
+		{name: "lock-uncontended", voters: 3, metric: metricP50, desc: "lock+unlock, 1 client",
 			na: noLock, body: func(p params, s system) figure { return lockLoad(p, s, 1, false) }},
 		{name: "lock-64", voters: 3, metric: metricOps, desc: "lock+unlock, 64 clients, each its own lock",
 			na: noLock, body: func(p params, s system) figure { return lockLoad(p, s, 64, false) }},
