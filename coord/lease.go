@@ -158,7 +158,7 @@ func (n *Node) Revoke(ctx context.Context, id LeaseID) error {
 
 // KeepAliveOnce renews a lease once: its countdown restarts at the full TTL
 // on every shard holding it. Keep-alives do not queue behind this member's
-// writes: they have request clients of their own. Errors: ErrLeaseNotFound
+// writes: they have request clients of their own besides the writes'. Errors: ErrLeaseNotFound
 // when the lease is gone (expired or revoked), plus those of Put.
 func (n *Node) KeepAliveOnce(ctx context.Context, id LeaseID) (*LeaseKeepAliveResponse, error) {
 	home := n.leaseHome(id)

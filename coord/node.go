@@ -79,9 +79,10 @@ type shard struct {
 	keeper  *keeper
 	// clients proposes writes, one request each at a time (propose).
 	clients chan *requestClient
-	// keepAlives proposes lease keep-alives, which must not wait behind
-	// writes: a member flooded with writes would otherwise let its
-	// sessions expire, and lose their locks and leaderships.
+	// keepAlives is a lane of request clients for lease keep-alives (which
+	// also take free write clients), so that they never wait behind writes:
+	// a member flooded with writes would otherwise let its sessions expire,
+	// and lose their locks and leaderships.
 	keepAlives chan *requestClient
 	// noop is the shard's dragonboat NO-OP session: never changed, so
 	// every proposal shares it.
@@ -693,16 +694,17 @@ func (n *Node) readAttemptTimeout() time.Duration {
 // for every member at once (sm.maxRequests is 16,384).
 const maxInFlight = 256
 
-// maxKeepAlivesInFlight is the separate lane of request clients that lease
-// keep-alives take, so that they never queue behind maxInFlight writes.
+// maxKeepAlivesInFlight is the lane of request clients kept for lease
+// keep-alives, so that they never queue behind maxInFlight writes.
 const maxKeepAlivesInFlight = 16
 
 // requestClient proposes one request at a time to a shard, numbering them
 // with increasing seq, so the state machine can tell a retry of its
 // latest request from a new one.
 type requestClient struct {
-	id  uint64
-	seq uint64
+	id   uint64
+	seq  uint64
+	pool chan *requestClient // the pool it returns to
 }
 
 // newRequestClients returns a pool of n request clients, each with a random
@@ -714,7 +716,7 @@ func newRequestClients(n int) chan *requestClient {
 		for id == 0 {
 			id = rand.Uint64()
 		}
-		ch <- &requestClient{id: id}
+		ch <- &requestClient{id: id, pool: ch}
 	}
 	return ch
 }
@@ -740,18 +742,14 @@ func (n *Node) propose(ctx context.Context, s *shard, cmd *sm.Command) (*sm.Resu
 	if !ok {
 		deadline = start.Add(n.cfg.RequestTimeout)
 	}
-	pool := s.clients
-	if cmd.Kind == sm.CmdKeepAlive {
-		pool = s.keepAlives
-	}
-	rc, err := n.requestClient(ctx, s, pool)
+	rc, err := n.requestClient(ctx, s, cmd.Kind == sm.CmdKeepAlive)
 	if err != nil {
 		return nil, err
 	}
 	// The next request gets a new seq even if this one's outcome stays
 	// unknown: a late copy of it is then refused as stale.
 	rc.seq++
-	defer func() { pool <- rc }()
+	defer func() { rc.pool <- rc }()
 	c := *cmd
 	c.Client, c.Seq = rc.id, rc.seq
 	b := sm.EncodeCommand(&c)
@@ -839,21 +837,32 @@ func (n *Node) proposeOnce(ctx context.Context, s *shard, b []byte, timeout time
 	return r.GetResult().Data, nil
 }
 
-// requestClient takes one of the request clients in pool, one of shard s's,
-// waiting within ctx (or Config.RequestTimeout) when all are busy.
-func (n *Node) requestClient(ctx context.Context, s *shard, pool chan *requestClient) (*requestClient, error) {
+// requestClient takes one of shard s's request clients, waiting within ctx
+// (or Config.RequestTimeout) when all are busy. A write takes one of the
+// write clients; a keep-alive takes whichever is free first of its own
+// lane's and the writes', so it never waits behind writes and is not held
+// to its lane's size when writes leave clients free.
+func (n *Node) requestClient(ctx context.Context, s *shard, keepAlive bool) (*requestClient, error) {
+	var lane chan *requestClient // nil for a write: never ready
+	if keepAlive {
+		lane = s.keepAlives
+	}
 	select {
-	case rc := <-pool:
+	case rc := <-lane:
+		return rc, nil
+	case rc := <-s.clients:
 		return rc, nil
 	default:
 	}
 	wctx, cancel := n.withTimeout(ctx)
 	defer cancel()
 	select {
-	case rc := <-pool:
+	case rc := <-lane:
+		return rc, nil
+	case rc := <-s.clients:
 		return rc, nil
 	case <-wctx.Done():
-		return nil, fmt.Errorf("coord: shard %d: waiting behind %d requests in flight: %w", s.idx, cap(pool), wctx.Err())
+		return nil, fmt.Errorf("coord: shard %d: waiting behind %d requests in flight: %w", s.idx, cap(s.clients)+cap(lane), wctx.Err())
 	case <-n.stop:
 		return nil, ErrClosed
 	}
