@@ -689,9 +689,10 @@ func (n *Node) readAttemptTimeout() time.Duration {
 // maxInFlight bounds the writes one member has in flight per shard. Past
 // it, writers wait here for a turn, within their context, instead of piling
 // into dragonboat's queues, which drop what does not fit without telling the
-// proposer. It is also the number of request clients (sm.Command.Client) a
-// member uses per shard, which the state machine's request table must hold
-// for every member at once (sm.maxRequests is 16,384).
+// proposer. With maxKeepAlivesInFlight it is also the number of request
+// clients (sm.Command.Client) a member uses per shard, which the state
+// machine's request table must hold for every member at once
+// (sm.maxRequests is 16,384).
 const maxInFlight = 256
 
 // maxKeepAlivesInFlight is the lane of request clients kept for lease

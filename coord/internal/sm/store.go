@@ -547,7 +547,7 @@ func (s *state) compact(rev int64) {
 			return true
 		})
 		if len(old) == 0 {
-			continue // a key created since the last compaction and not changed since
+			continue // no past version at or before rev: nothing to drop
 		}
 		// The newest version at or before rev stays when it is live (reads
 		// at rev need it), or a delete at exactly rev (watchers from rev read
@@ -584,7 +584,9 @@ func (s *state) remember(r request) {
 }
 
 // cursor walks a B-tree in order, a chunk of items at a time, so that two
-// trees can be merged: btree's iteration is by callback only.
+// trees can be merged: btree's iteration is by callback only. The tree must
+// not change while a cursor walks it (views' trees never do): each chunk
+// starts again from the last item of the one before.
 type cursor[T any] struct {
 	t       *btree.BTreeG[T]
 	buf     []T
