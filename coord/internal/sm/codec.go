@@ -202,28 +202,39 @@ func encodeOps(e *encoder, ops []Op) {
 // kind is an error; it never panics and never allocates more than a small
 // multiple of len(b).
 func DecodeCommand(b []byte) (*Command, error) {
-	d := &decoder{b: b}
 	c := &Command{}
+	if err := decodeCommandInto(c, b); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// decodeCommandInto is DecodeCommand into c, reusing the storage of c's
+// Compares, Then and Else: the machine decodes every entry into one
+// Command, so a command costs no allocation of its own beyond its keys and
+// values. On error c holds a partial command.
+func decodeCommandInto(c *Command, b []byte) error {
+	cmps, then, els := c.Txn.Compares, c.Txn.Then, c.Txn.Else
+	*c = Command{}
+	d := &decoder{b: b}
 	switch d.u8() {
 	case codecVersion:
 	case reqVersion:
 		c.Client, c.Seq = d.uvar(), d.uvar()
 		if c.Client == 0 {
-			return nil, errDecode
+			return errDecode
 		}
 	default:
-		return nil, errDecode
+		return errDecode
 	}
 	if d.err != nil {
-		return nil, errDecode
+		return errDecode
 	}
 	c.Kind = d.u8()
 	switch c.Kind {
 	case CmdTxn:
 		n := d.count()
-		if n > 0 {
-			c.Txn.Compares = make([]Compare, n)
-		}
+		c.Txn.Compares = reuse(cmps, n)
 		for i := 0; i < n && d.err == nil; i++ {
 			cp := &c.Txn.Compares[i]
 			cp.Target = d.u8()
@@ -235,8 +246,8 @@ func DecodeCommand(b []byte) (*Command, error) {
 				d.fail()
 			}
 		}
-		c.Txn.Then = decodeOps(d)
-		c.Txn.Else = decodeOps(d)
+		c.Txn.Then = decodeOps(d, then)
+		c.Txn.Else = decodeOps(d, els)
 	case CmdCompact:
 		c.Revision = d.svar()
 	case CmdGrant:
@@ -255,23 +266,45 @@ func DecodeCommand(b []byte) (*Command, error) {
 			c.Expire[i] = ExpireItem{ID: d.svar(), Renew: d.uvar()}
 		}
 	default:
-		return nil, errDecode
+		return errDecode
 	}
 	if d.err != nil {
-		return nil, d.err
+		return d.err
 	}
 	if len(d.b) != 0 {
-		return nil, errDecode
+		return errDecode
 	}
-	return c, nil
+	return nil
 }
 
-func decodeOps(d *decoder) []Op {
-	n := d.count()
-	if n == 0 || d.err != nil {
+// reuse returns a slice of n zero elements, in buf's storage when it is
+// large enough (nil for n == 0). It zeroes what buf used beyond n, so that
+// the storage holds no stale keys or values.
+func reuse[T any](buf []T, n int) []T {
+	used := len(buf)
+	if n == 0 {
+		clear(buf)
 		return nil
 	}
-	ops := make([]Op, n)
+	if cap(buf) < n {
+		clear(buf)
+		return make([]T, n)
+	}
+	out := buf[:n]
+	clear(out)
+	if used > n {
+		clear(buf[n:used])
+	}
+	return out
+}
+
+// decodeOps decodes a Txn branch, in buf's storage when it is large enough.
+func decodeOps(d *decoder, buf []Op) []Op {
+	n := d.count()
+	if d.err != nil {
+		n = 0
+	}
+	ops := reuse(buf, n)
 	for i := 0; i < n && d.err == nil; i++ {
 		op := &ops[i]
 		op.Kind = d.u8()

@@ -3,6 +3,7 @@ package sm
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"testing"
 )
 
@@ -185,4 +186,51 @@ func checkTrees(st *state) error {
 		return err == nil
 	})
 	return err
+}
+
+// Decoding into one reused Command, as the machine does for every entry,
+// gives what a fresh decode gives: no op, compare or field of an earlier
+// command shows through.
+func TestDecodeIntoReusedCommand(t *testing.T) {
+	cmds := []*Command{
+		{Client: 7, Seq: 1, Kind: CmdTxn, Txn: Txn{
+			Compares: []Compare{{Target: TargetValue, Result: CmpEqual, Key: "a", Value: []byte("x")}, {Target: TargetVersion, Key: "b", Int: 3}},
+			Then: []Op{{Kind: OpPut, Key: "a", Value: []byte("1"), Lease: 5, PrevKV: true},
+				{Kind: OpRange, Key: "b", End: "c", Range: RangeOpts{Limit: 2, KeysOnly: true, Sorted: true, SortTarget: SortMod, SortDesc: true}},
+				{Kind: OpDelete, Key: "d", End: "e", PrevKV: true}},
+			Else: []Op{{Kind: OpPut, Key: "z", Value: []byte("2")}}}},
+		{Kind: CmdTxn, Txn: Txn{Then: []Op{{Kind: OpPut, Key: "k", Value: []byte{}}}}},
+		{Kind: CmdCompact, Revision: 9},
+		{Client: 8, Seq: 2, Kind: CmdTxn, Txn: Txn{Compares: []Compare{{Target: TargetMod, Result: CmpLess, Key: "m", Int: 4}},
+			Then: []Op{{Kind: OpRange, Key: "p", Range: RangeOpts{CountOnly: true, Revision: 3, MinCreate: 1, MaxCreate: 2}},
+				{Kind: OpPut, Key: "q", Value: []byte("v"), LeaseTTL: 10, Lease: 6}}}},
+		{Kind: CmdExpire, Expire: []ExpireItem{{ID: 1, Renew: 2}}},
+		{Kind: CmdMember, Member: MemberRecord{ID: 3, Name: "m3", Address: "127.0.0.1:3"}},
+		{Kind: CmdTxn, Txn: Txn{Then: []Op{{Kind: OpDelete, Key: "x"}}}},
+	}
+	var reused Command
+	for round := 0; round < 2; round++ {
+		for i, c := range cmds {
+			b := EncodeCommand(c)
+			want, err := DecodeCommand(b)
+			if err != nil {
+				t.Fatalf("#%d: %v", i, err)
+			}
+			if err := decodeCommandInto(&reused, b); err != nil {
+				t.Fatalf("#%d into a reused command: %v", i, err)
+			}
+			if !reflect.DeepEqual(&reused, want) {
+				t.Fatalf("round %d, #%d: reused decode\n%+v\nfresh decode\n%+v", round, i, reused, *want)
+			}
+		}
+	}
+	// A malformed entry leaves nothing behind for the next one.
+	if err := decodeCommandInto(&reused, EncodeCommand(cmds[0])[:10]); err == nil {
+		t.Fatal("a truncated command decoded")
+	}
+	b := EncodeCommand(cmds[1])
+	want, _ := DecodeCommand(b)
+	if err := decodeCommandInto(&reused, b); err != nil || !reflect.DeepEqual(&reused, want) {
+		t.Fatalf("after a malformed entry: %v\n%+v\n%+v", err, reused, *want)
+	}
 }

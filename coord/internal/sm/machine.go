@@ -62,6 +62,9 @@ type Machine struct {
 	stale    atomic.Bool // st is newer than view
 	view     atomic.Pointer[View]
 	listener Listener
+	// cmd is where Update decodes each entry (under mu): nothing applied
+	// keeps a pointer into it, so its slices serve every entry.
+	cmd Command
 }
 
 var _ dbsm.IConcurrentStateMachine = (*Machine)(nil)
@@ -133,8 +136,8 @@ func (m *Machine) Apply(index uint64, cmd []byte) (*Result, []Event) {
 func (m *Machine) applyEntry(index uint64, raw []byte, all *[]Event, renewed *[]lease, gone *[]int64) (*Result, []byte) {
 	s := m.st
 	s.applied = index
-	cmd, err := DecodeCommand(raw)
-	if err != nil {
+	cmd := &m.cmd
+	if err := decodeCommandInto(cmd, raw); err != nil {
 		res := &Result{Code: CodeBadCommand, Revision: s.rev}
 		return res, EncodeResult(res)
 	}
