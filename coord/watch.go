@@ -34,8 +34,11 @@ type WatchChan <-chan WatchResponse
 
 // Watch streams the changes to a key, or to a range with WithPrefix,
 // WithFromKey or WithRange, from this member's replica as it applies them.
-// Without WithRev it starts after the current revision; WithRev(r) replays
-// every change from revision r on, then continues live. Other options:
+// Without WithRev it starts after this replica's current revision, which
+// may be behind the cluster's: a write just acknowledged by another member
+// may still show as an event. To see exactly the changes after a write, pass
+// WithRev(its Header.Revision+1). WithRev(r) replays every change from
+// revision r on, then continues live. Other options:
 // WithPrevKV, WithFilterPut, WithFilterDelete, WithProgressNotify.
 //
 // Guarantees: events are ordered by revision, never duplicated, never

@@ -22,12 +22,12 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	if err := run(os.Stdout); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run() error {
+func run(out io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -78,24 +78,25 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("cluster up: %d members\n", len(members))
+	fmt.Fprintf(out, "cluster up: %d members\n", len(members))
 
 	// Put on one member, read on another: reads are linearizable by default.
 	put, err := a.Put(ctx, "/config/color", []byte("blue"))
 	if err != nil {
 		return err
 	}
-	fmt.Printf("put /config/color=blue on a at revision %d\n", put.Header.Revision)
+	fmt.Fprintf(out, "put /config/color=blue on a at revision %d\n", put.Header.Revision)
 	get, err := b.Get(ctx, "/config/color")
 	if err != nil {
 		return err
 	}
-	fmt.Printf("get /config/color on b: %s (version %d)\n", get.KVs[0].Value, get.KVs[0].Version)
+	fmt.Fprintf(out, "get /config/color on b: %s (version %d)\n", get.KVs[0].Value, get.KVs[0].Version)
 
-	// Watch on c from now on.
+	// Watch on c every change after the put. (Without WithRev a watch starts
+	// after c's own current revision, and c may not have applied the put yet.)
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	events := c.Watch(wctx, "/config/", coord.WithPrefix(), coord.WithPrevKV())
+	events := c.Watch(wctx, "/config/", coord.WithPrefix(), coord.WithPrevKV(), coord.WithRev(put.Header.Revision+1))
 
 	// Compare-and-swap: change the color only if nobody changed it since we read it.
 	rev := get.KVs[0].ModRevision
@@ -106,7 +107,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("txn: swap blue->green if unchanged since revision %d: succeeded=%v\n", rev, txn.Succeeded)
+	fmt.Fprintf(out, "txn: swap blue->green if unchanged since revision %d: succeeded=%v\n", rev, txn.Succeeded)
 	stale, err := a.Txn(ctx).
 		If(coord.Compare(coord.ModRevision("/config/color"), "=", rev)).
 		Then(coord.OpPut("/config/color", []byte("red"))).
@@ -114,11 +115,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("txn: the same swap again (stale revision): succeeded=%v\n", stale.Succeeded)
+	fmt.Fprintf(out, "txn: the same swap again (stale revision): succeeded=%v\n", stale.Succeeded)
 
 	w := <-events
 	for _, e := range w.Events {
-		fmt.Printf("watch on c: %s %s %s -> %s\n", e.Type, e.KV.Key, e.PrevKV.Value, e.KV.Value)
+		fmt.Fprintf(out, "watch on c: %s %s %s -> %s\n", e.Type, e.KV.Key, e.PrevKV.Value, e.KV.Value)
 	}
 
 	// A lease: the key lives as long as the lease is kept alive.
@@ -129,7 +130,7 @@ func run() error {
 	if _, err := a.Put(ctx, "/config/owner", []byte("quickstart"), coord.WithLease(lease.ID)); err != nil {
 		return err
 	}
-	fmt.Printf("granted lease %x (TTL %v), attached /config/owner\n", lease.ID, lease.TTL)
+	fmt.Fprintf(out, "granted lease %x (TTL %v), attached /config/owner\n", lease.ID, lease.TTL)
 	start := time.Now()
 	for w := range events {
 		if err := w.Err(); err != nil {
@@ -137,12 +138,12 @@ func run() error {
 		}
 		for _, e := range w.Events {
 			if e.Type == coord.EventDelete && e.KV.Key == "/config/owner" {
-				fmt.Printf("watch on c: DELETE /config/owner after %.1fs: the lease expired\n", time.Since(start).Seconds())
+				fmt.Fprintf(out, "watch on c: DELETE /config/owner after %.1fs: the lease expired\n", time.Since(start).Seconds())
 				got, err := b.Get(ctx, "/config/", coord.WithPrefix())
 				if err != nil {
 					return err
 				}
-				fmt.Printf("keys left under /config/: %d (%s=%s)\n", got.Count, got.KVs[0].Key, got.KVs[0].Value)
+				fmt.Fprintf(out, "keys left under /config/: %d (%s=%s)\n", got.Count, got.KVs[0].Key, got.KVs[0].Value)
 				return nil
 			}
 		}
