@@ -29,7 +29,7 @@ type watchLine struct {
 func (c *cli) watch(args []string) error {
 	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
 	prefix := fs.Bool("prefix", false, "watch every key starting with KEY")
-	rev := fs.Int64("rev", 0, "start with the changes at revision `N` (0: the changes after the current revision)")
+	rev := fs.Int64("rev", 0, "start with the changes at revision `N` (0: the changes after the revision of the member asked, which may lag the cluster by a write)")
 	prevKV := fs.Bool("prev-kv", false, "also print each changed key's previous value")
 	pos, err := c.parse(fs, watchUsage, args, 1)
 	if err != nil {
