@@ -9,11 +9,23 @@ import (
 
 // White-box checks of what compaction removes from the history.
 
+// ver is one version as eachVersion visits it; kv is nil for a tombstone.
+type ver struct {
+	key string
+	rev int64
+	kv  *KV
+}
+
 // histRecs lists every version, live or past, in key order, newest first.
-func histRecs(v *View) []rec {
-	var out []rec
+func histRecs(v *View) []ver {
+	var out []ver
 	v.st.eachVersion(func(key string, rev int64, kv *KV) bool {
-		out = append(out, rec{key, rev, kv})
+		r := ver{key: key, rev: rev}
+		if kv != nil {
+			c := *kv // eachVersion's kv is valid during the call only
+			r.kv = &c
+		}
+		out = append(out, r)
 		return true
 	})
 	return out
@@ -143,8 +155,8 @@ func TestSnapshotRebuildsIndexes(t *testing.T) {
 		t.Fatalf("byRev\n%v\n%v", byRevKeys(m.View()), byRevKeys(&View{st: *b}))
 	}
 	var ca, cb, aa, ab []string
-	a.cur.Ascend(func(l live) bool { ca = append(ca, fmt.Sprint(*l.kv)); return true })
-	b.cur.Ascend(func(l live) bool { cb = append(cb, fmt.Sprint(*l.kv)); return true })
+	a.cur.Ascend(func(kv KV) bool { ca = append(ca, fmt.Sprint(kv)); return true })
+	b.cur.Ascend(func(kv KV) bool { cb = append(cb, fmt.Sprint(kv)); return true })
 	a.attached.Ascend(func(x attach) bool { aa = append(aa, fmt.Sprint(x)); return true })
 	b.attached.Ascend(func(x attach) bool { ab = append(ab, fmt.Sprint(x)); return true })
 	if fmt.Sprint(ca) != fmt.Sprint(cb) || fmt.Sprint(aa) != fmt.Sprint(ab) || len(aa) != 3 {
@@ -161,27 +173,27 @@ func TestSnapshotRebuildsIndexes(t *testing.T) {
 	}
 }
 
-// checkTrees verifies that st's trees agree: each live item holds its key's
-// KV, every key attached to a lease is live with that lease, and the
-// history holds past versions only (none of a live key at or after its live
-// version).
+// checkTrees verifies that st's trees agree: every live version is a real
+// version (not a tombstone's zero Version), every key attached to a lease is
+// live with that lease, and the history holds past versions only (none of a
+// live key at or after its live version).
 func checkTrees(st *state) error {
 	var err error
-	st.cur.Ascend(func(l live) bool {
-		if l.kv == nil || l.kv.Key != l.key {
-			err = fmt.Errorf("key %q: tree holds %v", l.key, l.kv)
+	st.cur.Ascend(func(kv KV) bool {
+		if kv.Version <= 0 || kv.ModRevision <= 0 {
+			err = fmt.Errorf("key %q: live version %+v", kv.Key, kv)
 		}
 		return err == nil
 	})
 	st.attached.Ascend(func(a attach) bool {
-		if kv := st.get(a.key); err == nil && (kv == nil || kv.Lease != a.lease) {
-			err = fmt.Errorf("key %q attached to lease %d, live version %v", a.key, a.lease, kv)
+		if kv, ok := st.get(a.key); err == nil && (!ok || kv.Lease != a.lease) {
+			err = fmt.Errorf("key %q attached to lease %d, live version %v (live: %v)", a.key, a.lease, kv, ok)
 		}
 		return err == nil
 	})
 	st.hist.Ascend(func(r rec) bool {
-		if kv := st.get(r.key); err == nil && kv != nil && r.rev >= kv.ModRevision {
-			err = fmt.Errorf("key %q: history holds revision %d, live version %d", r.key, r.rev, kv.ModRevision)
+		if kv, ok := st.get(r.Key); err == nil && ok && r.ModRevision >= kv.ModRevision {
+			err = fmt.Errorf("key %q: history holds revision %d, live version %d", r.Key, r.ModRevision, kv.ModRevision)
 		}
 		return err == nil
 	})

@@ -430,14 +430,17 @@ func decodeSnapshot(b []byte) (*state, error) {
 	n = d.count()
 	var last rec
 	for i := 0; i < n && d.err == nil; i++ {
-		r := rec{key: d.str(), rev: d.svar()}
+		r := histKey(d.str(), d.svar())
 		switch d.u8() {
-		case 0:
+		case 0: // a tombstone
 		case 1:
-			r.kv = &KV{Key: r.key, Value: d.bytes(), ModRevision: r.rev}
-			r.kv.CreateRevision = d.svar()
-			r.kv.Version = d.svar()
-			r.kv.Lease = d.svar()
+			r.Value = d.bytes()
+			r.CreateRevision = d.svar()
+			r.Version = d.svar()
+			r.Lease = d.svar()
+			if r.Version <= 0 {
+				d.fail() // Version 0 is a tombstone's
+			}
 		default:
 			d.fail()
 		}
@@ -447,16 +450,16 @@ func decodeSnapshot(b []byte) (*state, error) {
 		if i > 0 && !recLess(last, r) {
 			return nil, errDecode // out of order or duplicate: corrupt
 		}
-		if r.rev > s.rev || r.rev <= 0 {
+		if r.ModRevision > s.rev || r.ModRevision <= 0 {
 			return nil, errDecode
 		}
-		if r.rev >= s.compactRev {
-			s.byRev.ReplaceOrInsert(revKey{r.rev, r.key})
+		if r.ModRevision >= s.compactRev {
+			s.byRev.ReplaceOrInsert(revKey{r.ModRevision, r.Key})
 		}
-		if (i == 0 || last.key != r.key) && r.kv != nil { // the key's newest: live
-			s.cur.ReplaceOrInsert(live{r.key, r.kv})
-			if r.kv.Lease != 0 {
-				s.attached.ReplaceOrInsert(attach{r.kv.Lease, r.key})
+		if (i == 0 || last.Key != r.Key) && !r.tomb() { // the key's newest: live
+			s.cur.ReplaceOrInsert(r.KV)
+			if r.Lease != 0 {
+				s.attached.ReplaceOrInsert(attach{r.Lease, r.Key})
 			}
 		} else {
 			s.hist.ReplaceOrInsert(r)

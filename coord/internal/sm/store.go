@@ -11,20 +11,39 @@ import (
 
 const btreeDegree = 32
 
-// rec is one entry of the history: a past version of key, written at rev, or
-// a tombstone (kv == nil). History is ordered by key, newest revision first.
-type rec struct {
-	key string
-	rev int64
-	kv  *KV
+// The current-key tree and the history hold versions by value, not *KV: a
+// version is then no heap object of its own, and the garbage collector,
+// which marks the whole store on every cycle, follows two pointers per
+// version (its key and value) instead of five.
+
+// liveLess orders the current-key tree: a key's live version, by key.
+func liveLess(a, b KV) bool { return a.Key < b.Key }
+
+// rec is one entry of the history: a past version of a key, or a tombstone
+// (Version 0: only Key and ModRevision, the delete's revision, are set).
+// History is ordered by key, newest revision first.
+type rec struct{ KV }
+
+// tomb reports whether r is a tombstone: a real version's Version is >= 1.
+func (r *rec) tomb() bool { return r.Version == 0 }
+
+// version returns the version r holds, nil for a tombstone. It points into
+// r: it is valid as long as r is.
+func (r *rec) version() *KV {
+	if r.tomb() {
+		return nil
+	}
+	return &r.KV
 }
+
+func histKey(key string, rev int64) rec { return rec{KV{Key: key, ModRevision: rev}} }
 
 func recLess(a, b rec) bool {
 	// One three-way compare: != then < would walk a shared prefix twice.
-	if c := strings.Compare(a.key, b.key); c != 0 {
+	if c := strings.Compare(a.Key, b.Key); c != 0 {
 		return c < 0
 	}
-	return a.rev > b.rev
+	return a.ModRevision > b.ModRevision
 }
 
 // revKey indexes history by revision, for watchers and compaction.
@@ -39,15 +58,6 @@ func revKeyLess(a, b revKey) bool {
 	}
 	return a.key < b.key
 }
-
-// live is an entry of the current-key tree. The key is held inline, not
-// read through kv, so a search compares without loading every KV it passes.
-type live struct {
-	key string
-	kv  *KV
-}
-
-func liveLess(a, b live) bool { return a.key < b.key }
 
 type lease struct {
 	id    int64
@@ -102,7 +112,7 @@ type state struct {
 	rev        int64 // current revision; starts at 1 like etcd
 	compactRev int64
 	applied    uint64 // Raft index of the last applied entry
-	cur        *btree.BTreeG[live]
+	cur        *btree.BTreeG[KV]
 	// hist holds every version of a key but its live one: versions since
 	// overwritten or deleted, and tombstones. A key's live version is in
 	// cur only, so creating a key writes no history, and history holds only
@@ -159,41 +169,47 @@ type txnCtx struct {
 	events []Event
 }
 
-func (s *state) get(key string) *KV {
-	l, _ := s.cur.Get(live{key: key})
-	return l.kv
-}
+// get returns key's live version.
+func (s *state) get(key string) (KV, bool) { return s.cur.Get(KV{Key: key}) }
 
+// put writes a new live version of key and returns the one it replaced,
+// nil when the key did not exist.
 func (s *state) put(t *txnCtx, key string, value []byte, leaseID int64) *KV {
-	kv := &KV{Key: key, Value: value, ModRevision: t.rev, Version: 1, Lease: leaseID, CreateRevision: t.rev}
-	// One search finds the live version and replaces it. kv is not visible
-	// outside Update before the batch ends, so it may still change.
-	old, _ := s.cur.ReplaceOrInsert(live{key, kv})
-	prev := old.kv
-	if prev != nil {
-		kv.CreateRevision = prev.CreateRevision
-		kv.Version = prev.Version + 1
-		if prev.Lease != 0 && prev.Lease != leaseID {
-			s.attached.Delete(attach{prev.Lease, key})
+	kv := KV{Key: key, Value: value, ModRevision: t.rev, Version: 1, Lease: leaseID, CreateRevision: t.rev}
+	// One search finds the live version and replaces it; a new key, the
+	// common case, needs no other.
+	old, existed := s.cur.ReplaceOrInsert(kv)
+	var prev *KV
+	if existed {
+		p := old // allocated on this branch only
+		prev = &p
+		kv.CreateRevision = old.CreateRevision
+		kv.Version = old.Version + 1
+		s.cur.ReplaceOrInsert(kv)
+		if old.Lease != 0 && old.Lease != leaseID {
+			s.attached.Delete(attach{old.Lease, key})
 		}
-		s.hist.ReplaceOrInsert(rec{key: key, rev: prev.ModRevision, kv: prev})
+		s.hist.ReplaceOrInsert(rec{old})
 	}
 	if leaseID != 0 {
 		s.attached.ReplaceOrInsert(attach{leaseID, key})
 	}
 	s.byRev.ReplaceOrInsert(revKey{t.rev, key})
 	t.wrote = true
-	t.events = append(t.events, Event{KV: kv, PrevKV: prev})
+	ev := &kv // the event's copy: the tree holds its own
+	t.events = append(t.events, Event{KV: ev, PrevKV: prev})
 	return prev
 }
 
+// del deletes kv, key's live version. kv becomes the event's PrevKV: it must
+// not change afterwards.
 func (s *state) del(t *txnCtx, kv *KV) {
-	s.cur.Delete(live{key: kv.Key})
+	s.cur.Delete(*kv)
 	if kv.Lease != 0 {
 		s.attached.Delete(attach{kv.Lease, kv.Key})
 	}
-	s.hist.ReplaceOrInsert(rec{key: kv.Key, rev: kv.ModRevision, kv: kv})
-	s.hist.ReplaceOrInsert(rec{key: kv.Key, rev: t.rev})
+	s.hist.ReplaceOrInsert(rec{*kv})
+	s.hist.ReplaceOrInsert(histKey(kv.Key, t.rev))
 	s.byRev.ReplaceOrInsert(revKey{t.rev, kv.Key})
 	t.wrote = true
 	t.events = append(t.events, Event{Delete: true, KV: &KV{Key: kv.Key, ModRevision: t.rev}, PrevKV: kv})
@@ -209,49 +225,50 @@ func inRange(key, key0, end string) bool {
 
 // scanCur visits live keys in [key, end) in key order; end "\x00" means no
 // upper bound (etcd's convention for "from key").
-func (s *state) scanCur(key, end string, fn func(*KV) bool) {
+func (s *state) scanCur(key, end string, fn func(KV) bool) {
 	if end == "" {
-		if kv := s.get(key); kv != nil {
+		if kv, ok := s.get(key); ok {
 			fn(kv)
 		}
 		return
 	}
-	s.cur.AscendGreaterOrEqual(live{key: key}, func(l live) bool {
-		if end != "\x00" && l.key >= end {
+	s.cur.AscendGreaterOrEqual(KV{Key: key}, func(kv KV) bool {
+		if end != "\x00" && kv.Key >= end {
 			return false
 		}
-		return fn(l.kv)
+		return fn(kv)
 	})
 }
 
-// at returns the version of key live at rev (rev >= compactRev), nil when
+// at returns the version of key live at rev (rev >= compactRev), false when
 // there was none: the live version when it is that old, else the newest
 // past version at or before rev.
-func (s *state) at(key string, rev int64) *KV {
-	if kv := s.get(key); kv != nil && kv.ModRevision <= rev {
-		return kv
+func (s *state) at(key string, rev int64) (KV, bool) {
+	if kv, ok := s.get(key); ok && kv.ModRevision <= rev {
+		return kv, true
 	}
-	var kv *KV
-	s.hist.AscendGreaterOrEqual(rec{key: key, rev: rev}, func(r rec) bool {
-		if r.key == key {
-			kv = r.kv
+	var kv KV
+	ok := false
+	s.hist.AscendGreaterOrEqual(histKey(key, rev), func(r rec) bool {
+		if r.Key == key && !r.tomb() {
+			kv, ok = r.KV, true
 		}
 		return false
 	})
-	return kv
+	return kv, ok
 }
 
 // nextKey returns the first key at or after from, below end ("\x00": no
 // bound), that has a live or a past version.
 func (s *state) nextKey(from, end string) (string, bool) {
 	key, ok := "", false
-	s.cur.AscendGreaterOrEqual(live{key: from}, func(l live) bool {
-		key, ok = l.key, true
+	s.cur.AscendGreaterOrEqual(KV{Key: from}, func(kv KV) bool {
+		key, ok = kv.Key, true
 		return false
 	})
-	s.hist.AscendGreaterOrEqual(rec{key: from, rev: math.MaxInt64}, func(r rec) bool {
-		if !ok || r.key < key {
-			key, ok = r.key, true
+	s.hist.AscendGreaterOrEqual(histKey(from, math.MaxInt64), func(r rec) bool {
+		if !ok || r.Key < key {
+			key, ok = r.Key, true
 		}
 		return false
 	})
@@ -263,9 +280,9 @@ func (s *state) nextKey(from, end string) (string, bool) {
 
 // scanAt visits, in key order, the version of every key in [key, end) that
 // was live at revision rev (rev <= s.rev, rev >= compactRev).
-func (s *state) scanAt(key, end string, rev int64, fn func(*KV) bool) {
+func (s *state) scanAt(key, end string, rev int64, fn func(KV) bool) {
 	if end == "" {
-		if kv := s.at(key, rev); kv != nil {
+		if kv, ok := s.at(key, rev); ok {
 			fn(kv)
 		}
 		return
@@ -275,11 +292,24 @@ func (s *state) scanAt(key, end string, rev int64, fn func(*KV) bool) {
 		if !ok {
 			return
 		}
-		if kv := s.at(k, rev); kv != nil && !fn(kv) {
+		if kv, ok := s.at(k, rev); ok && !fn(kv) {
 			return
 		}
 		key = k + "\x00"
 	}
+}
+
+// pointers returns pointers to the elements of kvs (nil for none), which
+// must not change afterwards.
+func pointers(kvs []KV) []*KV {
+	if len(kvs) == 0 {
+		return nil
+	}
+	out := make([]*KV, len(kvs))
+	for i := range kvs {
+		out[i] = &kvs[i]
+	}
+	return out
 }
 
 func (s *state) rangeOp(op *Op) (OpResult, Code) {
@@ -292,8 +322,8 @@ func (s *state) rangeOp(op *Op) (OpResult, Code) {
 	if rev > 0 && rev < s.compactRev {
 		return res, CodeCompacted
 	}
-	var kvs []*KV
-	collect := func(kv *KV) bool {
+	var kvs []KV
+	collect := func(kv KV) bool {
 		if (o.MinCreate > 0 && kv.CreateRevision < o.MinCreate) || (o.MaxCreate > 0 && kv.CreateRevision > o.MaxCreate) {
 			return true
 		}
@@ -321,17 +351,15 @@ func (s *state) rangeOp(op *Op) (OpResult, Code) {
 		}
 	}
 	if o.KeysOnly {
-		for i, kv := range kvs {
-			c := *kv
-			c.Value = nil
-			kvs[i] = &c
+		for i := range kvs {
+			kvs[i].Value = nil
 		}
 	}
-	res.KVs = kvs
+	res.KVs = pointers(kvs)
 	return res, CodeOK
 }
 
-func sortKVs(kvs []*KV, target uint8, desc bool) {
+func sortKVs(kvs []KV, target uint8, desc bool) {
 	less := func(a, b *KV) int {
 		switch target {
 		case SortVersion:
@@ -346,7 +374,7 @@ func sortKVs(kvs []*KV, target uint8, desc bool) {
 		return 0
 	}
 	sort.SliceStable(kvs, func(i, j int) bool {
-		c := less(kvs[i], kvs[j])
+		c := less(&kvs[i], &kvs[j])
 		if c == 0 {
 			c = cmpStr(kvs[i].Key, kvs[j].Key)
 		}
@@ -378,17 +406,17 @@ func cmpStr(a, b string) int {
 }
 
 func (s *state) compare(c *Compare) bool {
-	kv := s.get(c.Key)
+	kv, ok := s.get(c.Key)
 	var r int
 	switch c.Target {
 	case TargetValue:
-		if kv == nil {
+		if !ok {
 			return false // etcd: a value compare on a missing key is false
 		}
 		r = bytes.Compare(kv.Value, c.Value)
 	case TargetVersion, TargetCreate, TargetMod, TargetLease:
 		var v int64
-		if kv != nil {
+		if ok {
 			switch c.Target {
 			case TargetVersion:
 				v = kv.Version
@@ -479,17 +507,17 @@ func (s *state) applyTxn(t *applyCtx, txn *Txn, index uint64) *Result {
 			res.Ops[i] = r
 		case OpDelete:
 			r := OpResult{Kind: OpDelete}
-			var victims []*KV
-			s.scanCur(op.Key, op.End, func(kv *KV) bool {
+			var victims []KV
+			s.scanCur(op.Key, op.End, func(kv KV) bool {
 				victims = append(victims, kv)
 				return true
 			})
-			for _, kv := range victims {
-				s.del(&t.txnCtx, kv)
+			for i := range victims {
+				s.del(&t.txnCtx, &victims[i])
 			}
 			r.Deleted = int64(len(victims))
 			if op.PrevKV {
-				r.PrevKVs = victims
+				r.PrevKVs = pointers(victims)
 			}
 			res.Ops[i] = r
 		case OpRange:
@@ -512,8 +540,8 @@ func (s *state) revokeLease(t *applyCtx, id int64) {
 		return true
 	})
 	for _, k := range keys {
-		if kv := s.get(k); kv != nil {
-			s.del(&t.txnCtx, kv)
+		if kv, ok := s.get(k); ok {
+			s.del(&t.txnCtx, &kv)
 		}
 	}
 	t.leaseGone = append(t.leaseGone, id)
@@ -539,8 +567,8 @@ func (s *state) compact(rev int64) {
 		done[k.key] = true
 		// The key's past versions at or before rev, newest first.
 		old = old[:0]
-		s.hist.AscendGreaterOrEqual(rec{key: k.key, rev: rev}, func(r rec) bool {
-			if r.key != k.key {
+		s.hist.AscendGreaterOrEqual(histKey(k.key, rev), func(r rec) bool {
+			if r.Key != k.key {
 				return false
 			}
 			old = append(old, r)
@@ -552,8 +580,8 @@ func (s *state) compact(rev int64) {
 		// The newest version at or before rev stays when it is live (reads
 		// at rev need it), or a delete at exactly rev (watchers from rev read
 		// it). When that is the live version, every past one goes.
-		if kv := s.get(k.key); kv == nil || kv.ModRevision > rev {
-			if r := old[0]; r.kv != nil || r.rev == rev {
+		if kv, ok := s.get(k.key); !ok || kv.ModRevision > rev {
+			if r := &old[0]; !r.tomb() || r.ModRevision == rev {
 				old = old[1:]
 			}
 		}
@@ -601,16 +629,16 @@ func newCursor[T any](t *btree.BTreeG[T]) *cursor[T] {
 	return &cursor[T]{t: t, buf: make([]T, 0, cursorChunk)}
 }
 
-// peek returns the item under the cursor, false past the last.
-func (c *cursor[T]) peek() (T, bool) {
+// peek returns the item under the cursor, nil past the last. It points
+// into the cursor's buffer: valid until next.
+func (c *cursor[T]) peek() *T {
 	if c.i == len(c.buf) && !c.end {
 		c.fill()
 	}
 	if c.i == len(c.buf) {
-		var zero T
-		return zero, false
+		return nil
 	}
-	return c.buf[c.i], true
+	return &c.buf[c.i]
 }
 
 func (c *cursor[T]) next() { c.i++ }
@@ -640,22 +668,22 @@ func (c *cursor[T]) fill() {
 }
 
 // eachVersion visits every version of every key, live or past, in key
-// order and newest first: the order snapshots and the state hash use.
+// order and newest first: the order snapshots and the state hash use. kv is
+// nil for a tombstone; fn must not keep it: it is valid during the call only.
 func (s *state) eachVersion(fn func(key string, rev int64, kv *KV) bool) {
 	lc, hc := newCursor(s.cur), newCursor(s.hist)
 	for {
-		l, lok := lc.peek()
-		r, rok := hc.peek()
+		l, r := lc.peek(), hc.peek()
 		switch {
-		case !lok && !rok:
+		case l == nil && r == nil:
 			return
-		case lok && (!rok || l.key <= r.key): // a key's live version is its newest
-			if !fn(l.key, l.kv.ModRevision, l.kv) {
+		case l != nil && (r == nil || l.Key <= r.Key): // a key's live version is its newest
+			if !fn(l.Key, l.ModRevision, l) {
 				return
 			}
 			lc.next()
 		default:
-			if !fn(r.key, r.rev, r.kv) {
+			if !fn(r.Key, r.ModRevision, r.version()) {
 				return
 			}
 			hc.next()

@@ -48,8 +48,7 @@ func (v *View) List(dir string) []ListEntry {
 	from := dir
 	for {
 		var next string
-		v.st.cur.AscendGreaterOrEqual(live{key: from}, func(l live) bool {
-			kv := l.kv
+		v.st.cur.AscendGreaterOrEqual(KV{Key: from}, func(kv KV) bool {
 			if !strings.HasPrefix(kv.Key, dir) {
 				return false
 			}
@@ -63,7 +62,7 @@ func (v *View) List(dir string) []ListEntry {
 				next = dir + rest[:i] + "0" // '0' sorts right after '/'
 				return false
 			}
-			out = append(out, ListEntry{Name: kv.Key, KV: kv})
+			out = append(out, ListEntry{Name: kv.Key, KV: &kv})
 			return true
 		})
 		if next == "" {
@@ -103,19 +102,19 @@ func (v *View) Events(from, to int64, key, end string, max int) ([]Event, int64)
 
 func (v *View) event(k revKey) Event {
 	var ev Event
-	if kv := v.st.get(k.key); kv != nil && kv.ModRevision == k.rev {
-		ev = Event{KV: kv}
-	} else if r, ok := v.st.hist.Get(rec{key: k.key, rev: k.rev}); !ok {
+	if kv, ok := v.st.get(k.key); ok && kv.ModRevision == k.rev {
+		ev = Event{KV: &kv}
+	} else if r, ok := v.st.hist.Get(histKey(k.key, k.rev)); !ok {
 		return ev // cannot happen: byRev names only versions that exist
-	} else if r.kv != nil {
-		ev = Event{KV: r.kv}
+	} else if !r.tomb() {
+		ev = Event{KV: &r.KV}
 	} else {
 		ev = Event{Delete: true, KV: &KV{Key: k.key, ModRevision: k.rev}}
 	}
 	// The version before is the key's newest past version older than k.rev.
-	v.st.hist.AscendGreaterOrEqual(rec{key: k.key, rev: k.rev - 1}, func(r rec) bool {
-		if r.key == k.key && r.kv != nil {
-			ev.PrevKV = r.kv
+	v.st.hist.AscendGreaterOrEqual(histKey(k.key, k.rev-1), func(r rec) bool {
+		if r.Key == k.key && !r.tomb() {
+			ev.PrevKV = &r.KV
 		}
 		return false
 	})
