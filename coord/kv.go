@@ -27,7 +27,8 @@ func (n *Node) checkValue(v []byte) error {
 }
 
 // Put sets key to value, creating the key or adding a version. Options:
-// WithLease, WithPrevKV.
+// WithLease, WithPrevKV. The store keeps a copy of value: the caller may
+// reuse the slice once Put returns.
 //
 // It blocks until the write is applied on this member, or ctx ends (a ctx
 // without deadline gets Config.RequestTimeout). Errors: ErrEmptyKey,

@@ -129,6 +129,28 @@ func TestTxnCompareAndSwap(t *testing.T) {
 	}
 }
 
+// Put and Txn do not keep the caller's value: changing the slice after the
+// call returns changes nothing stored, in a Put or in a Txn's put.
+func TestValueNotRetained(t *testing.T) {
+	c := coordtest.New(t, 1)
+	ctx := ctxT(t)
+	n := c.Node(0)
+	buf := []byte("before")
+	if _, err := n.Put(ctx, "/own/put", buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Txn(ctx).Then(coord.OpPut("/own/txn", buf)).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, "AFTER!")
+	for _, k := range []string{"/own/put", "/own/txn"} {
+		r, err := n.Get(ctx, k)
+		if err != nil || len(r.KVs) != 1 || string(r.KVs[0].Value) != "before" {
+			t.Fatalf("%s: %+v %v", k, r, err)
+		}
+	}
+}
+
 func TestGetOptions(t *testing.T) {
 	c := coordtest.New(t, 1)
 	ctx := ctxT(t)

@@ -223,7 +223,8 @@ func (t *Txn) Commit() (*TxnResponse, error) {
 				if err := n.checkValue(op.value); err != nil {
 					return nil, err
 				}
-				so.Value, so.Lease, so.PrevKV = bytes.Clone(op.value), int64(op.o.lease), op.o.prevKV
+				// Not copied: propose encodes the command before Commit returns.
+				so.Value, so.Lease, so.PrevKV = op.value, int64(op.o.lease), op.o.prevKV
 				if so.Value == nil {
 					so.Value = []byte{}
 				}

@@ -131,7 +131,7 @@ func (d *decoder) count() int {
 
 // EncodeCommand returns the wire form of c.
 func EncodeCommand(c *Command) []byte {
-	e := &encoder{b: make([]byte, 0, 64)}
+	e := &encoder{b: make([]byte, 0, commandSize(c))}
 	if c.Client != 0 {
 		e.u8(reqVersion)
 		e.uvar(c.Client)
@@ -172,6 +172,21 @@ func EncodeCommand(c *Command) []byte {
 		}
 	}
 	return e.b
+}
+
+// commandSize is about the size of c's wire form, so that encoding it
+// allocates once: an op's fixed fields take under 32 bytes.
+func commandSize(c *Command) int {
+	n := 64
+	for i := range c.Txn.Compares {
+		n += 32 + len(c.Txn.Compares[i].Key) + len(c.Txn.Compares[i].Value)
+	}
+	for _, ops := range [][]Op{c.Txn.Then, c.Txn.Else} {
+		for i := range ops {
+			n += 32 + len(ops[i].Key) + len(ops[i].End) + len(ops[i].Value)
+		}
+	}
+	return n
 }
 
 func encodeOps(e *encoder, ops []Op) {
