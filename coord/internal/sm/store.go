@@ -551,9 +551,10 @@ func (s *state) revokeLease(t *applyCtx, id int64) {
 // version at or before rev when it is live (reads at rev need it). byRev keeps
 // only revisions >= rev: watchers never read below the compaction point.
 // byRev names every key written since the last compaction, the only keys
-// with versions to drop.
+// with versions to drop. A key named more than once is looked at again: the
+// second look finds nothing left to drop, which costs less than remembering
+// every key looked at (most keys are named once).
 func (s *state) compact(rev int64) {
-	done := map[string]bool{}
 	var old []rec
 	for {
 		k, ok := s.byRev.Min()
@@ -561,10 +562,6 @@ func (s *state) compact(rev int64) {
 			break
 		}
 		s.byRev.DeleteMin() // the oldest first: no search
-		if done[k.key] {
-			continue
-		}
-		done[k.key] = true
 		// The key's past versions at or before rev, newest first.
 		old = old[:0]
 		s.hist.AscendGreaterOrEqual(histKey(k.key, rev), func(r rec) bool {
