@@ -13,8 +13,8 @@ const btreeDegree = 32
 
 // The current-key tree and the history hold versions by value, not *KV: a
 // version is then no heap object of its own, and the garbage collector,
-// which marks the whole store on every cycle, follows two pointers per
-// version (its key and value) instead of five.
+// which marks the whole store on every cycle, follows three pointers per
+// version (its key and value, and the revision index's key) instead of five.
 
 // liveLess orders the current-key tree: a key's live version, by key.
 func liveLess(a, b KV) bool { return a.Key < b.Key }
@@ -176,8 +176,10 @@ func (s *state) get(key string) (KV, bool) { return s.cur.Get(KV{Key: key}) }
 // nil when the key did not exist.
 func (s *state) put(t *txnCtx, key string, value []byte, leaseID int64) *KV {
 	kv := KV{Key: key, Value: value, ModRevision: t.rev, Version: 1, Lease: leaseID, CreateRevision: t.rev}
-	// One search finds the live version and replaces it; a new key, the
-	// common case, needs no other.
+	// One search finds the live version and replaces it; a new key needs no
+	// other. An overwrite searches again to store the CreateRevision and
+	// Version it learns from the version it replaced (the tree has no
+	// update in place).
 	old, existed := s.cur.ReplaceOrInsert(kv)
 	var prev *KV
 	if existed {
