@@ -10,9 +10,10 @@ import (
 	"time"
 )
 
-// lockLoad: clients lock and unlock, each in its own session; every client
-// its own lock, or all of them one lock (contended). One op is a lock plus
-// an unlock.
+// lockLoad: clients lock and unlock, each in its own session (a lone client
+// in one per member, going through each in turn); every client its own
+// lock, or all of them one lock (contended). One op is a lock plus an
+// unlock.
 func lockLoad(p params, s system, clients int, contended bool) figure {
 	ls, ok := s.(lockSystem)
 	if !ok {
@@ -21,33 +22,45 @@ func lockLoad(p params, s system, clients int, contended bool) figure {
 	n := s.members()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	mus := make([]mutex, clients)
+	// Client c's mutexes: one on each member it goes through (memberFor),
+	// each its own lock unless contended.
+	per := 1
+	if clients == 1 {
+		per = n
+	}
+	mus := make([][]mutex, clients)
 	defer func() {
-		for _, m := range mus {
-			if m != nil {
-				m.close()
+		for _, ms := range mus {
+			for _, m := range ms {
+				if m != nil {
+					m.close()
+				}
 			}
 		}
 	}()
 	for c := range mus {
-		name := "/bench/lock/" + strconv.Itoa(c)
-		if contended {
-			name = "/bench/lock/shared"
-		}
-		var err error
-		if mus[c], err = ls.newMutex(ctx, c%n, name); err != nil {
-			return figure{err: err}
+		mus[c] = make([]mutex, per)
+		for j := range mus[c] {
+			name := "/bench/lock/" + strconv.Itoa(c) + "/" + strconv.Itoa(j)
+			if contended {
+				name = "/bench/lock/shared"
+			}
+			var err error
+			if mus[c][j], err = ls.newMutex(ctx, memberFor(clients, n, c, j), name); err != nil {
+				return figure{err: err}
+			}
 		}
 	}
 	return figure{result: drive(clients, p.duration, func(ctx context.Context, c, i int) error {
-		if err := mus[c].lock(ctx); err != nil {
+		mu := mus[c][i%per]
+		if err := mu.lock(ctx); err != nil {
 			return err
 		}
 		// Unlock even when the run's context ended, or the next holder waits
 		// for the session to expire.
 		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return mus[c].unlock(uctx)
+		return mu.unlock(uctx)
 	})}
 }
 
