@@ -109,6 +109,54 @@ func TestMemoryWorkloads(t *testing.T) {
 	}
 }
 
+// TestWorkloadInChild runs timed workloads the way the command does, each
+// in a child process: the child must find the workload, run it against the
+// system asked, and the parent must get back what it measured.
+func TestWorkloadInChild(t *testing.T) {
+	p := testParams()
+	for _, name := range []string{"put-seq-1v", "watch-1-1v"} {
+		var w workload
+		for _, c := range workloads() {
+			if c.name == name {
+				w = c
+			}
+		}
+		for _, kind := range allSystems {
+			if _, ok := w.na[kind]; ok {
+				continue
+			}
+			t.Run(kind+"/"+name, func(t *testing.T) {
+				f, skipped := runOne(p, w, kind, true)
+				if skipped {
+					t.Fatal("skipped")
+				}
+				checkFigure(t, w, f)
+				if f.elapsed <= 0 || f.p50 <= 0 || f.p99 < f.p50 {
+					t.Fatalf("figure lost on the way: %+v", f)
+				}
+			})
+		}
+	}
+	// A workload the child does not know comes back as an error.
+	if f := runInChild(p, workload{name: "no-such-workload"}, sysCoordkit); f.err == nil || !strings.Contains(f.err.Error(), "no-such-workload") {
+		t.Fatalf("unknown workload: %+v", f)
+	}
+}
+
+// A figure survives the trip from child to parent, errors included.
+func TestWireFigure(t *testing.T) {
+	f := figure{result: result{ops: 7, errs: 2, firstErr: errors.New("first"), elapsed: time.Second, p50: time.Millisecond, p99: 2 * time.Millisecond},
+		lost: 1, note: "n", na: "x", err: errors.New("e")}
+	g := toWire(f).figure()
+	if g.ops != 7 || g.errs != 2 || g.firstErr.Error() != "first" || g.elapsed != time.Second || g.p50 != time.Millisecond ||
+		g.p99 != 2*time.Millisecond || g.lost != 1 || g.note != "n" || g.na != "x" || g.err.Error() != "e" {
+		t.Fatalf("%+v became %+v", f, g)
+	}
+	if h := toWire(figure{}).figure(); h.firstErr != nil || h.err != nil {
+		t.Fatalf("no error became %+v", h)
+	}
+}
+
 // TestShardsWorkload keeps the original -workload shards running.
 func TestShardsWorkload(t *testing.T) {
 	var out bytes.Buffer

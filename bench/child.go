@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,17 +14,21 @@ import (
 	"time"
 )
 
-// Memory is measured in child processes, so that one system's RSS is not
-// mixed with another's: the parent re-executes its own binary with
+// Every case runs in a child process of its own, so that what one system
+// leaves behind (memory it still holds after closing, background work) does
+// not weigh on the next: the parent re-executes its own binary with
 // -child=SPEC, where SPEC is one of
 //
 //	idle,SYSTEM,MEMBERS,IDLE   start a cluster, idle, report RSS and HWM
 //	put256,SYSTEM,DURATION     start 3 members, run put-256, report HWM
+//	run,WORKLOAD,SYSTEM,DURATION,WATCHERS,LEASES
+//	                           run a timed workload, report its figure
 //
-// The child prints one line "CHILD rss=KiB hwm=KiB base=KiB ops=N cpu=MS"
-// and exits. base is the RSS before the cluster started (Go runtime, the
-// binary, and every system's package init); cpu is the CPU time the process
-// used while idling (idle) or 0.
+// For the first two the child prints one line "CHILD rss=KiB hwm=KiB
+// base=KiB ops=N cpu=MS" and exits. base is the RSS before the cluster
+// started (Go runtime, the binary, and every system's package init); cpu is
+// the CPU time the process used while idling (idle) or 0. For run it prints
+// "CHILD-FIGURE " and the figure in JSON.
 const childFlag = "-child="
 
 // childSpec finds -child=SPEC among args.
@@ -93,8 +99,90 @@ func child(spec string) error {
 		fmt.Printf("CHILD rss=%d hwm=%d base=%d ops=%d cpu=0\n", rss, hwm, base, r.ops)
 		s.close()
 		return nil
+	case len(f) == 6 && f[0] == "run":
+		return childRun(f[1:])
 	}
 	return fmt.Errorf("bad spec %q", spec)
+}
+
+// childRun runs one timed workload against one system and prints its
+// figure. args: WORKLOAD,SYSTEM,DURATION,WATCHERS,LEASES.
+func childRun(args []string) error {
+	var w *workload
+	for _, c := range workloads() {
+		if c.name == args[0] && c.body != nil {
+			w = &c
+		}
+	}
+	if w == nil {
+		return fmt.Errorf("no timed workload %q", args[0])
+	}
+	p := defaultParams()
+	var err error
+	if p.duration, err = time.ParseDuration(args[2]); err != nil {
+		return err
+	}
+	if p.watchers, err = strconv.Atoi(args[3]); err != nil {
+		return err
+	}
+	if p.leases, err = strconv.Atoi(args[4]); err != nil {
+		return err
+	}
+	b, err := json.Marshal(toWire(w.run(p, args[1])))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("CHILD-FIGURE %s\n", b)
+	return nil
+}
+
+// wireFigure is a timed figure as a child reports it.
+type wireFigure struct {
+	Ops, Errs         int64
+	FirstErr, Err, NA string
+	Elapsed, P50, P99 time.Duration
+	Lost              int64
+	Note              string
+}
+
+func toWire(f figure) wireFigure {
+	w := wireFigure{Ops: f.ops, Errs: f.errs, Elapsed: f.elapsed, P50: f.p50, P99: f.p99, Lost: f.lost, Note: f.note, NA: f.na}
+	if f.firstErr != nil {
+		w.FirstErr = f.firstErr.Error()
+	}
+	if f.err != nil {
+		w.Err = f.err.Error()
+	}
+	return w
+}
+
+func (w wireFigure) figure() figure {
+	f := figure{result: result{ops: w.Ops, errs: w.Errs, elapsed: w.Elapsed, p50: w.P50, p99: w.P99}, lost: w.Lost, note: w.Note, na: w.NA}
+	if w.FirstErr != "" {
+		f.firstErr = errors.New(w.FirstErr)
+	}
+	if w.Err != "" {
+		f.err = errors.New(w.Err)
+	}
+	return f
+}
+
+// runInChild runs timed workload w against system kind in a child process.
+func runInChild(p params, w workload, kind string) figure {
+	out, err := spawnOutput(fmt.Sprintf("run,%s,%s,%s,%d,%d", w.name, kind, p.duration, p.watchers, p.leases))
+	if err != nil {
+		return figure{err: err}
+	}
+	for line := range strings.Lines(out.stdout) {
+		if j, ok := strings.CutPrefix(line, "CHILD-FIGURE "); ok {
+			var wf wireFigure
+			if err := json.Unmarshal([]byte(j), &wf); err != nil {
+				return figure{err: fmt.Errorf("child %s/%s: %w", w.name, kind, err)}
+			}
+			return wf.figure()
+		}
+	}
+	return figure{err: fmt.Errorf("child %s/%s: no figure: %s", w.name, kind, lastLines(out.stderr, 5))}
 }
 
 // memStatus reads VmRSS and VmHWM (KiB) from /proc/self/status.
@@ -139,26 +227,38 @@ func cpuTime() time.Duration {
 // childReport is what a child printed.
 type childReport struct{ rss, hwm, base, ops, cpuMS int64 }
 
-// spawn runs this binary as a child with spec and parses its report.
-func spawn(spec string) (childReport, error) {
+// childOutput is what a child printed.
+type childOutput struct{ stdout, stderr string }
+
+// spawnOutput runs this binary as a child with spec, to its end.
+func spawnOutput(spec string) (childOutput, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return childReport{}, err
+		return childOutput{}, err
 	}
 	cmd := exec.Command(exe, childFlag+spec)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return childReport{}, fmt.Errorf("child %s: %w: %s", spec, err, lastLines(stderr.String(), 5))
+		return childOutput{}, fmt.Errorf("child %s: %w: %s", spec, err, lastLines(stderr.String(), 5))
+	}
+	return childOutput{stdout.String(), stderr.String()}, nil
+}
+
+// spawn runs this binary as a child with spec and parses its report.
+func spawn(spec string) (childReport, error) {
+	out, err := spawnOutput(spec)
+	if err != nil {
+		return childReport{}, err
 	}
 	var r childReport
-	for line := range strings.Lines(stdout.String()) {
+	for line := range strings.Lines(out.stdout) {
 		if strings.HasPrefix(line, "CHILD ") {
 			_, err := fmt.Sscanf(line, "CHILD rss=%d hwm=%d base=%d ops=%d cpu=%d", &r.rss, &r.hwm, &r.base, &r.ops, &r.cpuMS)
 			return r, err
 		}
 	}
-	return r, fmt.Errorf("child %s: no report: %s", spec, lastLines(stderr.String(), 5))
+	return r, fmt.Errorf("child %s: no report: %s", spec, lastLines(out.stderr, 5))
 }
 
 func lastLines(s string, n int) string {

@@ -7,9 +7,12 @@
 //	go run . -workload put-256 -systems coordkit -duration 10s -cpuprofile cpu.out
 //	go run . -workload shards              # coordkit's shard-count trade-off
 //
-// Every system runs in this process, one after another, each workload on a
-// fresh cluster with its data in a temporary directory; memory is measured
-// in child processes. Figures are from one run on the machine it runs on;
+// The systems run one after another, each workload on a fresh cluster with
+// its data in a temporary directory, and each such case in a child process
+// of its own (this binary, re-executed): a system that closed can leave
+// memory held and work running that would slow the next one down. With
+// -cpuprofile, -memprofile, -trace or -same-process every case runs in this
+// process instead. Figures are from one run on the machine it runs on;
 // compare ratios, not absolute numbers, on a shared or noisy machine.
 package main
 
@@ -42,6 +45,7 @@ func main() {
 	memprofile := flag.String("memprofile", "", "write an allocation profile of the whole run to this file")
 	traceFile := flag.String("trace", "", "write an execution trace of the whole run to this file (large: keep -duration short)")
 	svg := flag.String("svg", "", "also write a bar chart of coordkit/etcd ratios to this SVG file")
+	sameProcess := flag.Bool("same-process", false, "run every case in this process, one after another, instead of each in a child process of its own (implied by -cpuprofile, -memprofile and -trace)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: bench [flags]\n\nworkloads:\n")
 		for _, w := range workloads() {
@@ -116,8 +120,13 @@ func main() {
 		}
 	}
 	sys = slices.DeleteFunc(slices.Clone(allSystems), func(s string) bool { return !slices.Contains(sys, s) })
+	isolate := !*sameProcess && *cpuprofile == "" && *memprofile == "" && *traceFile == ""
+	if !isolate {
+		fmt.Println("Every case runs in this process: what one leaves behind weighs on the next.")
+		fmt.Println()
+	}
 	start := time.Now()
-	res := runAll(p, ws, sys, os.Stderr)
+	res := runAll(p, ws, sys, isolate, os.Stderr)
 	writeTable(os.Stdout, ws, sys, res)
 	if slices.Contains(sys, sysCoordkit) {
 		fmt.Println()
@@ -154,13 +163,13 @@ func selectWorkloads(spec string) ([]workload, error) {
 }
 
 // runAll runs each workload against each system in turn, logging progress.
-func runAll(p params, ws []workload, systems []string, progress io.Writer) results {
+func runAll(p params, ws []workload, systems []string, isolate bool, progress io.Writer) results {
 	res := results{}
 	for _, w := range ws {
 		res[w.name] = map[string]figure{}
 		for _, s := range systems {
 			t0 := time.Now()
-			f, skipped := runOne(p, w, s)
+			f, skipped := runOne(p, w, s, isolate)
 			res[w.name][s] = f
 			if !skipped {
 				fmt.Fprintf(progress, "%-21s %-9s %s (%s)\n", w.name, s, cell(f, w.metric), time.Since(t0).Round(100*time.Millisecond))
@@ -173,10 +182,14 @@ func runAll(p params, ws []workload, systems []string, progress io.Writer) resul
 	return res
 }
 
-// runOne runs workload w against system s, or says why it has no figure.
-func runOne(p params, w workload, s string) (figure, bool) {
+// runOne runs workload w against system s, in a child process of its own
+// when isolate is set, or says why it has no figure.
+func runOne(p params, w workload, s string, isolate bool) (figure, bool) {
 	if why, ok := w.na[s]; ok {
 		return figure{na: why}, true
+	}
+	if isolate && w.body != nil {
+		return runInChild(p, w, s), false
 	}
 	return w.run(p, s), false
 }
