@@ -3,9 +3,6 @@ package coord
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
-	"net"
 	"testing"
 	"time"
 )
@@ -15,19 +12,9 @@ import (
 // flood of writes cannot let sessions expire. A write meanwhile waits for a
 // request client and gives up at its deadline.
 func TestKeepAliveDoesNotWaitBehindWrites(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n, err := Open(ctx, Config{DataDir: t.TempDir(), RaftAddress: addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		HeartbeatInterval: 20 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := openOne(t, Config{HeartbeatInterval: 20 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond})
 	defer n.Close()
 	if err := n.Ready(ctx); err != nil {
 		t.Fatal(err)

@@ -108,11 +108,16 @@ type shardStats struct {
 
 // leaderListener counts leader changes; dragonboat calls it on its own
 // goroutines, so it only updates atomics.
-type leaderListener struct{ n *Node }
+// leaderListener counts leader changes for a Node. dragonboat keeps the
+// first NodeHost of a process reachable after Close (the transport's gauges
+// in github.com/VictoriaMetrics/metrics' global set hold it), and with it
+// this listener: so it reaches the Node through a pointer Close clears,
+// or a closed Node, store and all, would never be collected.
+type leaderListener struct{ n *atomic.Pointer[Node] }
 
 func (l leaderListener) LeaderUpdated(info raftio.LeaderInfo) {
-	n := l.n
-	if info.ShardID == 0 || info.ShardID > uint64(len(n.stats)) {
+	n := l.n.Load()
+	if n == nil || info.ShardID == 0 || info.ShardID > uint64(len(n.stats)) {
 		return
 	}
 	st := &n.stats[info.ShardID-1]

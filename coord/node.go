@@ -59,6 +59,9 @@ type Node struct {
 
 	metrics metrics
 	stats   []shardStats // by shard index
+	// self is this Node, for leaderListener; cleared by Close. It is an
+	// object of its own: a pointer into the Node would keep it reachable.
+	self *atomic.Pointer[Node]
 
 	sessMu   sync.Mutex
 	sessions map[*Session]struct{} // live sessions, revoked by Close
@@ -199,7 +202,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		nhc.Expert.Engine.ExecShards = 16
 	}
 	n.stats = make([]shardStats, meta.Shards)
-	nhc.RaftEventListener = leaderListener{n}
+	n.self = new(atomic.Pointer[Node])
+	n.self.Store(n)
+	nhc.RaftEventListener = leaderListener{n.self}
 	if c.TLS != nil {
 		nhc.MutualTLS = true
 		nhc.CAFile, nhc.CertFile, nhc.KeyFile = c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile
@@ -920,6 +925,7 @@ func (n *Node) Close() error {
 		}
 		n.wg.Wait()
 		n.nh.Close()
+		n.self.Store(nil) // see leaderListener
 	})
 	return nil
 }
