@@ -107,12 +107,11 @@ type shardStats struct {
 }
 
 // leaderListener counts leader changes; dragonboat calls it on its own
-// goroutines, so it only updates atomics.
-// leaderListener counts leader changes for a Node. dragonboat keeps the
-// first NodeHost of a process reachable after Close (the transport's gauges
-// in github.com/VictoriaMetrics/metrics' global set hold it), and with it
-// this listener: so it reaches the Node through a pointer Close clears,
-// or a closed Node, store and all, would never be collected.
+// goroutines, so it only updates atomics. dragonboat keeps the first
+// NodeHost of a process reachable after Close (the transport's gauges in
+// github.com/VictoriaMetrics/metrics' global set hold it), and with it this
+// listener: so it reaches the Node through a pointer that Close clears, or
+// a closed Node, store and all, would never be collected.
 type leaderListener struct{ n *atomic.Pointer[Node] }
 
 func (l leaderListener) LeaderUpdated(info raftio.LeaderInfo) {

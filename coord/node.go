@@ -228,6 +228,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.nhc = nhc
 	if err := n.startNodeHost(initial, fresh && c.Join); err != nil {
+		n.self.Store(nil) // see leaderListener
 		return nil, err
 	}
 	// fail closes the NodeHost running now (fixRole may have replaced the
@@ -236,6 +237,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		if n.nh != nil {
 			n.nh.Close()
 		}
+		n.self.Store(nil)
 		return nil, err
 	}
 	if fresh {
