@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/coordkit/coordkit/coord"
+	"github.com/coordkit/coordkit/internal/freeport"
 )
 
 // coordCluster starts n coordkit members in this process on loopback, the
@@ -73,11 +73,6 @@ func coordCluster(n int, tweak func(*coord.Config)) ([]*coord.Node, func(), erro
 	return nodes, stop, nil
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
+// freeAddr returns a loopback address free right now and not returned
+// before in this process.
+func freeAddr() (string, error) { return freeport.Addr() }

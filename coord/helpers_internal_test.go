@@ -4,21 +4,21 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
+
+	"github.com/coordkit/coordkit/internal/freeport"
 )
 
 // openOne opens a 1-member Node on a free loopback port in a temporary
 // directory, with cfg's other settings and a quiet logger.
 func openOne(t *testing.T, cfg Config) *Node {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.RaftAddress = l.Addr().String()
-	l.Close()
+	cfg.RaftAddress = addr
 	cfg.DataDir = t.TempDir()
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

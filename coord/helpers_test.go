@@ -3,8 +3,9 @@ package coord_test
 import (
 	"io"
 	"log/slog"
-	"net"
 	"testing"
+
+	"github.com/coordkit/coordkit/internal/freeport"
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -17,12 +18,6 @@ func freeAddr(t *testing.T) string {
 	return a
 }
 
-// freeListener returns a loopback address whose port is free right now.
-func freeListener() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
+// freeListener returns a loopback address whose port is free right now and
+// not handed out before in this process.
+func freeListener() (string, error) { return freeport.Addr() }

@@ -6,19 +6,21 @@ package coordtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/internal/hooks"
+	"github.com/coordkit/coordkit/internal/freeport"
 )
 
 // Option configures New.
@@ -67,17 +69,40 @@ func New(tb testing.TB, n int, opts ...Option) *Cluster {
 		f(&o)
 	}
 	c := &Cluster{tb: tb}
-	if o.partitionable {
-		c.nw = &network{isolated: map[string]bool{}, deaf: map[string]bool{}, delay: map[string]time.Duration{}, byID: map[uint64]string{}}
+	// A port chosen free can still be taken by another process before the
+	// member binds it; then the whole cluster starts again on new ports.
+	for attempt := 1; ; attempt++ {
+		err := c.open(n, o)
+		if err == nil {
+			break
+		}
+		c.Close()
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 3 {
+			tb.Fatalf("coordtest: %v", err)
+		}
 	}
-	dir := tb.TempDir()
+	tb.Cleanup(c.Close)
+	c.WaitReady()
+	return c
+}
+
+// open fills in n members' configs on fresh addresses and directories and
+// opens them all at once. On error, the members that did open are in
+// c.nodes for Close.
+func (c *Cluster) open(n int, o options) error {
+	addrs, err := freeport.Addrs(n)
+	if err != nil {
+		return err
+	}
+	dir := c.tb.TempDir()
 	initial := map[string]string{}
 	names := make([]string, n)
 	for i := range names {
 		names[i] = fmt.Sprintf("m%d", i)
-		initial[names[i]] = freeAddr(tb)
+		initial[names[i]] = addrs[i]
 	}
-	if c.nw != nil {
+	if o.partitionable {
+		c.nw = &network{isolated: map[string]bool{}, deaf: map[string]bool{}, delay: map[string]time.Duration{}, byID: map[uint64]string{}}
 		sorted := append([]string(nil), names...)
 		sort.Strings(sorted)
 		for i, name := range sorted {
@@ -92,6 +117,8 @@ func New(tb testing.TB, n int, opts ...Option) *Cluster {
 		}
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	}
+	c.mu.Lock()
+	c.cfgs = c.cfgs[:0]
 	for _, name := range names {
 		cfg := coord.Config{
 			Name: name, DataDir: filepath.Join(dir, name), RaftAddress: initial[name],
@@ -108,34 +135,27 @@ func New(tb testing.TB, n int, opts ...Option) *Cluster {
 		c.cfgs = append(c.cfgs, cfg)
 	}
 	c.nodes = make([]*coord.Node, n)
-	var wg sync.WaitGroup
+	c.mu.Unlock()
+	nodes := make([]*coord.Node, n)
 	errs := make([]error, n)
-	for i := range c.cfgs {
+	var wg sync.WaitGroup
+	for i := range nodes {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			c.nodes[i], errs[i] = coord.Open(context.Background(), c.cfgs[i])
+			nodes[i], errs[i] = coord.Open(context.Background(), c.cfgs[i])
 		}(i)
 	}
 	wg.Wait()
-	tb.Cleanup(c.Close)
+	c.mu.Lock()
+	copy(c.nodes, nodes)
+	c.mu.Unlock()
 	for i, err := range errs {
 		if err != nil {
-			tb.Fatalf("coordtest: open member %d: %v", i, err)
+			return fmt.Errorf("open member %d: %w", i, err)
 		}
 	}
-	c.WaitReady()
-	return c
-}
-
-// freeAddr returns a loopback address with a port free right now.
-func freeAddr(tb testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("coordtest: no free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return nil
 }
 
 // Size returns the number of members.
@@ -227,7 +247,12 @@ func (c *Cluster) join(observer bool) int {
 	i := len(c.cfgs)
 	cfg.Name = fmt.Sprintf("m%d", i)
 	cfg.DataDir = filepath.Join(filepath.Dir(cfg.DataDir), cfg.Name)
-	cfg.RaftAddress = freeAddr(c.tb)
+	addr, err := freeport.Addr()
+	if err != nil {
+		c.mu.Unlock()
+		c.tb.Fatalf("coordtest: %v", err)
+	}
+	cfg.RaftAddress = addr
 	cfg.Join = true
 	cfg.Observer = observer
 	cfg.InitialCluster = nil

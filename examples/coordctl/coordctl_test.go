@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/coordkit/coordkit/coord/coordtest"
 	"github.com/coordkit/coordkit/coord/httpapi"
+	"github.com/coordkit/coordkit/internal/proctest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -54,12 +54,7 @@ func fails(t *testing.T, want string, args ...string) {
 }
 
 func deadEndpoint(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "http://" + l.Addr().String()
+	return "http://" + proctest.FreeAddr(t)
 }
 
 func TestCoordctl(t *testing.T) {

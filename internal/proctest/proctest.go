@@ -7,7 +7,6 @@ package proctest
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/coordkit/coordkit/internal/freeport"
 )
 
 // Build builds the main packages pkgs, given by import path, with
@@ -42,15 +43,15 @@ func Build(t testing.TB, dir string, pkgs ...string) []string {
 }
 
 // FreeAddr returns a loopback address, "127.0.0.1:PORT", whose port was free
-// a moment ago. It fails the test if no port can be had.
+// a moment ago and not handed out before in this process (see
+// internal/freeport). It fails the test if no port can be had.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return a
 }
 
 // Eventually calls f every interval until it returns nil, and fails the

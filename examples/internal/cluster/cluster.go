@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
 
 	"github.com/coordkit/coordkit/coord"
+	"github.com/coordkit/coordkit/internal/freeport"
 )
 
 // Start opens n members and waits until they are ready. stop closes them and
@@ -22,14 +22,13 @@ func Start(ctx context.Context, n int) (nodes []*coord.Node, stop func(), err er
 	if err != nil {
 		return nil, nil, err
 	}
+	addrs, err := freeport.Addrs(n)
+	if err != nil {
+		return nil, nil, err
+	}
 	initial := map[string]string{}
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, nil, err
-		}
-		initial[fmt.Sprintf("m%d", i)] = l.Addr().String()
-		l.Close()
+	for i, a := range addrs {
+		initial[fmt.Sprintf("m%d", i)] = a
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	nodes = make([]*coord.Node, n)
