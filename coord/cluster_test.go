@@ -338,6 +338,41 @@ func TestKeepAliveHoldsLeaseAndLeaderChangeDoesNotShortenIt(t *testing.T) {
 	}
 }
 
+// A new leader restarts every lease's countdown at its full TTL, so a lease
+// with little time left when its shard lost its leader outlives the
+// election by a whole TTL. Without the restart the new leader would expire
+// it as soon as it caught up, an election after the leader was lost.
+func TestNewLeaderRestartsLeaseCountdowns(t *testing.T) {
+	c := coordtest.New(t, 3, coordtest.WithPartitions())
+	ctx := ctxT(t)
+	leader := c.WaitLeader(0)
+	n := c.Node((leader + 1) % 3)
+	ttl := 4 * coordtest.ElectionTimeout
+	l, err := n.Grant(ctx, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, n, "/lc/x", "1", coord.WithLease(l.ID))
+	// Let the lease run down on the leader, with no keep-alive.
+	coordtest.Eventually(t, 2*ttl, func() bool {
+		r, err := c.Node(leader).TimeToLive(ctx, l.ID)
+		return err == nil && r.TTL < 600*time.Millisecond
+	}, "the lease's countdown never ran down on the leader")
+	lost := time.Now()
+	c.Isolate(leader)
+	coordtest.Eventually(t, 30*time.Second, func() bool {
+		g, err := n.Get(ctx, "/lc/x")
+		return err == nil && g.Count == 0
+	}, "the lease never expired under the new leader")
+	if d := time.Since(lost); d < ttl {
+		t.Fatalf("lease expired %v after its leader was lost, want at least its TTL %v: "+
+			"the new leader did not restart its countdown", d, ttl)
+	}
+	if now := c.WaitLeader(0); now == leader {
+		t.Fatalf("member %d still leads while isolated", leader)
+	}
+}
+
 func TestSessionLossClosesDone(t *testing.T) {
 	c := coordtest.New(t, 3)
 	ctx := ctxT(t)

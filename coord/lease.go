@@ -17,14 +17,19 @@ import (
 // How lease expiry works. Every replica of a shard tracks, for each lease, a
 // deadline: the moment it applied the lease's grant or last keep-alive, plus
 // the TTL. Apply happens after the client sent the request, so no replica's
-// deadline is ever earlier than the one the client can count on. Only the
-// shard's leader acts on deadlines: once it has applied everything committed
-// before its term (a ReadIndex round), it proposes an expiry for each lease
-// past its deadline, guarded by the Raft index of the lease's last renewal so
-// that a keep-alive committed first wins. A new leader therefore keeps the
-// remaining time it had tracked as a follower instead of granting every
-// lease a fresh TTL (etcd's behaviour); a replica that restarted tracks
-// from the time it replayed the renewal, which only extends.
+// deadline is ever earlier than the one the client can count on; a replica
+// that restarted tracks from the time it replayed the renewal, which only
+// extends. Only the shard's leader acts on deadlines: once it has applied
+// everything committed before its term (a ReadIndex round), it restarts
+// every lease's countdown at its full TTL, as etcd's lessor does on
+// promotion, and from then on proposes an expiry for each lease past its
+// deadline, guarded by the Raft index of the lease's last renewal so that a
+// keep-alive committed first wins. The restart is what keeps an election
+// from expiring leases: while a shard has no leader no keep-alive can
+// commit, and a lease whose holder is alive would otherwise be lost to an
+// election slower than the time its holder had left. The price is that a
+// lease whose holder is gone lives up to one TTL longer after each change of
+// leader.
 //
 // A lease lives in its home shard (derived from its ID) and is materialised
 // in another shard the first time a key there is attached to it, with the
@@ -88,7 +93,8 @@ func (n *Node) checkTTL(ttl time.Duration) error {
 // Grant creates a lease with the given TTL. Keys attached to it (WithLease)
 // are deleted, and their watchers see the deletes, when the lease expires or
 // is revoked. The lease expires unless kept alive (KeepAlive, KeepAliveOnce,
-// or a Session) within each TTL.
+// or a Session) within each TTL. A change of its shard's leader restarts the
+// countdown at the full TTL, so an election alone never expires a lease.
 //
 // TTLs are whole milliseconds, at least twice Config.ElectionTimeout (so a
 // keep-alive can commit across an election); ErrInvalidTTL otherwise.
@@ -308,6 +314,10 @@ type keeper struct {
 	mu    sync.Mutex
 	dl    map[int64]*leaseDeadline
 	ready uint64 // the term in which this replica, as leader, caught up
+	// restarted is the term in which this replica, as leader, restarted
+	// every countdown: once per term, even if ready is lost and regained
+	// (a failed leader lookup) within it.
+	restarted uint64
 }
 
 type leaseDeadline struct {
@@ -385,11 +395,28 @@ func (k *keeper) run() {
 				continue
 			}
 			k.ready = term
+			if k.restarted != term {
+				k.restarted = term
+				k.restartCountdowns()
+			}
 		}
 		k.expire()
 		if time.Since(lastCompact) >= 5*time.Second {
 			lastCompact = time.Now()
 			k.autoCompact()
+		}
+	}
+}
+
+// restartCountdowns moves every lease's deadline to a full TTL from now,
+// unless it is later already.
+func (k *keeper) restartCountdowns() {
+	now := time.Now()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, d := range k.dl {
+		if full := now.Add(time.Duration(d.ttl) * time.Millisecond); full.After(d.deadline) {
+			d.deadline = full
 		}
 	}
 }
