@@ -86,11 +86,14 @@ func New(tb testing.TB, n int, opts ...Option) *Cluster {
 	return c
 }
 
+// pickAddrs chooses the members' addresses; a test replaces it.
+var pickAddrs = freeport.Addrs
+
 // open fills in n members' configs on fresh addresses and directories and
 // opens them all at once. On error, the members that did open are in
 // c.nodes for Close.
 func (c *Cluster) open(n int, o options) error {
-	addrs, err := freeport.Addrs(n)
+	addrs, err := pickAddrs(n)
 	if err != nil {
 		return err
 	}
