@@ -55,7 +55,7 @@ type LeaseKeepAliveResponse struct {
 type LeaseTimeToLiveResponse struct {
 	Header     Header
 	ID         LeaseID
-	TTL        time.Duration // remaining, as tracked by this member (>= the leader's view)
+	TTL        time.Duration // remaining, as this member counts it (see TimeToLive)
 	GrantedTTL time.Duration
 	Keys       []string // with WithAttachedKeys, in every shard
 }
@@ -236,6 +236,12 @@ func (n *Node) KeepAlive(ctx context.Context, id LeaseID) (<-chan *LeaseKeepAliv
 // TimeToLive reports a lease's granted and remaining TTL, and with
 // WithAttachedKeys the keys attached to it in every shard. Linearizable.
 // Errors: ErrLeaseNotFound, plus those of Get.
+//
+// The remaining TTL is this member's count: from when it applied the last
+// renewal. The shard leader's count decides expiry; it starts later on a
+// member that applied the renewal later, and is restarted at the full TTL
+// when the leader changes, so on other members the figure can be somewhat
+// longer or shorter than the time the lease has left.
 func (n *Node) TimeToLive(ctx context.Context, id LeaseID, opts ...OpOption) (*LeaseTimeToLiveResponse, error) {
 	o, err := buildOp(kindTTL, opts)
 	if err != nil {
