@@ -373,6 +373,44 @@ func TestNewLeaderRestartsLeaseCountdowns(t *testing.T) {
 	}
 }
 
+// A session that cannot renew within its TTL (here: its cluster lost
+// quorum) gives its lease up, and revokes it once the cluster is back,
+// rather than leaving it a TTL more under the new leader.
+func TestSessionGivenUpRevokesItsLease(t *testing.T) {
+	c := coordtest.New(t, 3)
+	ctx := ctxT(t)
+	n := c.Node(0)
+	ttl := 4 * coordtest.ElectionTimeout
+	s, err := n.NewSession(ctx, coord.WithTTL(ttl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, n, "/given-up/k", "v", coord.WithLease(s.Lease()))
+	c.Stop(1)
+	c.Stop(2)
+	select {
+	case <-s.Done():
+	case <-time.After(3 * ttl):
+		t.Fatal("session not given up without a quorum")
+	}
+	if !errors.Is(s.Err(), coord.ErrSessionExpired) {
+		t.Fatalf("Err = %v, want ErrSessionExpired", s.Err())
+	}
+	c.Restart(1)
+	c.Restart(2)
+	c.WaitLeader(0)
+	back := time.Now()
+	coordtest.Eventually(t, 30*time.Second, func() bool {
+		g, err := n.Get(ctx, "/given-up/k")
+		return err == nil && g.Count == 0
+	}, "the given-up session's key was never deleted")
+	d := time.Since(back)
+	if d >= ttl/2 {
+		t.Fatalf("key deleted %v after the cluster had a leader again: not revoked (TTL %v)", d, ttl)
+	}
+	t.Logf("key deleted %v after the cluster had a leader again", d)
+}
+
 func TestSessionLossClosesDone(t *testing.T) {
 	c := coordtest.New(t, 3)
 	ctx := ctxT(t)

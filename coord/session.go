@@ -107,7 +107,9 @@ func (s *Session) TTL() time.Duration { return s.ttl }
 
 // Done is closed when the session ends: closed by Close, lost (its lease
 // expired or was revoked, or could not be renewed within its TTL), or its
-// Node closed (Close revokes the lease first). Err says which.
+// Node closed (Close revokes the lease first). Err says which. A session
+// that could not renew its lease within the TTL then revokes it in the
+// background, trying for up to Config.RequestTimeout.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
 // Err returns nil while the session is live, then why it ended:
@@ -172,6 +174,15 @@ func (s *Session) keepAlive(ctx context.Context) {
 		}
 		if time.Since(lastOK) >= s.ttl {
 			s.end(fmt.Errorf("%w: lease %d not renewed for %v: %w", ErrSessionExpired, s.id, s.ttl, err))
+			// The cluster may still count the lease: a new leader restarts
+			// every countdown, so after an outage longer than the TTL it
+			// lives a TTL more. Revoke it, so that its keys and locks go
+			// as soon as the cluster can commit, within RequestTimeout.
+			rctx, cancel := s.n.bgContext(s.n.cfg.RequestTimeout)
+			if err := s.n.Revoke(rctx, s.id); err != nil && !errors.Is(err, ErrLeaseNotFound) {
+				s.n.log.Debug("revoking a lost session's lease failed; it expires on its own", "lease", s.id, "err", err)
+			}
+			cancel()
 			return
 		}
 	}
