@@ -135,8 +135,12 @@ type TLSConfig struct {
 	// CAFile holds the certificate authority that signs every member's
 	// certificate; a peer whose certificate it did not sign is refused.
 	CAFile string
-	// CertFile and KeyFile are this member's certificate (valid for
-	// client and server authentication) and private key.
+	// CertFile and KeyFile are this member's certificate and private key.
+	// The certificate must be valid for client and server authentication
+	// (extended key usages clientAuth and serverAuth) and name the host of
+	// this member's RaftAddress, and of its AdminAddress if set, as a
+	// subject alternative name (an IP SAN for an IP address): peers check
+	// it against the address they dial.
 	CertFile, KeyFile string
 }
 

@@ -178,13 +178,15 @@ func (c *cli) memberAdd(args []string) error {
 		return c.write(raw)
 	}
 	m := resp.Member
-	role, extra := "a voter", ""
+	role, flag, field := "a voter", "", ""
 	if !m.Voter {
-		role, extra = "an observer", ", Observer: true"
+		role, flag, field = "an observer", " --observer", ", Observer: true"
 	}
 	_, err = fmt.Fprintf(c.stdout, "Member %s (ID %s) added to the cluster as %s at %s.\n"+
-		"Start it with coord.Config{Name: %q, RaftAddress: %q, Join: true%s} and the cluster's ClusterToken and Shards.\n",
-		m.Name, m.ID, role, m.Address, m.Name, m.Address, extra)
+		"Start it with: member --name %s --listen-peer-urls %s --initial-cluster-state existing%s\n"+
+		"  and the cluster's --initial-cluster-token and --shards;\n"+
+		"  from Go: coord.Config{Name: %q, RaftAddress: %q, Join: true%s} and the cluster's ClusterToken and Shards.\n",
+		m.Name, m.ID, role, m.Address, m.Name, m.Address, flag, m.Name, m.Address, field)
 	return err
 }
 

@@ -132,7 +132,8 @@ func TestCoordctl(t *testing.T) {
 	// Membership changes and their errors.
 	obsAddr := strings.TrimPrefix(deadEndpoint(t), "http://")
 	out = ok(t, ep, "member", "add", "obs", obsAddr, "--observer")
-	if !strings.Contains(out, "Member obs (ID ") || !strings.Contains(out, "as an observer at "+obsAddr) || !strings.Contains(out, "Observer: true") {
+	if !strings.Contains(out, "Member obs (ID ") || !strings.Contains(out, "as an observer at "+obsAddr) || !strings.Contains(out, "Observer: true") ||
+		!strings.Contains(out, "member --name obs --listen-peer-urls "+obsAddr+" --initial-cluster-state existing --observer\n") {
 		t.Fatalf("member add: %q", out)
 	}
 	// The name is taken. (The same name and address again would be taken by
