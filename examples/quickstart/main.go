@@ -40,8 +40,8 @@ func run(out io.Writer) error {
 	// Three members, as etcd's --initial-cluster would list them.
 	names := []string{"a", "b", "c"}
 	initial := map[string]string{}
-	for _, name := range names {
-		initial[name] = freeLoopbackAddr()
+	for i, addr := range freeLoopbackAddrs(len(names)) {
+		initial[names[i]] = addr
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	nodes := make([]*coord.Node, len(names))
@@ -151,11 +151,18 @@ func run(out io.Writer) error {
 	return fmt.Errorf("watch ended before the lease expired")
 }
 
-func freeLoopbackAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
+// freeLoopbackAddrs returns n distinct loopback addresses whose ports are
+// free now. Every listener stays open until all n are chosen, so the kernel
+// cannot hand the same port out twice.
+func freeLoopbackAddrs(n int) []string {
+	addrs := make([]string, n)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer l.Close()
+		addrs[i] = l.Addr().String()
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addrs
 }
