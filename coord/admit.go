@@ -22,10 +22,11 @@ import (
 // Observers of a fleet join without an operator: a new observer asks one of
 // its JoinSeeds (other members' AdminAddress) to admit it. The admitting
 // member adds it to every shard as a non-voting member under a fresh,
-// random Raft ID and answers with that ID and the cluster's members. The
-// leader of shard 0 removes an observer that stays unreachable for
-// ObserverGracePeriod (reaper below), so observers that die or leave do not
-// accumulate.
+// random Raft ID and answers with that ID and the cluster's members,
+// replacing an unreachable observer whose name or address the newcomer
+// takes. The leader of shard 0 removes an observer that stays unreachable
+// for ObserverGracePeriod (reaper below), so observers that die or leave do
+// not accumulate.
 
 const admitPath = "/coordkit/v1/admit"
 
@@ -140,6 +141,7 @@ func (n *Node) admit(ctx context.Context, req admitRequest) (uint64, error) {
 		return 0, err
 	}
 	prev, _ := strconv.ParseUint(req.ReplicaID, 10, 64)
+	var stale []Member
 	for _, m := range ms {
 		if m.Name != req.Name && m.Address != req.Address {
 			continue
@@ -147,14 +149,23 @@ func (n *Node) admit(ctx context.Context, req admitRequest) (uint64, error) {
 		if m.ID == prev && m.Name == req.Name && m.Address == req.Address && !m.Voter {
 			return prev, nil // a restart: still a member
 		}
-		if m.Voter || m.Name != req.Name || m.Address != req.Address {
+		// An observer whose name or address the newcomer takes is replaced
+		// when it is an earlier incarnation (same name and address: it lost
+		// its DataDir, or was started afresh), or when it is unreachable
+		// (an instance rescheduled under its old name, or a new one given
+		// a dead one's address): the reaper would remove it anyway. A
+		// voter, or a live observer, keeps its name and address.
+		if m.Voter || !(m.Name == req.Name && m.Address == req.Address) && m.Reachable {
 			return 0, fmt.Errorf("%w: name %q or address %s is member %q", ErrMemberExists, req.Name, req.Address, m.Name)
 		}
-		// An earlier incarnation of this observer (it lost its DataDir, or
-		// was started afresh): replace it.
+		stale = append(stale, m)
+	}
+	for _, m := range stale {
 		if err := n.removeMember(ctx, m, ms, memberConfig{}); err != nil {
 			return 0, err
 		}
+		n.log.Info("replaced an observer by a newcomer with its name or address", "name", m.Name, "address", m.Address,
+			"new_name", req.Name, "new_address", req.Address)
 	}
 	id := randomReplicaID()
 	if _, err := n.addMember(ctx, req.Name, req.Address, id, memberConfig{observer: true, reuseName: true}); err != nil {

@@ -59,7 +59,10 @@ type Config struct {
 	// meanwhile (see ObserverGracePeriod), its Raft state in DataDir is
 	// discarded and it joins afresh (an observer holds only a replica of
 	// the voters' data). If no seed answers a restart, the member restarts
-	// as it was.
+	// as it was. A newcomer that takes the name or the address of another
+	// observer replaces it when that observer is unreachable (a rescheduled
+	// instance, a reused address), and is refused with ErrMemberExists
+	// while it is reachable; a voter's name or address is never taken.
 	JoinSeeds []string
 	// AdminAddress is the host:port where this member answers the admission
 	// requests of observers whose JoinSeeds name it. Empty: it answers none.

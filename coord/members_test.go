@@ -188,16 +188,25 @@ func TestAddVoterRefusedWhenTheLargerClusterWouldLackQuorum(t *testing.T) {
 	}
 }
 
-func TestObserversJoinThroughSeedsAndAreRemovedWhenGone(t *testing.T) {
-	var admin []string
+// seededCluster starts three voters that answer admission requests, with
+// the given ObserverGracePeriod, and returns their AdminAddresses.
+func seededCluster(t *testing.T, grace time.Duration) (*coordtest.Cluster, []string) {
 	c := coordtest.New(t, 3, coordtest.WithConfig(func(cfg *coord.Config) {
 		a, err := freeListener()
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg.AdminAddress, cfg.ObserverGracePeriod = a, time.Second
-		admin = append(admin, a)
+		cfg.AdminAddress, cfg.ObserverGracePeriod = a, grace
 	}))
+	admin := make([]string, c.Size())
+	for i := range admin {
+		admin[i] = c.Config(i).AdminAddress
+	}
+	return c, admin
+}
+
+func TestObserversJoinThroughSeedsAndAreRemovedWhenGone(t *testing.T) {
+	c, admin := seededCluster(t, time.Second)
 	ctx := ctxT(t)
 	for i := 0; i < 30; i++ {
 		mustPut(t, c.Node(i%3), fmt.Sprintf("/fleet/k%d", i), "v")
@@ -252,6 +261,64 @@ func TestObserversJoinThroughSeedsAndAreRemovedWhenGone(t *testing.T) {
 	time.Sleep(2 * time.Second) // longer than the grace period: time must pass
 	if _, ok := memberNamed(t, c.Node(0), c.Config(2).Name); !ok {
 		t.Fatal("an unreachable voter was removed automatically")
+	}
+}
+
+// A newcomer that takes the name or the address of an observer is admitted
+// at once, replacing it, when that observer is unreachable; while it is
+// reachable the newcomer is refused. The grace period is long here, so the
+// reaper does not act.
+func TestAdmissionReplacesAnUnreachableObserverOfTheSameNameOrAddress(t *testing.T) {
+	c, admin := seededCluster(t, time.Hour)
+	ctx := ctxT(t)
+	mustPut(t, c.Node(0), "/fleet/k", "v")
+	observer := func(name, addr string) coord.Config {
+		return coord.Config{Name: name, DataDir: t.TempDir(), RaftAddress: addr, ClusterToken: "coordtest",
+			Join: true, Observer: true, JoinSeeds: admin,
+			HeartbeatInterval: coordtest.HeartbeatInterval, ElectionTimeout: coordtest.ElectionTimeout, Logger: quietLogger()}
+	}
+	open := func(cfg coord.Config) *coord.Node {
+		t.Helper()
+		n, err := coord.Open(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		coordtest.Eventually(t, 10*time.Second, func() bool { return serializableCount(n, "/fleet/") == 1 },
+			"observer %s did not catch up", cfg.Name)
+		return n
+	}
+	first := open(observer("svc-1", freeAddr(t)))
+	old, _ := memberNamed(t, c.Node(0), "svc-1")
+
+	// Rescheduled at another address with an empty DataDir: refused while
+	// the first instance is up, admitted in its place once it is gone.
+	moved := observer("svc-1", freeAddr(t))
+	if _, err := coord.Open(ctx, moved); err == nil || !strings.Contains(err.Error(), "member exists") {
+		t.Fatalf("a second live svc-1: %v, want it refused as an existing member", err)
+	}
+	first.Close()
+	open(moved)
+	now, ok := memberNamed(t, c.Node(1), "svc-1")
+	if !ok || now.ID == old.ID || now.Address != moved.RaftAddress || now.Voter {
+		t.Fatalf("svc-1 after the move: %+v (found %v), before %+v", now, ok, old)
+	}
+
+	// Another name at a departed observer's address replaces it.
+	addr := freeAddr(t)
+	open(observer("svc-2", addr)).Close()
+	open(observer("svc-3", addr))
+	if _, ok := memberNamed(t, c.Node(2), "svc-2"); ok {
+		t.Fatal("svc-2 still listed after svc-3 took its address")
+	}
+	if m, ok := memberNamed(t, c.Node(2), "svc-3"); !ok || m.Address != addr {
+		t.Fatalf("svc-3: %+v (found %v), want it at %s", m, ok, addr)
+	}
+
+	// A voter's name is never taken over, even while the voter is down.
+	c.Stop(2)
+	if _, err := coord.Open(ctx, observer(c.Config(2).Name, freeAddr(t))); err == nil || !strings.Contains(err.Error(), "member exists") {
+		t.Fatalf("an observer taking a stopped voter's name: %v, want it refused", err)
 	}
 }
 
