@@ -11,6 +11,7 @@ import (
 
 	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/coordtest"
+	"github.com/coordkit/coordkit/internal/proctest"
 )
 
 func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
@@ -397,7 +398,7 @@ func TestConfigValidation(t *testing.T) {
 func TestReopenChecksShardCountAndClosedCalls(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "m")
 	ctx := ctxT(t)
-	cfg := coord.Config{DataDir: dir, Shards: 2, RaftAddress: freeAddr(t), Logger: quietLogger(),
+	cfg := coord.Config{DataDir: dir, Shards: 2, RaftAddress: proctest.FreeAddr(t), Logger: quietLogger(),
 		HeartbeatInterval: coordtest.HeartbeatInterval, ElectionTimeout: coordtest.ElectionTimeout}
 	n, err := coord.Open(ctx, cfg)
 	if err != nil {

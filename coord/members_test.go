@@ -11,6 +11,7 @@ import (
 
 	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/coordtest"
+	"github.com/coordkit/coordkit/internal/proctest"
 )
 
 func memberNamed(t *testing.T, n *coord.Node, name string) (coord.Member, bool) {
@@ -170,12 +171,12 @@ func TestAddVoterRefusedWhenTheLargerClusterWouldLackQuorum(t *testing.T) {
 	ctx := ctxT(t)
 	c.Stop(2)
 	// 2 of 3 reachable; with a 4th voter not yet started, 2 of 4 < 3.
-	_, err := c.Node(0).AddMember(ctx, "m9", freeAddr(t))
+	_, err := c.Node(0).AddMember(ctx, "m9", proctest.FreeAddr(t))
 	if !errors.Is(err, coord.ErrQuorum) {
 		t.Fatalf("adding a voter with one member down: %v, want ErrQuorum", err)
 	}
 	// An observer never counts, so it is allowed.
-	if _, err := c.Node(0).AddMember(ctx, "o9", freeAddr(t), coord.AsObserver()); err != nil {
+	if _, err := c.Node(0).AddMember(ctx, "o9", proctest.FreeAddr(t), coord.AsObserver()); err != nil {
 		t.Fatal(err)
 	}
 	m, ok := memberNamed(t, c.Node(0), "o9")
@@ -192,11 +193,7 @@ func TestAddVoterRefusedWhenTheLargerClusterWouldLackQuorum(t *testing.T) {
 // the given ObserverGracePeriod, and returns their AdminAddresses.
 func seededCluster(t *testing.T, grace time.Duration) (*coordtest.Cluster, []string) {
 	c := coordtest.New(t, 3, coordtest.WithConfig(func(cfg *coord.Config) {
-		a, err := freeListener()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.AdminAddress, cfg.ObserverGracePeriod = a, grace
+		cfg.AdminAddress, cfg.ObserverGracePeriod = proctest.FreeAddr(t), grace
 	}))
 	admin := make([]string, c.Size())
 	for i := range admin {
@@ -211,8 +208,8 @@ func TestObserversJoinThroughSeedsAndAreRemovedWhenGone(t *testing.T) {
 	for i := 0; i < 30; i++ {
 		mustPut(t, c.Node(i%3), fmt.Sprintf("/fleet/k%d", i), "v")
 	}
-	cfg := coord.Config{Name: "svc-1", DataDir: t.TempDir(), RaftAddress: freeAddr(t), ClusterToken: "coordtest",
-		Join: true, Observer: true, JoinSeeds: []string{freeAddr(t), admin[1]}, // the first seed is down
+	cfg := coord.Config{Name: "svc-1", DataDir: t.TempDir(), RaftAddress: proctest.FreeAddr(t), ClusterToken: "coordtest",
+		Join: true, Observer: true, JoinSeeds: []string{proctest.FreeAddr(t), admin[1]}, // the first seed is down
 		HeartbeatInterval: coordtest.HeartbeatInterval, ElectionTimeout: coordtest.ElectionTimeout, Logger: quietLogger()}
 	// A wrong cluster token is refused by the seed.
 	bad := cfg
@@ -288,12 +285,12 @@ func TestAdmissionReplacesAnUnreachableObserverOfTheSameNameOrAddress(t *testing
 			"observer %s did not catch up", cfg.Name)
 		return n
 	}
-	first := open(observer("svc-1", freeAddr(t)))
+	first := open(observer("svc-1", proctest.FreeAddr(t)))
 	old, _ := memberNamed(t, c.Node(0), "svc-1")
 
 	// Rescheduled at another address with an empty DataDir: refused while
 	// the first instance is up, admitted in its place once it is gone.
-	moved := observer("svc-1", freeAddr(t))
+	moved := observer("svc-1", proctest.FreeAddr(t))
 	if _, err := coord.Open(ctx, moved); err == nil || !strings.Contains(err.Error(), "member exists") {
 		t.Fatalf("a second live svc-1: %v, want it refused as an existing member", err)
 	}
@@ -305,7 +302,7 @@ func TestAdmissionReplacesAnUnreachableObserverOfTheSameNameOrAddress(t *testing
 	}
 
 	// Another name at a departed observer's address replaces it.
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	open(observer("svc-2", addr)).Close()
 	open(observer("svc-3", addr))
 	if _, ok := memberNamed(t, c.Node(2), "svc-2"); ok {
@@ -317,7 +314,7 @@ func TestAdmissionReplacesAnUnreachableObserverOfTheSameNameOrAddress(t *testing
 
 	// A voter's name is never taken over, even while the voter is down.
 	c.Stop(2)
-	if _, err := coord.Open(ctx, observer(c.Config(2).Name, freeAddr(t))); err == nil || !strings.Contains(err.Error(), "member exists") {
+	if _, err := coord.Open(ctx, observer(c.Config(2).Name, proctest.FreeAddr(t))); err == nil || !strings.Contains(err.Error(), "member exists") {
 		t.Fatalf("an observer taking a stopped voter's name: %v, want it refused", err)
 	}
 }
@@ -345,7 +342,7 @@ func TestTLSRefusesMembersWithoutTheClusterCA(t *testing.T) {
 		{"plaintext", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := freeAddr(t)
+			addr := proctest.FreeAddr(t)
 			if _, err := c.Node(0).AddMember(ctx, tc.name, addr, coord.AsObserver()); err != nil {
 				t.Fatal(err)
 			}

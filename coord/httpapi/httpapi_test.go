@@ -18,7 +18,7 @@ import (
 	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/coordtest"
 	"github.com/coordkit/coordkit/coord/httpapi"
-	"github.com/coordkit/coordkit/internal/freeport"
+	"github.com/coordkit/coordkit/internal/proctest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -421,13 +421,13 @@ func testMembers(t *testing.T, api []*client) {
 
 	// An observer at an address nobody listens on: it never counts toward
 	// quorum, so adding it needs no force.
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	var added struct{ Member member }
 	a.call("/v1/members/add", map[string]any{"name": "obs", "address": addr, "observer": true}, 200, &added)
 	if m := added.Member; m.Name != "obs" || m.Address != addr || m.Voter || !decimal.MatchString(m.ID) || m.Leads == nil {
 		t.Fatalf("added: %+v", m)
 	}
-	a.fail("POST", "/v1/members/add", `{"name":"obs","address":"`+freeAddr(t)+`","observer":true}`, 409, "conflict")
+	a.fail("POST", "/v1/members/add", `{"name":"obs","address":"`+proctest.FreeAddr(t)+`","observer":true}`, 409, "conflict")
 	a.fail("POST", "/v1/members/add", `{"name":"other","address":"`+addr+`"}`, 409, "conflict")
 	api[1].t = t
 	api[1].call("/v1/members", nil, 200, &list)
@@ -465,14 +465,6 @@ func find(ms []member, name string) *member {
 		}
 	}
 	return nil
-}
-
-func freeAddr(t *testing.T) string {
-	a, err := freeport.Addr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
 }
 
 func testStatusAndHealth(t *testing.T, c *coordtest.Cluster, api []*client) {

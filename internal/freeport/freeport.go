@@ -30,6 +30,9 @@ const floor = 10000
 var (
 	mu    sync.Mutex
 	given = map[int]bool{} // ports this process was handed
+	// portRange is where Addrs picks: [floor, the ephemeral range). A test
+	// narrows it.
+	portRange = func() (lo, hi int) { return floor, ephemeralLow() }
 )
 
 // Addrs returns n distinct loopback addresses, "127.0.0.1:PORT", each free
@@ -45,7 +48,7 @@ func Addrs(n int) ([]string, error) {
 			l.Close()
 		}
 	}()
-	lo, hi := floor, ephemeralLow()
+	lo, hi := portRange()
 	out := make([]string, 0, n)
 	for tries := 0; len(out) < n; tries++ {
 		addr := "127.0.0.1:0" // the kernel's pick, if there is no room below its range
