@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,13 +32,14 @@ func coordCluster(n int, tweak func(*coord.Config)) ([]*coord.Node, func(), erro
 		}
 		initial[names[i]] = addr
 	}
+	secret := rand.Text()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	nodes := make([]*coord.Node, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i, name := range names {
 		cfg := coord.Config{Name: name, DataDir: filepath.Join(dir, name), RaftAddress: initial[name],
-			InitialCluster: initial, Logger: quiet}
+			InitialCluster: initial, ClusterSecret: secret, Logger: quiet}
 		if tweak != nil {
 			tweak(&cfg)
 		}

@@ -30,6 +30,9 @@ import (
 
 const admitPath = "/coordkit/v1/admit"
 
+// maxAdmitBody bounds an admission request's body.
+const maxAdmitBody = 64 << 10
+
 type admitRequest struct {
 	Token     string `json:"token"`
 	Name      string `json:"name"`
@@ -101,8 +104,18 @@ func (n *Node) handleAdmit(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusMethodNotAllowed, admitResponse{Error: "POST only"})
 		return
 	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxAdmitBody+1))
+	if err != nil || len(body) > maxAdmitBody {
+		reply(http.StatusBadRequest, admitResponse{Error: fmt.Sprintf("bad request: unreadable or over %d bytes", maxAdmitBody)})
+		return
+	}
+	if err := checkAdmitProof(n.key, body, r.Header.Get(admitProofHeader), time.Now()); err != nil {
+		n.log.Warn("refused an admission request", "remote", r.RemoteAddr, "err", err)
+		reply(http.StatusUnauthorized, admitResponse{Error: err.Error()})
+		return
+	}
 	var req admitRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+	if err := json.Unmarshal(body, &req); err != nil {
 		reply(http.StatusBadRequest, admitResponse{Error: "bad request: " + err.Error()})
 		return
 	}
@@ -188,7 +201,7 @@ func randomReplicaID() uint64 {
 
 // askSeeds asks the JoinSeeds in turn to admit this member, and returns the
 // first answer. prev is the ID this member had (0 when new).
-func askSeeds(ctx context.Context, c *Config, prev uint64) (*admitResponse, error) {
+func askSeeds(ctx context.Context, c *Config, key []byte, prev uint64) (*admitResponse, error) {
 	client := &http.Client{Timeout: 2 * c.RequestTimeout}
 	scheme := "http"
 	if c.TLS != nil {
@@ -212,6 +225,7 @@ func askSeeds(ctx context.Context, c *Config, prev uint64) (*admitResponse, erro
 			errs = append(errs, fmt.Errorf("%s: %w", seed, err))
 			continue
 		}
+		hr.Header.Set(admitProofHeader, admitProof(key, body, time.Now()))
 		resp, err := client.Do(hr)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", seed, err))
@@ -225,7 +239,7 @@ func askSeeds(ctx context.Context, c *Config, prev uint64) (*admitResponse, erro
 			errs = append(errs, fmt.Errorf("%s: bad answer: %w", seed, err))
 		case resp.StatusCode != http.StatusOK:
 			errs = append(errs, fmt.Errorf("%s: %s", seed, ar.Error))
-			if resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusForbidden {
+			if resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized {
 				return nil, fmt.Errorf("coord: admission refused: %w", errors.Join(errs...))
 			}
 		default:
@@ -302,11 +316,11 @@ func (n *Node) reapOnce(ctx context.Context, ms []Member, down map[uint64]time.T
 // It returns meta unchanged when it is (or when no seed answers), and nil
 // after discarding the Raft state of an observer the cluster removed, so
 // that Open joins it afresh.
-func rejoin(ctx context.Context, c *Config, meta *memberMeta) (*memberMeta, error) {
+func rejoin(ctx context.Context, c *Config, key []byte, meta *memberMeta) (*memberMeta, error) {
 	c.Name = meta.Name
 	c.RaftAddress = meta.RaftAddress
 	c.ClusterToken = meta.ClusterToken
-	ar, err := askSeeds(ctx, c, meta.ReplicaID)
+	ar, err := askSeeds(ctx, c, key, meta.ReplicaID)
 	if err != nil {
 		c.Logger.Warn("no seed confirmed this observer's membership; restarting as it was", "err", err)
 		return meta, nil

@@ -80,10 +80,24 @@ type Config struct {
 	// Every member of a cluster must use TLS or none. Default: plaintext,
 	// allowed only on a loopback RaftAddress unless InsecurePeers is set.
 	TLS *TLSConfig
+	// ClusterSecret is what members prove to each other that they hold
+	// before anything they send is decoded: every connection to the Raft
+	// port opens with an HMAC challenge on it, and every admission request
+	// (JoinSeeds) carries an HMAC of it. The cluster token is no secret.
+	// Every member of a cluster must have the same one, at least 16 bytes
+	// (for example 32 random bytes, hex-encoded). Default: the secret
+	// stored in DataDir/cluster-secret; a member that founds a cluster
+	// alone (no InitialCluster, no Join) generates it there on its first
+	// start, and members added later must be given its contents. Without
+	// TLS, any other member without a secret is refused by Open with
+	// ErrInvalidConfig. With TLS the certificates prove membership, and a
+	// secret, when set, is checked as well.
+	ClusterSecret string
 	// InsecurePeers allows plaintext peer traffic on a RaftAddress that is
-	// not loopback. Anyone who can connect to a plaintext Raft port can
-	// disturb or crash the member (dragonboat trusts its peers): set it
-	// only on a network that only members can reach.
+	// not loopback. Peers must still prove they hold the ClusterSecret,
+	// but the traffic is neither encrypted nor protected from tampering
+	// by anyone on the path: set it only on a network that only members
+	// can reach.
 	InsecurePeers bool
 	// Shards is the number of Raft groups keys are spread over by their first
 	// path segment. It is fixed when the cluster is created; reopening with

@@ -209,13 +209,23 @@ func TestObserversJoinThroughSeedsAndAreRemovedWhenGone(t *testing.T) {
 		mustPut(t, c.Node(i%3), fmt.Sprintf("/fleet/k%d", i), "v")
 	}
 	cfg := coord.Config{Name: "svc-1", DataDir: t.TempDir(), RaftAddress: proctest.FreeAddr(t), ClusterToken: "coordtest",
-		Join: true, Observer: true, JoinSeeds: []string{proctest.FreeAddr(t), admin[1]}, // the first seed is down
+		ClusterSecret: coordtest.Secret, Join: true, Observer: true, JoinSeeds: []string{proctest.FreeAddr(t), admin[1]}, // the first seed is down
 		HeartbeatInterval: coordtest.HeartbeatInterval, ElectionTimeout: coordtest.ElectionTimeout, Logger: quietLogger()}
 	// A wrong cluster token is refused by the seed.
 	bad := cfg
 	bad.ClusterToken, bad.DataDir = "another-cluster", t.TempDir()
 	if _, err := coord.Open(ctx, bad); err == nil || !strings.Contains(err.Error(), "token") {
 		t.Fatalf("joining with another cluster's token: %v", err)
+	}
+	// So is a wrong secret, and no secret at all is a configuration error.
+	bad = cfg
+	bad.ClusterSecret, bad.DataDir = "not-the-cluster-secret", t.TempDir()
+	if _, err := coord.Open(ctx, bad); err == nil || !strings.Contains(err.Error(), "secret") {
+		t.Fatalf("joining with another secret: %v", err)
+	}
+	bad.ClusterSecret = ""
+	if _, err := coord.Open(ctx, bad); !errors.Is(err, coord.ErrInvalidConfig) || !strings.Contains(err.Error(), "ClusterSecret") {
+		t.Fatalf("joining without a secret: %v", err)
 	}
 	obs, err := coord.Open(ctx, cfg)
 	if err != nil {
@@ -271,7 +281,7 @@ func TestAdmissionReplacesAnUnreachableObserverOfTheSameNameOrAddress(t *testing
 	mustPut(t, c.Node(0), "/fleet/k", "v")
 	observer := func(name, addr string) coord.Config {
 		return coord.Config{Name: name, DataDir: t.TempDir(), RaftAddress: addr, ClusterToken: "coordtest",
-			Join: true, Observer: true, JoinSeeds: admin,
+			ClusterSecret: coordtest.Secret, Join: true, Observer: true, JoinSeeds: admin,
 			HeartbeatInterval: coordtest.HeartbeatInterval, ElectionTimeout: coordtest.ElectionTimeout, Logger: quietLogger()}
 	}
 	open := func(cfg coord.Config) *coord.Node {

@@ -90,12 +90,18 @@ func saveMeta(dir string, m *memberMeta) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, metaFile+".tmp")
-	f, err := os.Create(tmp)
+	return writeFileSynced(dir, metaFile, b, 0o666)
+}
+
+// writeFileSynced replaces dir/name with data atomically and durably: the
+// file and the directory entry are synced before it returns.
+func writeFileSynced(dir, name string, data []byte, perm os.FileMode) error {
+	tmp := filepath.Join(dir, name+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(b); err != nil {
+	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return err
 	}
@@ -106,7 +112,7 @@ func saveMeta(dir string, m *memberMeta) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, metaFile)); err != nil {
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return err
 	}
 	d, err := os.Open(dir)

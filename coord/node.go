@@ -23,12 +23,13 @@ import (
 	"github.com/lni/goutils/random"
 
 	"github.com/coordkit/coordkit/coord/internal/hooks"
+	"github.com/coordkit/coordkit/coord/internal/peer"
 	"github.com/coordkit/coordkit/coord/internal/sm"
 )
 
 func init() {
-	hooks.SetTransport = func(cfg any, f config.TransportFactory) {
-		cfg.(*Config).testTransport = f
+	hooks.WrapTransport = func(cfg any, wrap func(config.TransportFactory) config.TransportFactory) {
+		cfg.(*Config).testTransport = wrap
 	}
 	hooks.StateHashes = func(node any) (revs []int64, hashes []uint64) {
 		for _, s := range node.(*Node).shards {
@@ -56,6 +57,8 @@ type Node struct {
 
 	admin *http.Server // the admission service, when AdminAddress is set
 	nhc   config.NodeHostConfig
+	key   []byte        // the cluster key: see clusterKey
+	peers *peer.Factory // the peer transport's factory, for its Stats
 
 	metrics metrics
 	stats   []shardStats // by shard index
@@ -121,15 +124,23 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	fresh := meta == nil
+	alone, token := !c.Join && len(c.InitialCluster) == 1, c.ClusterToken
+	if !fresh {
+		alone, token = !meta.Joined && len(meta.Members) == 1, meta.ClusterToken
+	}
+	key, err := clusterKey(&c, token, alone)
+	if err != nil {
+		return nil, err
+	}
 	if !fresh && meta.Seeded && len(c.JoinSeeds) > 0 {
-		if meta, err = rejoin(ctx, &c, meta); err != nil {
+		if meta, err = rejoin(ctx, &c, key, meta); err != nil {
 			return nil, err
 		}
 		fresh = meta == nil
 	}
 	var admitted *admitResponse
 	if fresh && c.Join && len(c.JoinSeeds) > 0 {
-		if admitted, err = askSeeds(ctx, &c, 0); err != nil {
+		if admitted, err = askSeeds(ctx, &c, key, 0); err != nil {
 			return nil, err
 		}
 		if c.Shards != 0 && c.Shards != admitted.Shards {
@@ -175,7 +186,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	c.Shards = meta.Shards
 	routeDragonboatLogs(c.Logger)
 
-	n := &Node{cfg: c, log: c.Logger.With("member", c.Name), replicaID: meta.ReplicaID, meta: meta, stop: make(chan struct{})}
+	n := &Node{cfg: c, log: c.Logger.With("member", c.Name), replicaID: meta.ReplicaID, meta: meta, key: key, stop: make(chan struct{})}
 	hb := uint64(c.HeartbeatInterval / time.Millisecond)
 	nhc := config.NodeHostConfig{
 		NodeHostDir:    filepath.Join(c.DataDir, "raft"),
@@ -209,8 +220,10 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		nhc.MutualTLS = true
 		nhc.CAFile, nhc.CertFile, nhc.KeyFile = c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile
 	}
-	if f, ok := c.testTransport.(config.TransportFactory); ok {
-		nhc.Expert.TransportFactory = f
+	n.peers = peer.NewFactory(peer.Options{Key: key, MaxRequestBytes: c.MaxRequestBytes, Logger: n.log})
+	nhc.Expert.TransportFactory = n.peers
+	if wrap, ok := c.testTransport.(func(config.TransportFactory) config.TransportFactory); ok {
+		nhc.Expert.TransportFactory = wrap(n.peers)
 	}
 	initial := map[uint64]dragonboat.Target{}
 	if fresh && !c.Join {

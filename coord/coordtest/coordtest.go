@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lni/dragonboat/v4/config"
+
 	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/internal/hooks"
 	"github.com/coordkit/coordkit/internal/freeport"
@@ -35,9 +37,9 @@ type options struct {
 // WithShards sets Config.Shards for every member.
 func WithShards(n int) Option { return func(o *options) { o.shards = n } }
 
-// WithPartitions carries peer traffic over an in-memory network the harness
-// controls, so Isolate and Heal work. Without it members talk over real
-// loopback TCP.
+// WithPartitions puts a filter the harness controls between each member
+// and the peer traffic it receives, so Isolate and Heal work. Members talk
+// over real loopback TCP either way.
 func WithPartitions() Option { return func(o *options) { o.partitionable = true } }
 
 // WithConfig lets a test adjust every member's Config after the harness
@@ -50,6 +52,9 @@ const (
 	HeartbeatInterval = 50 * time.Millisecond
 	ElectionTimeout   = 750 * time.Millisecond
 )
+
+// Secret is the ClusterSecret of every member New starts.
+const Secret = "coordtest-cluster-secret"
 
 // Cluster is an in-process cluster. Its methods are safe for concurrent use.
 type Cluster struct {
@@ -125,7 +130,7 @@ func (c *Cluster) open(n int, o options) error {
 	for _, name := range names {
 		cfg := coord.Config{
 			Name: name, DataDir: filepath.Join(dir, name), RaftAddress: initial[name],
-			InitialCluster: initial, ClusterToken: "coordtest", Shards: o.shards,
+			InitialCluster: initial, ClusterToken: "coordtest", ClusterSecret: Secret, Shards: o.shards,
 			HeartbeatInterval: HeartbeatInterval, ElectionTimeout: ElectionTimeout,
 			RequestTimeout: 10 * time.Second, Logger: logger.With("member", name),
 		}
@@ -133,7 +138,10 @@ func (c *Cluster) open(n int, o options) error {
 			o.tweak(&cfg)
 		}
 		if c.nw != nil {
-			hooks.SetTransport(&cfg, &filtered{nw: c.nw})
+			nw := c.nw
+			hooks.WrapTransport(&cfg, func(inner config.TransportFactory) config.TransportFactory {
+				return &filtered{nw: nw, inner: inner}
+			})
 		}
 		c.cfgs = append(c.cfgs, cfg)
 	}

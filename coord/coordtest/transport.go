@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/lni/dragonboat/v4/config"
-	chantransport "github.com/lni/dragonboat/v4/plugin/chan"
 	"github.com/lni/dragonboat/v4/raftio"
 	pb "github.com/lni/dragonboat/v4/raftpb"
 )
@@ -58,9 +57,13 @@ func (nw *network) setDeaf(addr string) {
 	nw.mu.Unlock()
 }
 
-// filtered wraps dragonboat's channel transport with the network's filter on
-// the receiving side.
-type filtered struct{ nw *network }
+// filtered wraps a member's own transport (coordkit's TCP peer transport)
+// with the network's filter on the receiving side: the members still talk
+// over loopback TCP, and the harness drops or delays what they receive.
+type filtered struct {
+	nw    *network
+	inner config.TransportFactory
+}
 
 func (f *filtered) Create(nhc config.NodeHostConfig, h raftio.MessageHandler, ch raftio.ChunkHandler) raftio.ITransport {
 	self := nhc.RaftAddress
@@ -79,7 +82,7 @@ func (f *filtered) Create(nhc config.NodeHostConfig, h raftio.MessageHandler, ch
 		}
 		return ch(c)
 	}
-	return (&chantransport.ChanTransportFactory{}).Create(nhc, mh, chh)
+	return f.inner.Create(nhc, mh, chh)
 }
 
-func (f *filtered) Validate(string) bool { return true }
+func (f *filtered) Validate(addr string) bool { return f.inner.Validate(addr) }

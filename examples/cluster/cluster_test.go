@@ -71,12 +71,13 @@ func TestCluster(t *testing.T) {
 	for _, m := range voters {
 		initial = append(initial, m.Name+"=http://"+m.peer)
 	}
+	secret := proctest.SecretFile(t, dir)
 	for _, m := range voters {
 		m.Args = append([]string{
 			"--name", m.Name, "--data-dir", m.dataDir,
 			"--listen-peer-urls", "http://" + m.peer, "--listen-client-urls", "http://" + m.client,
 			"--initial-cluster", strings.Join(initial, ","),
-			"--initial-cluster-token", token, "--initial-cluster-state", "new",
+			"--initial-cluster-token", token, "--initial-cluster-state", "new", "--cluster-secret-file", secret,
 		}, timing...)
 	}
 
@@ -129,7 +130,7 @@ func TestCluster(t *testing.T) {
 		"--name", m4.Name, "--data-dir", m4.dataDir,
 		"--listen-peer-urls", "http://" + m4.peer, "--listen-client-urls", "http://" + m4.client,
 		"--initial-cluster", strings.Join(append(initial[:len(initial):len(initial)], m4.Name+"=http://"+m4.peer), ","),
-		"--initial-cluster-token", token, "--initial-cluster-state", "existing", "--observer",
+		"--initial-cluster-token", token, "--initial-cluster-state", "existing", "--observer", "--cluster-secret-file", secret,
 	}, timing...)
 	m4.Start(t)
 	m4.waitHealthy()

@@ -30,6 +30,16 @@ check_name() {
 	}
 }
 
+# secret_file: the cluster secret every member proves it holds, made once
+# (32 random bytes, hex) and kept beside the data directories.
+secret_file() {
+	local f=$DIR/cluster-secret
+	if [[ ! -s $f ]]; then
+		(umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$f")
+	fi
+	echo "$f"
+}
+
 # start_one NAME: the founding flags; on a restart the data directory
 # already holds the member and the --initial-cluster flags are ignored.
 start_one() {
@@ -37,7 +47,7 @@ start_one() {
 	start_member "$name" --name "$name" --data-dir "$DIR/data/$name" \
 		--listen-peer-urls "http://${PEER[$name]}" --listen-client-urls "${CLIENT[$name]}" \
 		--initial-cluster "$INITIAL_CLUSTER" --initial-cluster-token "$TOKEN" \
-		--initial-cluster-state new
+		--initial-cluster-state new --cluster-secret-file "$(secret_file)"
 }
 
 

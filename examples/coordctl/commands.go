@@ -184,8 +184,8 @@ func (c *cli) memberAdd(args []string) error {
 	}
 	_, err = fmt.Fprintf(c.stdout, "Member %s (ID %s) added to the cluster as %s at %s.\n"+
 		"Start it with: member --name %s --listen-peer-urls %s --initial-cluster-state existing%s\n"+
-		"  and the cluster's --initial-cluster-token and --shards;\n"+
-		"  from Go: coord.Config{Name: %q, RaftAddress: %q, Join: true%s} and the cluster's ClusterToken and Shards.\n",
+		"  and the cluster's --initial-cluster-token, --cluster-secret-file and --shards;\n"+
+		"  from Go: coord.Config{Name: %q, RaftAddress: %q, Join: true%s} and the cluster's ClusterToken, ClusterSecret and Shards.\n",
 		m.Name, m.ID, role, m.Address, m.Name, m.Address, flag, m.Name, m.Address, field)
 	return err
 }

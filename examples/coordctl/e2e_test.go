@@ -59,12 +59,13 @@ func TestEndToEnd(t *testing.T) {
 		peers[i], clients[i] = proctest.FreeAddr(t), proctest.FreeAddr(t)
 		initial = append(initial, n+"=http://"+peers[i])
 	}
+	secret := proctest.SecretFile(t, dir)
 	for i, n := range names {
 		procs = append(procs, startProc(t, dir, n, member,
 			"--name", n, "--data-dir", filepath.Join(dir, n+".data"),
 			"--listen-peer-urls", "http://"+peers[i], "--listen-client-urls", "http://"+clients[i],
 			"--initial-cluster", strings.Join(initial, ","),
-			"--initial-cluster-token", "coordctl-e2e", "--initial-cluster-state", "new",
+			"--initial-cluster-token", "coordctl-e2e", "--initial-cluster-state", "new", "--cluster-secret-file", secret,
 			"--heartbeat-interval", "50", "--election-timeout", "1000"))
 	}
 	eps := make([]string, 3)

@@ -64,6 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		caFile       = fs.String("peer-trusted-ca-file", "", "`path` to the CA certificate that signs every member's certificate (peer TLS)")
 		certFile     = fs.String("peer-cert-file", "", "`path` to this member's peer TLS certificate")
 		keyFile      = fs.String("peer-key-file", "", "`path` to this member's peer TLS key")
+		secretFile   = fs.String("cluster-secret-file", "", "`path` to a file holding the cluster secret (at least 16 bytes; every member the same) that members prove to each other and to --listen-admin-urls; default: the one a lone founding member generated in its data directory")
 		insecure     = fs.Bool("insecure-peers", false, "allow plaintext peer traffic on a non-loopback address")
 		shards       = fs.Int("shards", 0, "`number` of Raft groups keys are spread over, fixed when the cluster is founded (0: default 1, or what the data directory holds)")
 		heartbeat    = fs.Int("heartbeat-interval", 100, "time (in `milliseconds`) of a heartbeat interval")
@@ -126,6 +127,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 	}
 	o.cfg.ClusterToken = *token
+	if *secretFile != "" {
+		b, err := os.ReadFile(*secretFile)
+		if err != nil {
+			return nil, usagef("--cluster-secret-file: %v", err)
+		}
+		o.cfg.ClusterSecret = strings.TrimSpace(string(b))
+		if o.cfg.ClusterSecret == "" {
+			return nil, usagef("--cluster-secret-file: %s is empty", *secretFile)
+		}
+	}
 
 	switch *state {
 	case "new":

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log"
@@ -43,6 +44,9 @@ func run(out io.Writer) error {
 	for i, addr := range freeLoopbackAddrs(len(names)) {
 		initial[names[i]] = addr
 	}
+	// Members prove to each other that they hold the same secret; a real
+	// cluster reads it from a file (member --cluster-secret-file).
+	secret := rand.Text()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	nodes := make([]*coord.Node, len(names))
 	var wg sync.WaitGroup
@@ -53,7 +57,7 @@ func run(out io.Writer) error {
 			defer wg.Done()
 			nodes[i], errs[i] = coord.Open(ctx, coord.Config{
 				Name: name, DataDir: filepath.Join(dir, name), RaftAddress: initial[name],
-				InitialCluster: initial, Logger: quiet,
+				InitialCluster: initial, ClusterSecret: secret, Logger: quiet,
 			})
 		}()
 	}

@@ -6,6 +6,7 @@
 package proctest
 
 import (
+	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -52,6 +53,17 @@ func FreeAddr(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// SecretFile writes a random cluster secret into a new file under dir and
+// returns the file's path, for member --cluster-secret-file.
+func SecretFile(t testing.TB, dir string) string {
+	t.Helper()
+	f := filepath.Join(dir, "cluster-secret")
+	if err := os.WriteFile(f, []byte(rand.Text()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // Eventually calls f every interval until it returns nil, and fails the

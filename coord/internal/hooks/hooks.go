@@ -9,9 +9,10 @@ import (
 	"github.com/lni/dragonboat/v4/config"
 )
 
-// SetTransport makes the Node opened with *cfg (a *coord.Config) use f for
-// peer traffic instead of TCP. Set by package coord at init.
-var SetTransport func(cfg any, f config.TransportFactory)
+// WrapTransport makes the Node opened with *cfg (a *coord.Config) carry its
+// peer traffic over wrap(its own transport factory), so that a harness can
+// filter or delay what members receive. Set by package coord at init.
+var WrapTransport func(cfg any, wrap func(config.TransportFactory) config.TransportFactory)
 
 // StateHashes returns, for a *coord.Node, the revision and state hash of
 // each of its shard replicas. Set by package coord at init.

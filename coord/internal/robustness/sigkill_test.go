@@ -387,8 +387,9 @@ func startMembers(t *testing.T, bin, dir string, electionMS int) []*proc {
 			}
 		}
 	})
+	secret := proctest.SecretFile(t, dir)
 	for i, p := range ps {
-		p.Args = []string{"--name", p.Name, "--data-dir", filepath.Join(dir, p.Name),
+		p.Args = []string{"--name", p.Name, "--data-dir", filepath.Join(dir, p.Name), "--cluster-secret-file", secret,
 			"--listen-peer-urls", "http://" + peers[i], "--listen-client-urls", "http://" + p.client,
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "sigkill",
 			"--heartbeat-interval", "50", "--election-timeout", fmt.Sprint(electionMS)}

@@ -4,6 +4,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,6 +31,7 @@ func Start(ctx context.Context, n int) (nodes []*coord.Node, stop func(), err er
 	for i, a := range addrs {
 		initial[fmt.Sprintf("m%d", i)] = a
 	}
+	secret := rand.Text()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	nodes = make([]*coord.Node, n)
 	errs := make([]error, n)
@@ -40,7 +42,7 @@ func Start(ctx context.Context, n int) (nodes []*coord.Node, stop func(), err er
 		go func() {
 			defer wg.Done()
 			nodes[i], errs[i] = coord.Open(ctx, coord.Config{Name: name, DataDir: filepath.Join(dir, name),
-				RaftAddress: initial[name], InitialCluster: initial, Logger: quiet})
+				RaftAddress: initial[name], InitialCluster: initial, ClusterSecret: secret, Logger: quiet})
 		}()
 	}
 	wg.Wait()
