@@ -33,6 +33,47 @@ type Metrics struct {
 	// Sessions is the number of live Sessions created through this member.
 	Sessions int
 	Shards   []ShardMetrics
+	// Transport is this member's peer traffic.
+	Transport TransportMetrics
+}
+
+// TransportMetrics describes the Raft traffic between this member and its
+// peers, counted since this member's transport started.
+type TransportMetrics struct {
+	// RefusedConnections counts inbound connections to RaftAddress closed
+	// before they proved they belong to the cluster (a failed or timed-out
+	// handshake, or too many handshakes under way); BadHandshakes those of
+	// them that sent a wrong proof of the ClusterSecret, or something that
+	// is no coordkit peer's greeting. Either growing means something other
+	// than a member is talking to the Raft port.
+	RefusedConnections, BadHandshakes uint64
+	// BadFrames counts connections from proven peers closed for a
+	// malformed, oversized or undecodable frame.
+	BadFrames uint64
+	// SnapshotChunksReceived counts snapshot chunks received, from any
+	// peer.
+	SnapshotChunksReceived uint64
+	// Peers has one entry per peer address this member exchanged messages
+	// with, sorted by address.
+	Peers []PeerMetrics
+}
+
+// PeerMetrics counts the traffic with one peer.
+type PeerMetrics struct {
+	Address string
+	// SentBytes, SentMessages (Raft messages), SentBatches (frames, each
+	// carrying what was queued for the peer when it was encoded),
+	// SentSnapshotChunks, and Writes (system calls, each carrying every
+	// frame queued at the time).
+	SentBytes, SentMessages, SentBatches, SentSnapshotChunks, Writes uint64
+	// Received from this peer (messages; chunks are counted in
+	// TransportMetrics).
+	ReceivedBytes, ReceivedMessages, ReceivedBatches uint64
+	// DroppedMessages were not sent: the peer's queue stayed full, the
+	// connection failed, or a message was too large. Raft sends again.
+	DroppedMessages uint64
+	// QueueBytes is what waits to be sent to the peer now.
+	QueueBytes int64
 }
 
 // ShardMetrics describes one shard's replica on this member.
@@ -166,6 +207,16 @@ func (n *Node) Metrics() Metrics {
 		sm.Watchers = s.hub.size()
 		s.hub.mu.Unlock()
 		m.Shards = append(m.Shards, sm)
+	}
+	st := n.peers.Stats()
+	m.Transport = TransportMetrics{RefusedConnections: st.RefusedConnections, BadHandshakes: st.BadHandshakes,
+		BadFrames: st.BadFrames, SnapshotChunksReceived: st.ReceivedChunks}
+	for _, p := range st.Peers {
+		m.Transport.Peers = append(m.Transport.Peers, PeerMetrics{Address: p.Address,
+			SentBytes: p.SentBytes, SentMessages: p.SentMessages, SentBatches: p.SentBatches,
+			SentSnapshotChunks: p.SentChunks, Writes: p.Writes,
+			ReceivedBytes: p.ReceivedBytes, ReceivedMessages: p.ReceivedMessages, ReceivedBatches: p.ReceivedBatches,
+			DroppedMessages: p.Dropped, QueueBytes: p.QueueBytes})
 	}
 	return m
 }

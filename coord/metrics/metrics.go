@@ -42,6 +42,15 @@ type collector struct {
 	revision, compacted, applied       *prometheus.Desc
 	hasLeader, isLeader, leaderChanges *prometheus.Desc
 	watchers, leases                   *prometheus.Desc
+	transport                          []*prometheus.Desc // refused, bad handshakes, bad frames, chunks received
+	peer                               []peerDesc
+}
+
+// peerDesc is one per-peer series and how to read it.
+type peerDesc struct {
+	d     *prometheus.Desc
+	kind  prometheus.ValueType
+	value func(coord.PeerMetrics) float64
 }
 
 // NewCollector returns a prometheus.Collector of n's metrics. Register it
@@ -56,8 +65,38 @@ func NewCollector(n *coord.Node) prometheus.Collector {
 		}
 		return prometheus.NewDesc("coordkit_"+name, help, labels, member)
 	}
+	peerDescs := []struct {
+		name, help string
+		value      func(coord.PeerMetrics) float64
+	}{
+		{"peer_sent_bytes_total", "Bytes sent to the peer.", func(p coord.PeerMetrics) float64 { return float64(p.SentBytes) }},
+		{"peer_sent_messages_total", "Raft messages sent to the peer.", func(p coord.PeerMetrics) float64 { return float64(p.SentMessages) }},
+		{"peer_sent_batches_total", "Message frames sent to the peer.", func(p coord.PeerMetrics) float64 { return float64(p.SentBatches) }},
+		{"peer_sent_snapshot_chunks_total", "Snapshot chunks sent to the peer.", func(p coord.PeerMetrics) float64 { return float64(p.SentSnapshotChunks) }},
+		{"peer_writes_total", "Write system calls to the peer.", func(p coord.PeerMetrics) float64 { return float64(p.Writes) }},
+		{"peer_received_bytes_total", "Message bytes received from the peer.", func(p coord.PeerMetrics) float64 { return float64(p.ReceivedBytes) }},
+		{"peer_received_messages_total", "Raft messages received from the peer.", func(p coord.PeerMetrics) float64 { return float64(p.ReceivedMessages) }},
+		{"peer_received_batches_total", "Message frames received from the peer.", func(p coord.PeerMetrics) float64 { return float64(p.ReceivedBatches) }},
+		{"peer_dropped_messages_total", "Raft messages to the peer that were not sent.", func(p coord.PeerMetrics) float64 { return float64(p.DroppedMessages) }},
+		{"peer_queue_bytes", "Bytes waiting to be sent to the peer.", func(p coord.PeerMetrics) float64 { return float64(p.QueueBytes) }},
+	}
+	var peers []peerDesc
+	for _, p := range peerDescs {
+		kind := prometheus.CounterValue
+		if p.name == "peer_queue_bytes" {
+			kind = prometheus.GaugeValue
+		}
+		peers = append(peers, peerDesc{prometheus.NewDesc("coordkit_"+p.name, p.help, []string{"peer"}, member), kind, p.value})
+	}
 	return &collector{
-		n:              n,
+		n:    n,
+		peer: peers,
+		transport: []*prometheus.Desc{
+			desc("transport_refused_connections_total", "Inbound peer connections closed before they proved they belong to the cluster.", false),
+			desc("transport_bad_handshakes_total", "Inbound peer connections that sent a wrong proof of the cluster secret, or no coordkit greeting.", false),
+			desc("transport_bad_frames_total", "Peer connections closed for a malformed, oversized or undecodable frame.", false),
+			desc("transport_snapshot_chunks_received_total", "Snapshot chunks received from peers.", false),
+		},
 		proposals:      desc("proposals_total", "Writes this member proposed to Raft.", false),
 		failures:       desc("proposal_failures_total", "Proposals that ended in an error (timeout, unknown outcome, closed).", false),
 		retries:        desc("proposal_retries_total", "Write attempts that timed out and were proposed again (applied at most once).", false),
@@ -79,6 +118,12 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.proposals, c.failures, c.retries, c.proposeSeconds, c.applySeconds, c.sessions,
 		c.revision, c.compacted, c.applied, c.hasLeader, c.isLeader, c.leaderChanges, c.watchers, c.leases} {
 		ch <- d
+	}
+	for _, d := range c.transport {
+		ch <- d
+	}
+	for _, p := range c.peer {
+		ch <- p.d
 	}
 }
 
@@ -103,6 +148,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.leaderChanges, prometheus.CounterValue, float64(s.LeaderChanges), shard)
 		gauge(c.watchers, float64(s.Watchers))
 		gauge(c.leases, float64(s.Leases))
+	}
+	t := m.Transport
+	for i, v := range []uint64{t.RefusedConnections, t.BadHandshakes, t.BadFrames, t.SnapshotChunksReceived} {
+		ch <- prometheus.MustNewConstMetric(c.transport[i], prometheus.CounterValue, float64(v))
+	}
+	for _, p := range t.Peers {
+		for _, d := range c.peer {
+			ch <- prometheus.MustNewConstMetric(d.d, d.kind, d.value(p), p.Address)
+		}
 	}
 }
 

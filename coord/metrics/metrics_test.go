@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -116,6 +117,30 @@ func TestCollectorReportsWhatTheMemberDid(t *testing.T) {
 	coordtest.Eventually(t, 5*time.Second, func() bool {
 		return value(t, gather(t, n), "coordkit_shard_leader_changes_total") > before
 	}, "a leader change was not counted")
+	// Peer traffic: one series per peer, and a stranger on the Raft port
+	// is counted.
+	fams = gather(t, n)
+	if f := fams["coordkit_peer_sent_messages_total"]; f == nil || len(f.Metric) != 2 {
+		t.Fatalf("peer_sent_messages_total: %v, want a series for each of 2 peers", f)
+	}
+	for _, m := range fams["coordkit_peer_sent_messages_total"].Metric {
+		if m.Counter.GetValue() == 0 || m.Label[len(m.Label)-1].GetName() != "peer" {
+			t.Fatalf("peer series %v", m)
+		}
+	}
+	peers := n.Metrics().Transport.Peers
+	if len(peers) != 2 || peers[0].SentMessages == 0 || peers[0].ReceivedMessages == 0 || peers[0].Writes == 0 {
+		t.Fatalf("Metrics().Transport.Peers = %+v", peers)
+	}
+	conn, err := net.Dial("tcp", c.Config(1).RaftAddress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+	conn.Close()
+	coordtest.Eventually(t, 5*time.Second, func() bool {
+		return value(t, gather(t, n), "coordkit_transport_bad_handshakes_total") == 1
+	}, "garbage on the Raft port was not counted")
 	// Lint: names, help and types follow Prometheus conventions.
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(metrics.NewCollector(n))
