@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"os"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -242,6 +244,70 @@ func TestHist(t *testing.T) {
 	for _, ns := range []int64{0, 1, 63, 64, 65, 127, 128, 1000, 123456789, 1 << 62} {
 		if v := histValue(histBucket(ns)); float64(v-ns) > float64(ns)/64+1 || float64(ns-v) > float64(ns)/64+1 {
 			t.Errorf("bucket of %d has value %d", ns, v)
+		}
+	}
+}
+
+// TestPeersWorkload runs -workload peers tiny: 0 and 2 observers, 2 s of
+// puts at 50/s. It checks what it counted, never how fast.
+func TestPeersWorkload(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	cfg := defaultPeersConfig()
+	cfg.observers, cfg.duration, cfg.rate = []int{0, 2}, 2*time.Second, 50
+	cfg.progress = testWriter{t}
+	var out bytes.Buffer
+	rows, err := peersWorkload(cfg, &out)
+	t.Logf("\n%s", out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 {
+		t.Fatalf("want 2 rows, got %d", len(rows))
+	}
+	for _, r := range rows {
+		switch {
+		case r.joined != r.observers:
+			t.Errorf("%d observers: the leader lists %d", r.observers, r.joined)
+		case r.acked <= 0:
+			t.Errorf("%d observers: no write acknowledged (%d errors, the first: %v)", r.observers, r.errs, r.firstErr)
+		case r.idle.heapInuse <= 0 || r.busy.heapInuse <= 0 || r.idle.heapAlloc <= 0 || r.busy.heapAlloc <= 0:
+			t.Errorf("%d observers: no heap figure: idle %+v, busy %+v", r.observers, r.idle, r.busy)
+		case r.idle.rss <= 0 || r.busy.rss <= 0 || r.idle.goroutines <= 0:
+			t.Errorf("%d observers: no RSS or goroutines: idle %+v, busy %+v", r.observers, r.idle, r.busy)
+		case r.cpu <= 0 || r.cpuPerWrite() <= 0:
+			t.Errorf("%d observers: no leader CPU counted: %v over %d writes", r.observers, r.cpu, r.acked)
+		case r.leader == "":
+			t.Errorf("%d observers: no leader", r.observers)
+		}
+		for _, n := range r.notes {
+			t.Errorf("%d observers: %s", r.observers, n)
+		}
+	}
+	for _, want := range []string{"| observers ", "shared", "per observer idle"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+}
+
+// testWriter sends progress lines to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestParseObservers parses -observers.
+func TestParseObservers(t *testing.T) {
+	if got, err := parseObservers("0, 10,40"); err != nil || !slices.Equal(got, []int{0, 10, 40}) {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	for _, bad := range []string{"", "x", "-1", "1,,2"} {
+		if _, err := parseObservers(bad); err == nil {
+			t.Errorf("%q accepted", bad)
 		}
 	}
 }

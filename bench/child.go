@@ -186,8 +186,12 @@ func runInChild(p params, w workload, kind string) figure {
 }
 
 // memStatus reads VmRSS and VmHWM (KiB) from /proc/self/status.
-func memStatus() (rss, hwm int64, err error) {
-	b, err := os.ReadFile("/proc/self/status")
+func memStatus() (rss, hwm int64, err error) { return procMemStatus("self") }
+
+// procMemStatus reads VmRSS and VmHWM (KiB) from /proc/PID/status, pid
+// "self" for this process.
+func procMemStatus(pid string) (rss, hwm int64, err error) {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		return 0, 0, err
 	}
@@ -210,7 +214,7 @@ func memStatus() (rss, hwm int64, err error) {
 		}
 	}
 	if rss == 0 {
-		return 0, 0, fmt.Errorf("no VmRSS in /proc/self/status")
+		return 0, 0, fmt.Errorf("no VmRSS in /proc/%s/status", pid)
 	}
 	return rss, hwm, nil
 }

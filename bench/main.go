@@ -6,6 +6,7 @@
 //	go run . -workload put-256,get-lin     # some workloads
 //	go run . -workload put-256 -systems coordkit -duration 10s -cpuprofile cpu.out
 //	go run . -workload shards              # coordkit's shard-count trade-off
+//	go run . -workload peers               # what each observer costs the leader
 //
 // The systems run one after another, each workload on a fresh cluster with
 // its data in a temporary directory, and each such case in a child process
@@ -35,9 +36,9 @@ func main() {
 		os.Exit(runChild(spec))
 	}
 	p := defaultParams()
-	workload := flag.String("workload", "all", "workloads to run, comma-separated: all, shards, or names from the list below")
+	workload := flag.String("workload", "all", "workloads to run, comma-separated: all, shards, peers, or names from the list below")
 	systems := flag.String("systems", strings.Join(allSystems, ","), "systems to run, comma-separated: coordkit, etcd, raw")
-	flag.DurationVar(&p.duration, "duration", p.duration, "measured time per timed case (shards: default 5s)")
+	flag.DurationVar(&p.duration, "duration", p.duration, "measured time per timed case (shards: default 5s; peers: default 20s)")
 	flag.IntVar(&p.watchers, "watchers", p.watchers, "watchers in watch-10k")
 	flag.IntVar(&p.leases, "leases", p.leases, "leases in lease-10k")
 	flag.DurationVar(&p.idle, "idle", p.idle, "idle time before reading a child's RSS")
@@ -45,13 +46,19 @@ func main() {
 	memprofile := flag.String("memprofile", "", "write an allocation profile of the whole run to this file")
 	traceFile := flag.String("trace", "", "write an execution trace of the whole run to this file (large: keep -duration short)")
 	svg := flag.String("svg", "", "also write a bar chart of coordkit/etcd ratios to this SVG file")
+	pc := defaultPeersConfig()
+	observers := flag.String("observers", "0,10,40", "peers: observer counts, comma-separated, one fleet each (0 is the base of the per-observer and CPU figures)")
+	flag.IntVar(&pc.rate, "rate", pc.rate, "peers: writes per second, paced")
+	flag.StringVar(&pc.profileDir, "leader-cpuprofile-dir", "", "peers: write the leader's CPU profile over each measured window to this directory, as leader-cpu-N.pprof for N observers")
+	flag.StringVar(&pc.memberBin, "member-bin", "", "peers: a built examples/member to run (default: build one, which needs the go command and bench/ as working directory)")
 	sameProcess := flag.Bool("same-process", false, "run every case in this process, one after another, instead of each in a child process of its own (implied by -cpuprofile, -memprofile and -trace)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: bench [flags]\n\nworkloads:\n")
 		for _, w := range workloads() {
 			fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n", w.name, w.desc)
 		}
-		fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n\nflags:\n", "shards", "coordkit puts at 1, 2, 4 and 8 shards (separate table)")
+		fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n", "shards", "coordkit puts at 1, 2, 4 and 8 shards (separate table)")
+		fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n\nflags:\n", "peers", "coordkit leader heap and CPU per write with -observers observers, member processes (separate table)")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -105,6 +112,23 @@ func main() {
 			}
 		})
 		if err := shardsWorkload(d, os.Stdout); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
+	if *workload == "peers" {
+		pc.duration = 20 * time.Second
+		flag.Visit(func(f *flag.Flag) {
+			if f.Name == "duration" {
+				pc.duration = p.duration
+			}
+		})
+		var err error
+		if pc.observers, err = parseObservers(*observers); err != nil {
+			log.Fatal(err)
+		}
+		pc.progress = os.Stderr
+		if _, err := peersWorkload(pc, os.Stdout); err != nil {
 			log.Fatal(err)
 		}
 		return
