@@ -63,11 +63,16 @@ type Config struct {
 	// observer replaces it when that observer is unreachable (a rescheduled
 	// instance, a reused address), and is refused with ErrMemberExists
 	// while it is reachable; a voter's name or address is never taken.
+	// Each request carries a proof of the ClusterSecret stamped with this
+	// host's clock: a seed whose clock is more than a minute apart refuses
+	// it, as it refuses a request with a wrong secret.
 	JoinSeeds []string
 	// AdminAddress is the host:port where this member answers the admission
 	// requests of observers whose JoinSeeds name it. Empty: it answers none.
-	// With TLS set it requires a client certificate signed by TLS.CAFile;
-	// without TLS it must be loopback unless InsecurePeers is set.
+	// Every request must prove it holds the ClusterSecret (HTTP 401
+	// otherwise). With TLS set it also requires a client certificate
+	// signed by TLS.CAFile; without TLS it must be loopback unless
+	// InsecurePeers is set.
 	AdminAddress string
 	// ObserverGracePeriod is how long an observer may stay unreachable (no
 	// TCP connection to its RaftAddress) before the leader of shard 0
