@@ -54,7 +54,10 @@ type TransportMetrics struct {
 	// peer.
 	SnapshotChunksReceived uint64
 	// Peers has one entry per peer address this member exchanged messages
-	// with, sorted by address.
+	// with, sorted by address. A peer without a connection for 10 minutes
+	// is dropped when a new one appears (its counters start again from
+	// zero if it comes back), so that a fleet whose instances come and go
+	// does not grow this list forever.
 	Peers []PeerMetrics
 }
 

@@ -414,7 +414,8 @@ func (t *Transport) readFrames(c net.Conn, kind byte) error {
 				return fmt.Errorf("%w: batch of another cluster", errBadFrame)
 			}
 			if pc == nil {
-				pc = t.counters(b.SourceAddress)
+				pc = t.attach(b.SourceAddress)
+				defer t.detach(pc)
 			}
 			pc.recvBytes.Add(uint64(headerSize + len(p)))
 			pc.recvBatches.Add(1)
@@ -507,7 +508,7 @@ func (t *Transport) GetConnection(ctx context.Context, target string) (raftio.IC
 	if err != nil {
 		return nil, err
 	}
-	mc := &msgConn{t: t, c: c, pc: t.counters(target), wake: make(chan struct{}, 1), room: make(chan struct{}, 1), done: make(chan struct{})}
+	mc := &msgConn{t: t, c: c, pc: t.attach(target), wake: make(chan struct{}, 1), room: make(chan struct{}, 1), done: make(chan struct{})}
 	mc.wg.Add(1)
 	go mc.writer()
 	return mc, nil
@@ -529,7 +530,7 @@ func (t *Transport) GetSnapshotConnection(ctx context.Context, target string) (r
 		<-t.snapOut
 		return nil, err
 	}
-	return &snapConn{t: t, c: c, pc: t.counters(target)}, nil
+	return &snapConn{t: t, c: c, pc: t.attach(target)}, nil
 }
 
 // msgConn sends message batches to one peer. SendMessageBatch encodes a
@@ -651,6 +652,7 @@ func (m *msgConn) Close() {
 			m.err = net.ErrClosed
 		}
 		m.mu.Unlock()
+		m.t.detach(m.pc)
 	})
 }
 
@@ -690,6 +692,7 @@ func (s *snapConn) Close() {
 	s.once.Do(func() {
 		s.c.Close()
 		<-s.t.snapOut
+		s.t.detach(s.pc)
 	})
 }
 
@@ -774,21 +777,46 @@ func (t *Transport) encodeFrame(b *pb.MessageBatch) []byte {
 
 // peerCounters are one peer's counters, by its address.
 type peerCounters struct {
+	conns int       // connections using these counters; under Transport.mu
+	idle  time.Time // when conns last fell to 0; under Transport.mu
+
 	sentBytes, sentMessages, sentBatches, sentChunks, writes atomic.Uint64
 	recvBytes, recvMessages, recvBatches                     atomic.Uint64
 	dropped                                                  atomic.Uint64
 	queueBytes                                               atomic.Int64
 }
 
-func (t *Transport) counters(addr string) *peerCounters {
+// forgetAfter: the counters of a peer with no connection for this long
+// are dropped when a new peer appears, so that a fleet whose instances come
+// and go under new addresses does not grow the map (or the metrics) forever.
+var forgetAfter = 10 * time.Minute
+
+// attach returns addr's counters for a connection, which must detach them
+// when it ends.
+func (t *Transport) attach(addr string) *peerCounters {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	pc, ok := t.peers[addr]
 	if !ok {
+		now := time.Now()
+		for a, old := range t.peers {
+			if old.conns == 0 && now.Sub(old.idle) > forgetAfter {
+				delete(t.peers, a)
+			}
+		}
 		pc = &peerCounters{}
 		t.peers[addr] = pc
 	}
+	pc.conns++
 	return pc
+}
+
+func (t *Transport) detach(pc *peerCounters) {
+	t.mu.Lock()
+	if pc.conns--; pc.conns == 0 {
+		pc.idle = time.Now()
+	}
+	t.mu.Unlock()
 }
 
 // Stats are the transport's counters since it started.

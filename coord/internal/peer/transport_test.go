@@ -445,3 +445,25 @@ func TestDragonboatSendQueueIsShort(t *testing.T) {
 		t.Fatalf("dragonboat's send queue holds %d messages per peer, want %d", dragonboatSendQueueLen, SendQueueLength)
 	}
 }
+
+func TestCountersOfGonePeersAreForgotten(t *testing.T) {
+	defer func(d time.Duration) { forgetAfter = d }(forgetAfter)
+	tr := newTransport(Options{Key: testKey}, config.NodeHostConfig{}, nil, nil)
+	gone, live := tr.attach("gone:1"), tr.attach("live:1")
+	tr.attach("live:1")
+	tr.detach(gone)
+	tr.detach(live) // one of live's two connections
+	tr.attach("new:1")
+	if n := len(tr.Stats().Peers); n != 3 {
+		t.Fatalf("%d peers right after a connection closed, want all 3 kept", n)
+	}
+	forgetAfter = 0
+	tr.attach("newer:1")
+	var addrs []string
+	for _, p := range tr.Stats().Peers {
+		addrs = append(addrs, p.Address)
+	}
+	if strings.Join(addrs, ",") != "live:1,new:1,newer:1" {
+		t.Fatalf("peers %v: want gone:1 forgotten, the others kept", addrs)
+	}
+}
