@@ -83,7 +83,8 @@ type Config struct {
 	// TLS, when set, makes peer traffic mutual TLS: this member presents
 	// CertFile and accepts only peers whose certificates CAFile signed.
 	// Every member of a cluster must use TLS or none. Default: plaintext,
-	// allowed only on a loopback RaftAddress unless InsecurePeers is set.
+	// authenticated by the ClusterSecret but not encrypted, and allowed
+	// only on a loopback RaftAddress unless InsecurePeers is set.
 	TLS *TLSConfig
 	// ClusterSecret is what members prove to each other that they hold
 	// before anything they send is decoded: every connection to the Raft
@@ -315,7 +316,7 @@ func (c *Config) validate() error {
 			return err
 		}
 	} else if !c.InsecurePeers && !loopback(c.RaftAddress) {
-		return configError("RaftAddress", "%q is not loopback and TLS is not set: anyone who can reach a plaintext Raft port can disturb the cluster; set TLS, or InsecurePeers on a network only members reach", c.RaftAddress)
+		return configError("RaftAddress", "%q is not loopback and TLS is not set: plaintext peer traffic can be read and altered on the way; set TLS, or InsecurePeers on a network only members reach", c.RaftAddress)
 	}
 	if c.Observer && !c.Join {
 		return configError("Observer", "needs Join: a cluster is founded by voters")
@@ -333,7 +334,7 @@ func (c *Config) validate() error {
 			return configError("AdminAddress", "%v", err)
 		}
 		if c.TLS == nil && !c.InsecurePeers && !loopback(c.AdminAddress) {
-			return configError("AdminAddress", "%q is not loopback and TLS is not set: anyone reaching it could join as an observer; set TLS, or InsecurePeers", c.AdminAddress)
+			return configError("AdminAddress", "%q is not loopback and TLS is not set: plaintext admission traffic can be read and altered on the way; set TLS, or InsecurePeers", c.AdminAddress)
 		}
 	}
 	if c.Shards < 0 || c.Shards > maxShards {
