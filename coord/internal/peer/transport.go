@@ -163,6 +163,8 @@ type Transport struct {
 	refused      atomic.Uint64 // connections closed before or during the handshake
 	badFrames    atomic.Uint64 // connections closed for a bad frame
 	badHandshake atomic.Uint64 // of refused: a failed proof or a malformed hello
+	lastWarn     atomic.Int64  // unix nanos of the last refusal logged
+	unlogged     atomic.Uint64 // refusals not logged since then
 	recvChunks   atomic.Uint64 // snapshot chunks received, from any peer
 }
 
@@ -295,7 +297,7 @@ func (t *Transport) serve(raw net.Conn) {
 		t.refused.Add(1)
 		if errors.Is(err, errBadHello) || errors.Is(err, errBadProof) {
 			t.badHandshake.Add(1)
-			t.log.Warn("peer transport: refused a connection", "remote", raw.RemoteAddr().String(), "err", err)
+			t.warn("peer transport: refused a connection", "remote", raw.RemoteAddr().String(), "err", err)
 		}
 		return
 	}
@@ -316,9 +318,29 @@ func (t *Transport) serve(raw net.Conn) {
 	if err := t.readFrames(c, h.kind); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		if errors.Is(err, errBadFrame) {
 			t.badFrames.Add(1)
-			t.log.Warn("peer transport: closed a connection that sent a bad frame", "remote", raw.RemoteAddr().String(), "err", err)
+			t.warn("peer transport: closed a connection that sent a bad frame", "remote", raw.RemoteAddr().String(), "err", err)
 		}
 	}
+}
+
+// warnEvery is the least time between two refusals logged: whoever can
+// reach the port can make refusals as fast as it connects, and the log is
+// the host application's.
+const warnEvery = time.Second
+
+// warn logs a refusal at Warn, at most once per warnEvery; the line says
+// how many were left out before it. Every refusal is counted in Stats.
+func (t *Transport) warn(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := t.lastWarn.Load()
+	if now-last < int64(warnEvery) || !t.lastWarn.CompareAndSwap(last, now) {
+		t.unlogged.Add(1)
+		return
+	}
+	if n := t.unlogged.Swap(0); n > 0 {
+		args = append(args, "not_logged_since_last", n)
+	}
+	t.log.Warn(msg, args...)
 }
 
 // accepted runs the server side of the handshake on raw, with TLS first

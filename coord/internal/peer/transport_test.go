@@ -467,3 +467,36 @@ func TestCountersOfGonePeersAreForgotten(t *testing.T) {
 		t.Fatalf("peers %v: want gone:1 forgotten, the others kept", addrs)
 	}
 }
+
+func TestRefusalsAreLoggedAtMostOncePerSecond(t *testing.T) {
+	var buf safeBuffer
+	tr := newTransport(Options{Key: testKey, Logger: slog.New(slog.NewTextHandler(&buf, nil))}, config.NodeHostConfig{}, nil, nil)
+	for i := 0; i < 100; i++ {
+		tr.warn("peer transport: refused a connection", "i", i)
+	}
+	if n := strings.Count(buf.String(), "refused a connection"); n != 1 {
+		t.Fatalf("%d lines for 100 refusals within a second, want 1", n)
+	}
+	tr.lastWarn.Store(time.Now().Add(-2 * warnEvery).UnixNano())
+	tr.warn("peer transport: refused a connection", "i", 100)
+	if !strings.Contains(buf.String(), "not_logged_since_last=99") {
+		t.Fatalf("the next line does not count the 99 left out:\n%s", buf.String())
+	}
+}
+
+type safeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *safeBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
