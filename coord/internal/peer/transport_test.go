@@ -19,6 +19,7 @@ import (
 	pb "github.com/lni/dragonboat/v4/raftpb"
 
 	"github.com/coordkit/coordkit/internal/freeport"
+	"github.com/coordkit/coordkit/internal/proctest"
 )
 
 const testDeployment = 77
@@ -469,7 +470,7 @@ func TestCountersOfGonePeersAreForgotten(t *testing.T) {
 }
 
 func TestRefusalsAreLoggedAtMostOncePerSecond(t *testing.T) {
-	var buf safeBuffer
+	var buf proctest.Buffer
 	tr := newTransport(Options{Key: testKey, Logger: slog.New(slog.NewTextHandler(&buf, nil))}, config.NodeHostConfig{}, nil, nil)
 	for i := 0; i < 100; i++ {
 		tr.warn("peer transport: refused a connection", "i", i)
@@ -482,21 +483,4 @@ func TestRefusalsAreLoggedAtMostOncePerSecond(t *testing.T) {
 	if !strings.Contains(buf.String(), "not_logged_since_last=99") {
 		t.Fatalf("the next line does not count the 99 left out:\n%s", buf.String())
 	}
-}
-
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
