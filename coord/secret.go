@@ -26,8 +26,8 @@ const minSecretBytes = 16
 // they belong to the cluster: on the Raft port's handshake and in
 // admission requests. In order: Config.ClusterSecret; the secret stored in
 // DataDir; with TLS, the cluster token (the certificates are the proof);
-// for a member that founds a cluster alone, a new secret, stored in
-// DataDir (alone). Any other member without a secret is a configuration error.
+// for a member that founds a cluster alone (alone), a new secret, stored
+// in DataDir. Any other member without a secret is a configuration error.
 func clusterKey(c *Config, token string, alone bool) ([]byte, error) {
 	if c.ClusterSecret != "" {
 		if len(c.ClusterSecret) < minSecretBytes {

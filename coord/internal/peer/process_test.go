@@ -94,20 +94,26 @@ func TestMemberProcessSurvivesCraftedPeerTraffic(t *testing.T) {
 	slow := send(h.encode()[:10]) // a slow-loris, left open
 	check("a sender stuck in its greeting")
 
-	// A peer with the wrong secret is refused at the handshake.
-	evil := hello{kind: kindMessages}
-	binary.BigEndian.PutUint64(evil.nonce[:], 42)
-	for _, dep := range []uint64{1, 0} {
-		evil.deployment = dep
-		c := send(evil.encode())
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		reply := make([]byte, replySize)
-		if _, err := io.ReadFull(c, reply); err == nil {
-			if _, err := checkReply([]byte("a guess at the cluster secret"), evil.encode(), reply); err == nil {
-				t.Fatal("the member proved a guessed secret")
-			}
-			c.Write(make([]byte, macSize))
-		}
+	// A peer with the wrong secret, of the right cluster, is refused at
+	// the handshake: the member's reply does not verify with its guess,
+	// and its own proof closes the connection.
+	deployment := deploymentOf("coordkit-cluster")
+	guess := []byte("a guess at the cluster secret")
+	evil := hello{kind: kindMessages, deployment: deployment}
+	rand.Read(evil.nonce[:])
+	eb := evil.encode()
+	c := send(eb)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	reply := make([]byte, replySize)
+	if _, err := io.ReadFull(c, reply); err != nil {
+		t.Fatalf("no reply to a hello of the right cluster: %v", err)
+	}
+	if _, err := checkReply(guess, eb, reply); err == nil {
+		t.Fatal("the member's reply verified with a guessed secret")
+	}
+	c.Write(proofOf(guess, labelClient, eb, reply[len(magic):len(magic)+nonceSize]))
+	if !closedByPeer(c) {
+		t.Fatal("a proof made with a guessed secret did not close the connection")
 	}
 	check("a peer with the wrong secret")
 
@@ -118,7 +124,6 @@ func TestMemberProcessSurvivesCraftedPeerTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := bytes.TrimSpace(secret)
-	deployment := deploymentOf("coordkit-cluster")
 	proven := func() net.Conn {
 		t.Helper()
 		h := hello{kind: kindMessages, deployment: deployment}
@@ -140,7 +145,7 @@ func TestMemberProcessSurvivesCraftedPeerTraffic(t *testing.T) {
 	huge := make([]byte, headerSize)
 	huge[0] = frameBatch
 	binary.BigEndian.PutUint32(huge[1:], 1<<32-1)
-	c := proven()
+	c = proven()
 	c.Write(huge)
 	if !closedByPeer(c) {
 		t.Fatal("a frame declaring 4 GiB did not close the connection")
