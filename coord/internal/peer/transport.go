@@ -32,6 +32,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/lni/dragonboat/v4/config"
@@ -49,6 +50,8 @@ var (
 	frameTimeout     = 30 * time.Second // a frame's payload must arrive within this
 	writeTimeout     = 10 * time.Second // a write, or a wait for queue space, fails after this
 	dialTimeout      = 5 * time.Second
+	refusedRetry     = time.Second           // a refused dial is tried again for this long
+	refusedEvery     = 25 * time.Millisecond // every this often
 	keepAlive        = 10 * time.Second
 	slotWait         = 10 * time.Second // an inbound snapshot waits this long for a slot
 )
@@ -124,6 +127,15 @@ func (f *Factory) Create(nhc config.NodeHostConfig, mh raftio.MessageHandler, ch
 func (f *Factory) Validate(addr string) bool {
 	host, port, err := net.SplitHostPort(addr)
 	return err == nil && host != "" && port != ""
+}
+
+// Heard is Transport.Heard on the transport created last; false before one
+// was created.
+func (f *Factory) Heard(addr string) (time.Time, bool) {
+	if t := f.current.Load(); t != nil {
+		return t.Heard(addr)
+	}
+	return time.Time{}, false
 }
 
 // Stats returns the counters of the transport created last, or zero before
@@ -440,6 +452,7 @@ func (t *Transport) readFrames(c net.Conn, kind byte) error {
 				defer t.detach(pc)
 			}
 			pc.recvBytes.Add(uint64(headerSize + len(p)))
+			pc.heard.Store(time.Now().UnixNano())
 			pc.recvBatches.Add(1)
 			pc.recvMessages.Add(uint64(len(b.Requests)))
 			t.onBatch(b)
@@ -479,6 +492,19 @@ func (t *Transport) dial(ctx context.Context, target string, kind byte) (net.Con
 	defer cancel()
 	d := net.Dialer{KeepAlive: keepAlive}
 	c, err := d.DialContext(ctx, "tcp", target)
+	// A refused dial is tried again for a moment: the peer may be a member
+	// starting up, such as an observer that was just admitted and opens
+	// its port right after. A failed connection would trip dragonboat's
+	// circuit breaker for the address, which waits 0.5 s or more before
+	// the next attempt.
+	for start := time.Now(); errors.Is(err, syscall.ECONNREFUSED) && time.Since(start) < refusedRetry; {
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(refusedEvery):
+		}
+		c, err = d.DialContext(ctx, "tcp", target)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -806,6 +832,7 @@ type peerCounters struct {
 	recvBytes, recvMessages, recvBatches                     atomic.Uint64
 	dropped                                                  atomic.Uint64
 	queueBytes                                               atomic.Int64
+	heard                                                    atomic.Int64 // UnixNano of the last batch received, 0 for none
 }
 
 // forgetAfter: the counters of a peer with no connection for this long
@@ -872,6 +899,31 @@ type PeerStats struct {
 	Dropped uint64
 	// QueueBytes is what is queued for this peer now.
 	QueueBytes int64
+	// LastReceived is when the last message frame from this peer arrived,
+	// zero if none did.
+	LastReceived time.Time
+}
+
+// Heard returns when the last message frame from the peer at addr (its
+// RaftAddress, as it sends it in every batch) arrived, and false if none
+// did, or not in the last 10 minutes. It takes a lock and reads an atomic:
+// cheap enough for every member on every tick. Safe for concurrent use.
+func (t *Transport) Heard(addr string) (time.Time, bool) {
+	t.mu.Lock()
+	pc := t.peers[addr]
+	t.mu.Unlock()
+	if pc == nil {
+		return time.Time{}, false
+	}
+	at := unixNano(pc.heard.Load())
+	return at, !at.IsZero()
+}
+
+func unixNano(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // Stats returns the transport's counters. Safe for concurrent use.
@@ -885,7 +937,7 @@ func (t *Transport) Stats() Stats {
 			SentChunks: pc.sentChunks.Load(), Writes: pc.writes.Load(),
 			ReceivedBytes: pc.recvBytes.Load(), ReceivedMessages: pc.recvMessages.Load(),
 			ReceivedBatches: pc.recvBatches.Load(),
-			Dropped:         pc.dropped.Load(), QueueBytes: pc.queueBytes.Load()})
+			Dropped:         pc.dropped.Load(), QueueBytes: pc.queueBytes.Load(), LastReceived: unixNano(pc.heard.Load())})
 	}
 	t.mu.Unlock()
 	sort.Slice(s.Peers, func(i, j int) bool { return s.Peers[i].Address < s.Peers[j].Address })

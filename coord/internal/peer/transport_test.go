@@ -114,6 +114,10 @@ func sendOne(t *testing.T, from, to *Transport, s *sink, term uint64) {
 func TestMessagesArriveInOrderAndBatched(t *testing.T) {
 	a, _ := start(t, testKey, 1<<20)
 	b, sb := start(t, testKey, 1<<20)
+	if _, ok := b.Heard("client:1"); ok {
+		t.Fatal("Heard reports a peer that sent nothing yet")
+	}
+	before := time.Now()
 	c, err := a.GetConnection(context.Background(), b.nhc.RaftAddress)
 	if err != nil {
 		t.Fatal(err)
@@ -144,6 +148,12 @@ func TestMessagesArriveInOrderAndBatched(t *testing.T) {
 	rs := b.Stats()
 	if len(rs.Peers) != 1 || rs.Peers[0].Address != "client:1" || rs.Peers[0].ReceivedMessages != n {
 		t.Fatalf("receiver stats %+v", rs)
+	}
+	if at, ok := b.Heard("client:1"); !ok || at.Before(before) || at.After(time.Now()) || !at.Equal(rs.Peers[0].LastReceived) {
+		t.Fatalf("Heard(client:1) = %v, %v; stats say %v; sent after %v", at, ok, rs.Peers[0].LastReceived, before)
+	}
+	if _, ok := a.Heard("client:1"); ok {
+		t.Fatal("the sender reports hearing from the peer it only sent to")
 	}
 }
 
@@ -431,6 +441,43 @@ func TestSlowAndTruncatedSendersAreCutOff(t *testing.T) {
 		t.Fatal("a truncated frame kept its connection")
 	}
 	sendOne(t, a, b, sb, 9)
+}
+
+// A peer that starts listening a moment after it is dialed (an observer
+// just admitted) is connected to, rather than refused: a refused
+// connection would trip dragonboat's circuit breaker for half a second or
+// more. One that never listens is given up on.
+func TestDialWaitsForAPeerThatIsStarting(t *testing.T) {
+	a, _ := start(t, testKey, 1<<20)
+	addr, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if _, err := a.GetConnection(context.Background(), addr); err == nil {
+		t.Fatal("connected to a port nobody listens on")
+	} else if d := time.Since(t0); d < refusedRetry {
+		t.Fatalf("a refused dial failed after %v, before refusedRetry (%v)", d, refusedRetry)
+	}
+	s := &sink{}
+	b := NewFactory(Options{Key: testKey, MaxRequestBytes: 1 << 20, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}).
+		Create(config.NodeHostConfig{RaftAddress: addr, DeploymentID: testDeployment}, s.onBatch, s.onChunk).(*Transport)
+	t.Cleanup(func() { b.Close() })
+	go func() {
+		time.Sleep(refusedRetry / 4)
+		if err := b.Start(); err != nil {
+			t.Error(err)
+		}
+	}()
+	c, err := a.GetConnection(context.Background(), addr)
+	if err != nil {
+		t.Fatalf("dialing a peer that starts listening %v later: %v", refusedRetry/4, err)
+	}
+	defer c.Close()
+	if err := c.SendMessageBatch(batchOf(pb.Message{Type: pb.Heartbeat, ShardID: 1, To: 2, From: 1, Term: 5})); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the message", func() bool { return len(s.messages()) == 1 })
 }
 
 func TestStartNeedsAKeyOrTLS(t *testing.T) {
