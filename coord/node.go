@@ -103,7 +103,9 @@ type shard struct {
 //
 // Open does not wait for the cluster to elect leaders: with a 3-member
 // cluster, start the members concurrently; calls made before a leader exists
-// wait for one until their context ends. Use Ready to wait explicitly.
+// wait for one until their context ends. Use Ready to wait explicitly. A
+// member that is the only voter of a shard does not wait out an election
+// timeout there: it takes the lead as soon as it has replayed its log.
 //
 // Errors: ErrInvalidConfig naming the field, an error naming DataDir when the
 // directory cannot be used, or dragonboat's refusal to start (for example the
@@ -278,6 +280,12 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		n.wg.Add(1)
 		go s.keeper.run()
 	}
+	if !fresh || !c.Join {
+		// A joiner is never the only voter of a shard: it was admitted by
+		// the shard's leader.
+		n.wg.Add(1)
+		go n.campaignAlone(uint64(len(initial)))
+	}
 	if c.ObserverGracePeriod > 0 {
 		n.wg.Add(1)
 		go n.reap()
@@ -352,19 +360,7 @@ func (n *Node) fixRole(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("coord: shard %d: %w", s.idx, err)
 		}
-		st, _ := lr.NodeState()
-		from := lr.Snapshot().Index + 1
-		if first, _ := lr.GetRange(); first > from {
-			from = first
-		}
-		if from <= st.Commit {
-			ents, _ := lr.Entries(from, st.Commit+1, 64<<20)
-			for i := range ents {
-				if ents[i].IsConfigChange() {
-					want[s.id] = ents[i].Index
-				}
-			}
-		}
+		want[s.id], _ = lastConfigChange(lr, 0)
 	}
 	var promoted map[uint64]bool
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -425,6 +421,118 @@ func (n *Node) fixRole(ctx context.Context) error {
 		return err
 	}
 	return n.waitReplayed(ctx)
+}
+
+// lastConfigChange returns the index of the last membership change in the
+// local log from index from (and after the latest snapshot) up to the
+// commit index the replica restarted with; 0 when there is none.
+func lastConfigChange(lr dragonboat.ReadonlyLogReader, from uint64) (uint64, error) {
+	st, _ := lr.NodeState()
+	first, _ := lr.GetRange()
+	from = max(from, first, lr.Snapshot().Index+1)
+	var last uint64
+	for from <= st.Commit {
+		ents, err := lr.Entries(from, st.Commit+1, 16<<20)
+		if err != nil {
+			return 0, err
+		}
+		if len(ents) == 0 || ents[0].Index != from {
+			return 0, fmt.Errorf("coord: log entry %d unavailable", from)
+		}
+		for i := range ents {
+			if ents[i].IsConfigChange() {
+				last = ents[i].Index
+			}
+		}
+		from = ents[len(ents)-1].Index + 1
+	}
+	return last, nil
+}
+
+// campaignAlone makes this member's replica campaign at once in each shard
+// where it is the only voter, instead of after its randomized election
+// timeout (1 to 2 ElectionTimeouts, all spent waiting for no one): a single
+// member then takes writes a few milliseconds after Open. Raft's timing
+// only keeps an elected leader from being disrupted; a shard whose only
+// voter is this replica can have no leader but this replica, so nothing is
+// disrupted. The election timeout itself is unchanged for later elections.
+//
+// The kick is dragonboat's leader-transfer message TimeoutNow, delivered to
+// the replica through the transport: a follower that receives it acts as if
+// its election timeout had elapsed. It is sent only once the replica's
+// applied membership is final — it has applied every membership change in
+// the log it campaigns with: for a new member the bootstrap entries
+// (indexes 1 to bootstrap, one per founding member), for a restarted one
+// those up to its commit index — and that membership has this replica as its
+// only voter. Until then a transient membership could show one voter: a
+// 3-member shard applies its founders one entry at a time. Observers
+// (non-voting) do not count; coordkit adds no witnesses.
+//
+// dragonboat skips a campaign while committed entries remain to be applied
+// (and restarts the replica's election timeout), so the kick is repeated
+// until the shard has a leader, for at most an ElectionTimeout; the
+// ordinary election timeout then takes over. It ends early when Close
+// begins.
+func (n *Node) campaignAlone(bootstrap uint64) {
+	defer n.wg.Done()
+	ctx, cancel := n.bgContext(n.cfg.ElectionTimeout)
+	defer cancel()
+	want := map[uint64]uint64{} // shard ID -> last membership change to apply first
+	for _, s := range n.shards {
+		// Read applied before the membership below, which then reflects
+		// every change up to it: dragonboat applies entries in order and
+		// updates the membership as it applies a change. Only the log after
+		// it needs reading.
+		var applied uint64
+		if m := s.machine.Load(); m != nil {
+			applied = m.View().Applied()
+		}
+		lr, err := n.nh.GetLogReader(s.id)
+		if err != nil {
+			continue
+		}
+		last, err := lastConfigChange(lr, applied+1)
+		if err != nil {
+			continue // the log is unreadable: leave the shard to its election timeout
+		}
+		want[s.id] = max(last, bootstrap)
+	}
+	for attempt := 0; len(want) > 0; attempt++ {
+		info := n.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true})
+		for _, si := range info.ShardInfoList {
+			w, ok := want[si.ShardID]
+			if !ok {
+				continue
+			}
+			switch kick, settled := campaignNow(si, w, n.replicaID); {
+			case kick:
+				n.peers.TimeoutNow(si.ShardID, n.replicaID)
+			case settled:
+				delete(want, si.ShardID)
+			}
+		}
+		if len(want) == 0 || !n.backoff(ctx, attempt) {
+			return
+		}
+	}
+}
+
+// campaignNow decides, from replica self's view si of its shard, whether
+// to kick it into campaigning (see campaignAlone): only once the view
+// reflects every membership change up to index want and shows self as the
+// only voter. settled: there is nothing more to do, because the shard has a
+// leader or other voters.
+func campaignNow(si dragonboat.ShardInfo, want, self uint64) (kick, settled bool) {
+	_, voter := si.Replicas[self]
+	switch {
+	case si.LeaderID != 0:
+		return false, true
+	case si.Pending || si.ConfigChangeIndex < want:
+		return false, false // the membership is not final yet
+	case voter && len(si.Replicas) == 1 && !si.IsNonVoting && !si.IsWitness:
+		return true, false
+	}
+	return false, true
 }
 
 // waitReplayed blocks until each shard's state machine has applied every

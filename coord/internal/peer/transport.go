@@ -147,6 +147,27 @@ func (f *Factory) Stats() Stats {
 	return Stats{}
 }
 
+// TimeoutNow hands this member's replica replicaID of shard shardID a
+// TimeoutNow message, as though a peer had sent it: the message with which
+// a Raft leader hands leadership to a successor. A follower that receives
+// it campaigns at once, without pre-vote, instead of waiting out its
+// election timeout. It reports false before dragonboat created the
+// transport. The caller must know that campaigning cannot disrupt a leader:
+// this method checks nothing.
+func (f *Factory) TimeoutNow(shardID, replicaID uint64) bool {
+	t := f.current.Load()
+	if t == nil {
+		return false
+	}
+	// No SourceAddress: dragonboat would record it as the sender's address.
+	t.onBatch(pb.MessageBatch{
+		DeploymentId: t.deployment,
+		BinVer:       raftio.TransportBinVersion,
+		Requests:     []pb.Message{{Type: pb.TimeoutNow, ShardID: shardID, From: replicaID, To: replicaID}},
+	})
+	return true
+}
+
 // Transport implements raftio.ITransport.
 type Transport struct {
 	opts       Options
