@@ -146,8 +146,24 @@ func (n *Node) handleAdmit(w http.ResponseWriter, r *http.Request) {
 }
 
 // admit adds the observer req describes, or confirms a restarting one.
+//
+// Admissions through this member run one at a time: each is a membership
+// change of every shard, which dragonboat takes one at a time, so a storm
+// of joiners would otherwise retry against each other until their
+// requests timed out. A request waits its turn for up to RequestTimeout
+// (then it is refused as busy, and the joiner asks again), and then has
+// RequestTimeout for its own change.
 func (n *Node) admit(ctx context.Context, req admitRequest) (uint64, error) {
-	ctx, cancel := n.withTimeout(ctx)
+	wait, cancelWait := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	select {
+	case n.admitting <- struct{}{}:
+		cancelWait()
+	case <-wait.Done():
+		cancelWait()
+		return 0, fmt.Errorf("coord: busy admitting other members; ask again: %w", context.DeadlineExceeded)
+	}
+	defer func() { <-n.admitting }()
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	_, ms, err := n.current(ctx)
 	if err != nil {
@@ -167,8 +183,11 @@ func (n *Node) admit(ctx context.Context, req admitRequest) (uint64, error) {
 		// its DataDir, or was started afresh), or when it is unreachable
 		// (an instance rescheduled under its old name, or a new one given
 		// a dead one's address): the reaper would remove it anyway. A
-		// voter, or a live observer, keeps its name and address.
-		if m.Voter || !(m.Name == req.Name && m.Address == req.Address) && m.Reachable {
+		// voter, or a live observer, keeps its name and address. Whether it
+		// lives is asked by a connection, not by when it was last heard
+		// from: an instance rescheduled at once must not wait for the
+		// silence of the one it replaces.
+		if m.Voter || !(m.Name == req.Name && m.Address == req.Address) && n.reachable(ctx, m.Address) {
 			return 0, fmt.Errorf("%w: name %q or address %s is member %q", ErrMemberExists, req.Name, req.Address, m.Name)
 		}
 		stale = append(stale, m)
@@ -200,17 +219,48 @@ func randomReplicaID() uint64 {
 }
 
 // askSeeds asks the JoinSeeds in turn to admit this member, and returns the
-// first answer. prev is the ID this member had (0 when new).
-func askSeeds(ctx context.Context, c *Config, key []byte, prev uint64) (*admitResponse, error) {
+// first answer. prev is the ID this member had (0 when new). With retry, a
+// round in which no seed answered (none reachable, no leader, busy) is
+// followed by another after a backoff, until ctx ends: an instance started
+// with its cluster, or in a storm of others, joins as soon as it can,
+// without an operator. A refusal (the name or address taken, a wrong token
+// or secret) ends it at once.
+func askSeeds(ctx context.Context, c *Config, key []byte, prev uint64, retry bool) (*admitResponse, error) {
+	for round := 0; ; round++ {
+		ar, err, final := askSeedsOnce(ctx, c, key, prev)
+		if err == nil || final || !retry {
+			return ar, err
+		}
+		if round&(round+1) == 0 { // rounds 0, 1, 3, 7, ...: a wait that lasts is logged, sparsely
+			c.Logger.Warn("no seed admitted this member yet; asking again", "member", c.Name, "round", round+1, "err", err)
+		}
+		d := min(100*time.Millisecond<<min(round, 5), 2*time.Second)
+		d += time.Duration(randomReplicaID()%uint64(d/2+1)) - d/4 // ±25%, so a storm does not come back in step
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w (and then: %w)", err, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// askSeedsOnce asks each seed once; final reports a refusal that asking
+// again will not change.
+func askSeedsOnce(ctx context.Context, c *Config, key []byte, prev uint64) (_ *admitResponse, _ error, final bool) {
 	client := &http.Client{Timeout: 2 * c.RequestTimeout}
 	scheme := "http"
 	if c.TLS != nil {
 		_, cl, err := c.TLS.tlsFiles()
 		if err != nil {
-			return nil, configError("TLS", "%v", err)
+			return nil, configError("TLS", "%v", err), true
 		}
 		client.Transport = &http.Transport{TLSClientConfig: cl}
 		scheme = "https"
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err(), true
 	}
 	defer client.CloseIdleConnections()
 	req := admitRequest{Token: c.ClusterToken, Name: c.Name, Address: c.RaftAddress}
@@ -240,26 +290,32 @@ func askSeeds(ctx context.Context, c *Config, key []byte, prev uint64) (*admitRe
 		case resp.StatusCode != http.StatusOK:
 			errs = append(errs, fmt.Errorf("%s: %s", seed, ar.Error))
 			if resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized {
-				return nil, fmt.Errorf("coord: admission refused: %w", errors.Join(errs...))
+				return nil, fmt.Errorf("coord: admission refused: %w", errors.Join(errs...)), true
 			}
 		default:
-			return &ar, nil
+			return &ar, nil, false
 		}
 	}
-	return nil, fmt.Errorf("coord: no seed admitted this member: %w", errors.Join(errs...))
+	return nil, fmt.Errorf("coord: no seed admitted this member: %w", errors.Join(errs...)), false
 }
 
 // reap runs on every member and acts while it leads shard 0: an observer
-// unreachable (see Member.Reachable) for longer than ObserverGracePeriod is
-// removed. Voters are never removed automatically. A change of leader
-// starts the countdown again.
+// from which this member received nothing for longer than
+// ObserverGracePeriod is removed. Voters are never removed automatically.
+// A new leader gives every observer a whole grace period from the moment
+// it took over.
+//
+// Every member a leader leads answers its heartbeats several times an
+// election timeout, so silence is read from the transport's record of the
+// last message from each peer: a tick costs one membership read and no
+// network traffic to the observers, whatever the fleet's size.
 func (n *Node) reap() {
 	defer n.wg.Done()
 	grace := n.cfg.ObserverGracePeriod
 	every := min(max(grace/4, 100*time.Millisecond), 5*time.Second)
 	t := time.NewTicker(every)
 	defer t.Stop()
-	down := map[uint64]time.Time{}
+	since := map[uint64]time.Time{} // observer ID -> when this leader began to watch it
 	for {
 		select {
 		case <-n.stop:
@@ -267,47 +323,48 @@ func (n *Node) reap() {
 		case <-t.C:
 		}
 		if l, _, ok, err := n.nh.GetLeaderID(n.shards[0].id); err != nil || !ok || l != n.replicaID {
-			clear(down)
+			clear(since)
 			continue
 		}
+		start := time.Now()
 		ctx, cancel := n.bgContext(n.cfg.RequestTimeout)
-		_, ms, err := n.current(ctx)
-		if err == nil {
-			n.reapOnce(ctx, ms, down, grace)
+		if m, err := n.membership(ctx, n.shards[0]); err == nil {
+			n.reapOnce(ctx, n.describe(m), since, grace, start)
 		}
 		cancel()
+		n.metrics.reap.observe(time.Since(start))
 	}
 }
 
-func (n *Node) reapOnce(ctx context.Context, ms []Member, down map[uint64]time.Time, grace time.Duration) {
+// reapOnce removes the observers in ms silent for longer than grace at now.
+func (n *Node) reapOnce(ctx context.Context, ms []Member, since map[uint64]time.Time, grace time.Duration, now time.Time) {
 	seen := map[uint64]bool{}
 	for _, m := range ms {
 		if m.Voter {
 			continue
 		}
 		seen[m.ID] = true
-		if m.Reachable {
-			delete(down, m.ID)
-			continue
-		}
-		since, ok := down[m.ID]
+		last, ok := since[m.ID]
 		if !ok {
-			down[m.ID] = time.Now()
-			continue
+			since[m.ID], last = now, now
 		}
-		if time.Since(since) < grace {
+		if at, ok := n.peers.Heard(m.Address); ok && at.After(last) {
+			last = at
+		}
+		if now.Sub(last) <= grace {
 			continue
 		}
 		if err := n.removeMember(ctx, m, ms, memberConfig{}); err != nil {
-			n.log.Warn("removing an unreachable observer failed", "name", m.Name, "err", err)
+			n.log.Warn("removing a silent observer failed", "name", m.Name, "err", err)
 			continue
 		}
-		n.log.Info("removed an observer unreachable for longer than the grace period", "name", m.Name, "grace", grace)
-		delete(down, m.ID)
+		n.log.Info("removed an observer silent for longer than the grace period", "name", m.Name, "grace", grace,
+			"silent_for", now.Sub(last).Round(time.Millisecond))
+		delete(since, m.ID)
 	}
-	for id := range down {
+	for id := range since {
 		if !seen[id] {
-			delete(down, id)
+			delete(since, id)
 		}
 	}
 }
@@ -320,7 +377,7 @@ func rejoin(ctx context.Context, c *Config, key []byte, meta *memberMeta) (*memb
 	c.Name = meta.Name
 	c.RaftAddress = meta.RaftAddress
 	c.ClusterToken = meta.ClusterToken
-	ar, err := askSeeds(ctx, c, key, meta.ReplicaID)
+	ar, err := askSeeds(ctx, c, key, meta.ReplicaID, false)
 	if err != nil {
 		c.Logger.Warn("no seed confirmed this observer's membership; restarting as it was", "err", err)
 		return meta, nil

@@ -59,7 +59,10 @@ type Config struct {
 	// meanwhile (see ObserverGracePeriod), its Raft state in DataDir is
 	// discarded and it joins afresh (an observer holds only a replica of
 	// the voters' data). If no seed answers a restart, the member restarts
-	// as it was. A newcomer that takes the name or the address of another
+	// as it was. A new member whose seeds do not admit it (none answers,
+	// no leader yet, busy with others: each member admits one observer at
+	// a time) asks again with backoff until ctx ends; a refusal ends Open
+	// at once. A newcomer that takes the name or the address of another
 	// observer replaces it when that observer is unreachable (a rescheduled
 	// instance, a reused address), and is refused with ErrMemberExists
 	// while it is reachable; a voter's name or address is never taken.
@@ -74,11 +77,14 @@ type Config struct {
 	// signed by TLS.CAFile; without TLS it must be loopback unless
 	// InsecurePeers is set.
 	AdminAddress string
-	// ObserverGracePeriod is how long an observer may stay unreachable (no
-	// TCP connection to its RaftAddress) before the leader of shard 0
-	// removes it from the cluster, so that observers that died or left do
-	// not accumulate. A clean Close counts as leaving. Voters are never
-	// removed automatically. Default 1 minute; negative: never.
+	// ObserverGracePeriod is how long an observer may stay silent (the
+	// leader of shard 0 receives nothing from it: it answers heartbeats
+	// several times an election timeout while it runs and reaches the
+	// leader) before that leader removes it from the cluster, so that
+	// observers that died or left do not accumulate. A new leader gives
+	// every observer a whole grace period again. A clean Close counts as
+	// leaving. Voters are never removed automatically. Default 1 minute;
+	// negative: never.
 	ObserverGracePeriod time.Duration
 	// TLS, when set, makes peer traffic mutual TLS: this member presents
 	// CertFile and accepts only peers whose certificates CAFile signed.

@@ -40,7 +40,9 @@ type Member struct {
 	// answering.
 	Leads []int
 	// Reachable: the answering member is this member, or opened a TCP
-	// connection to its RaftAddress within half an election timeout.
+	// connection to its RaftAddress within half an election timeout; for
+	// an observer, Raft traffic from it in the last two election timeouts
+	// is enough.
 	Reachable bool
 }
 
@@ -76,14 +78,16 @@ type membership struct {
 }
 
 func (n *Node) membership(ctx context.Context, s *shard) (*membership, error) {
+	timeouts := 0
 	for attempt := 0; ; attempt++ {
 		// Like a linearizable read, this is a ReadIndex round that can be
 		// lost around a leader or membership change: bound each attempt
 		// and retry.
-		actx, acancel := context.WithTimeout(ctx, n.readAttemptTimeout())
+		actx, acancel := context.WithTimeout(ctx, n.readAttemptTimeout(timeouts))
 		m, err := n.nh.SyncGetShardMembership(actx, s.id)
 		acancel()
 		if errors.Is(err, dragonboat.ErrTimeout) && ctx.Err() == nil {
+			timeouts++
 			continue
 		}
 		if err == nil {
@@ -114,9 +118,10 @@ func (n *Node) names(v *sm.View) map[uint64]string {
 }
 
 // Members lists the cluster's members, ordered by ID, from the membership of
-// shard 0 as committed through Raft (linearizable). Reachable is probed from
-// this member concurrently, so the call takes at most about half an
-// election timeout longer than the read. Errors: those of Get.
+// shard 0 as committed through Raft (linearizable). Reachable is known at
+// once for the members this member hears from; the others are probed
+// concurrently, so the call takes at most about half an election timeout
+// longer than the read. Errors: those of Get.
 func (n *Node) Members(ctx context.Context) ([]Member, error) {
 	if err := n.check(ctx); err != nil {
 		return nil, err
@@ -150,13 +155,18 @@ func (n *Node) describe(m *membership) []Member {
 	return out
 }
 
-// probe sets Reachable on every member: this member is; another is when a
-// TCP connection to its RaftAddress opens within half an election timeout.
-// A connection says the process listens, not that it is healthy.
+// probe sets Reachable on every member: this member is; an observer is
+// when this member heard from it lately (see heard); otherwise a member is
+// when a TCP connection to its RaftAddress opens within half an election
+// timeout. A connection says the process listens, not that it is healthy.
+// A leader hears from every observer that follows it, so a listing or a
+// membership change dials the voters only, not every instance of a fleet.
+// Voters are always dialed: quorum checks rest on them, and a voter that
+// stopped a moment ago must not count as reachable.
 func (n *Node) probe(ctx context.Context, ms []Member) {
 	var wg sync.WaitGroup
 	for i := range ms {
-		if ms[i].ID == n.replicaID {
+		if ms[i].ID == n.replicaID || !ms[i].Voter && n.heard(ms[i].Address) {
 			ms[i].Reachable = true
 			continue
 		}
@@ -167,6 +177,14 @@ func (n *Node) probe(ctx context.Context, ms []Member) {
 		}(&ms[i])
 	}
 	wg.Wait()
+}
+
+// heard reports whether a message from the member at addr arrived within
+// the last two election timeouts: a member answers every heartbeat of the
+// shard leaders it follows, several a timeout.
+func (n *Node) heard(addr string) bool {
+	at, ok := n.peers.Heard(addr)
+	return ok && time.Since(at) < 2*n.cfg.ElectionTimeout
 }
 
 func (n *Node) reachable(ctx context.Context, addr string) bool {

@@ -30,6 +30,11 @@ type Metrics struct {
 	// ApplySeconds is the time the state machine took to apply one batch of
 	// committed entries on this member.
 	ApplySeconds Histogram
+	// ReaperSeconds is the time of each pass of the observer reaper (see
+	// ObserverGracePeriod), on the member leading shard 0 when it ran:
+	// reading the membership and removing the observers silent for too
+	// long.
+	ReaperSeconds Histogram
 	// Sessions is the number of live Sessions created through this member.
 	Sessions int
 	Shards   []ShardMetrics
@@ -141,7 +146,7 @@ func (h *histogram) snapshot() Histogram {
 // metrics holds a Node's instruments.
 type metrics struct {
 	proposals, failures, retries atomic.Uint64
-	propose, apply               histogram
+	propose, apply, reap         histogram
 }
 
 // shardStats is per-shard state the metrics read.
@@ -190,7 +195,8 @@ func (t timedMachine) Update(entries []dbsm.Entry) ([]dbsm.Entry, error) {
 func (n *Node) Metrics() Metrics {
 	m := Metrics{Member: n.cfg.Name, Proposals: n.metrics.proposals.Load(), ProposalFailures: n.metrics.failures.Load(),
 		ProposalRetries: n.metrics.retries.Load(),
-		ProposalSeconds: n.metrics.propose.snapshot(), ApplySeconds: n.metrics.apply.snapshot()}
+		ProposalSeconds: n.metrics.propose.snapshot(), ApplySeconds: n.metrics.apply.snapshot(),
+		ReaperSeconds: n.metrics.reap.snapshot()}
 	n.sessMu.Lock()
 	m.Sessions = len(n.sessions)
 	n.sessMu.Unlock()

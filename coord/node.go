@@ -55,10 +55,11 @@ type Node struct {
 	meta      *memberMeta
 	shards    []*shard
 
-	admin *http.Server // the admission service, when AdminAddress is set
-	nhc   config.NodeHostConfig
-	key   []byte        // the cluster key: see clusterKey
-	peers *peer.Factory // the peer transport's factory, for its Stats
+	admin     *http.Server  // the admission service, when AdminAddress is set
+	admitting chan struct{} // held by the admission under way (admit)
+	nhc       config.NodeHostConfig
+	key       []byte        // the cluster key: see clusterKey
+	peers     *peer.Factory // the peer transport's factory, for its Stats
 
 	metrics metrics
 	stats   []shardStats // by shard index
@@ -142,7 +143,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	var admitted *admitResponse
 	if fresh && c.Join && len(c.JoinSeeds) > 0 {
-		if admitted, err = askSeeds(ctx, &c, key, 0); err != nil {
+		if admitted, err = askSeeds(ctx, &c, key, 0, true); err != nil {
 			return nil, err
 		}
 		if c.Shards != 0 && c.Shards != admitted.Shards {
@@ -188,7 +189,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	c.Shards = meta.Shards
 	routeDragonboatLogs(c.Logger)
 
-	n := &Node{cfg: c, log: c.Logger.With("member", c.Name), replicaID: meta.ReplicaID, meta: meta, key: key, stop: make(chan struct{})}
+	n := &Node{cfg: c, log: c.Logger.With("member", c.Name), replicaID: meta.ReplicaID, meta: meta, key: key, stop: make(chan struct{}),
+		admitting: make(chan struct{}, 1)}
 	hb := uint64(c.HeartbeatInterval / time.Millisecond)
 	nhc := config.NodeHostConfig{
 		NodeHostDir:    filepath.Join(c.DataDir, "raft"),
@@ -722,16 +724,18 @@ func (n *Node) read(ctx context.Context, s *shard, serializable bool) (*sm.View,
 	if !ok {
 		deadline = time.Now().Add(n.cfg.RequestTimeout)
 	}
+	timeouts := 0
 	for attempt := 0; ; attempt++ {
 		// A ReadIndex request forwarded to a leader can be lost (a leader
 		// change, a member joining) and dragonboat then waits for the whole
 		// deadline. Reads are idempotent: bound each attempt and retry.
-		v, err := n.readOnce(ctx, s, min(time.Until(deadline), n.readAttemptTimeout()))
+		v, err := n.readOnce(ctx, s, min(time.Until(deadline), n.readAttemptTimeout(timeouts)))
 		if err == nil {
 			return v, nil
 		}
 		expired := ctx.Err() != nil || time.Until(deadline) < n.cfg.HeartbeatInterval
 		if errors.Is(err, dragonboat.ErrTimeout) && !expired {
+			timeouts++
 			continue
 		}
 		if retryable(err) && !expired && n.backoff(ctx, attempt) {
@@ -808,10 +812,15 @@ func awaitRequest(ctx context.Context, rs *dragonboat.RequestState) (dragonboat.
 	}
 }
 
-// readAttemptTimeout bounds one ReadIndex round: a healthy one takes a
-// network round trip; a leader change takes about an election timeout.
-func (n *Node) readAttemptTimeout() time.Duration {
-	return max(2*n.cfg.ElectionTimeout, 500*time.Millisecond)
+// readAttemptTimeout bounds a ReadIndex round after attempt rounds timed out: a
+// healthy one takes a network round trip; a leader change takes about an
+// election timeout. The first rounds are short, because the usual loss is
+// a request made in the instant a replica learns of its leader (a member
+// that just started or joined, whose Ready would otherwise wait out a
+// whole bound); later ones grow to two election timeouts.
+func (n *Node) readAttemptTimeout(attempt int) time.Duration {
+	long := max(2*n.cfg.ElectionTimeout, 500*time.Millisecond)
+	return min(long, max(5*n.cfg.HeartbeatInterval, 250*time.Millisecond)<<min(attempt, 8))
 }
 
 // maxInFlight bounds the writes one member has in flight per shard. Past

@@ -12,6 +12,7 @@
 //	coordkit_proposal_failures_total         proposals that ended in an error
 //	coordkit_proposal_duration_seconds       propose to result (histogram)
 //	coordkit_apply_duration_seconds          one batch applied (histogram)
+//	coordkit_reaper_tick_seconds             one pass of the observer reaper (histogram)
 //	coordkit_sessions                        live sessions made through this member
 //	coordkit_shard_revision                  the shard's revision
 //	coordkit_shard_compact_revision          history compacted up to this revision
@@ -38,6 +39,7 @@ type collector struct {
 	n                                  *coord.Node
 	proposals, failures, retries       *prometheus.Desc
 	proposeSeconds, applySeconds       *prometheus.Desc
+	reapSeconds                        *prometheus.Desc
 	sessions                           *prometheus.Desc
 	revision, compacted, applied       *prometheus.Desc
 	hasLeader, isLeader, leaderChanges *prometheus.Desc
@@ -102,6 +104,7 @@ func NewCollector(n *coord.Node) prometheus.Collector {
 		retries:        desc("proposal_retries_total", "Write attempts that timed out and were proposed again (applied at most once).", false),
 		proposeSeconds: desc("proposal_duration_seconds", "Time from proposing a write to its result.", false),
 		applySeconds:   desc("apply_duration_seconds", "Time to apply one batch of committed entries.", false),
+		reapSeconds:    desc("reaper_tick_seconds", "Time of one pass of the observer reaper, on the leader of shard 0.", false),
 		sessions:       desc("sessions", "Live sessions made through this member.", false),
 		revision:       desc("shard_revision", "The shard's revision on this member.", true),
 		compacted:      desc("shard_compact_revision", "History of the shard is compacted up to this revision.", true),
@@ -115,7 +118,7 @@ func NewCollector(n *coord.Node) prometheus.Collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.proposals, c.failures, c.retries, c.proposeSeconds, c.applySeconds, c.sessions,
+	for _, d := range []*prometheus.Desc{c.proposals, c.failures, c.retries, c.proposeSeconds, c.applySeconds, c.reapSeconds, c.sessions,
 		c.revision, c.compacted, c.applied, c.hasLeader, c.isLeader, c.leaderChanges, c.watchers, c.leases} {
 		ch <- d
 	}
@@ -134,6 +137,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.retries, prometheus.CounterValue, float64(m.ProposalRetries))
 	ch <- histogram(c.proposeSeconds, m.ProposalSeconds)
 	ch <- histogram(c.applySeconds, m.ApplySeconds)
+	ch <- histogram(c.reapSeconds, m.ReaperSeconds)
 	ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(m.Sessions))
 	for _, s := range m.Shards {
 		shard := strconv.Itoa(s.Shard)
