@@ -350,7 +350,7 @@ func (n *Node) addMember(ctx context.Context, name, addr string, id uint64, mc m
 		return nil, err
 	}
 	for _, s := range todo {
-		err := n.configChange(ctx, s, func(ctx context.Context) error {
+		err := n.configChange(ctx, s, func(m *membership) bool { return m.has(id, !mc.observer) }, func(ctx context.Context) error {
 			if mc.observer {
 				return n.nh.SyncRequestAddNonVoting(ctx, s.id, id, addr, 0)
 			}
@@ -363,19 +363,49 @@ func (n *Node) addMember(ctx context.Context, name, addr string, id uint64, mc m
 	return &Member{Name: name, ID: id, Address: addr, Voter: !mc.observer}, nil
 }
 
-// configChange runs a membership change on shard s, retrying while another
-// change is in flight or there is no leader yet.
-func (n *Node) configChange(ctx context.Context, s *shard, f func(context.Context) error) error {
+// configChange runs the membership change f on shard s until done holds
+// for the shard's membership, retrying while another change is in flight
+// or there is no leader yet. Each attempt is bounded like a ReadIndex
+// round: dragonboat's leader drops a change proposed while another is
+// pending, and a member that forwarded it is never told, so it would wait
+// for its whole context (several members admitting observers at once hit
+// this). After an attempt that timed out or was turned away, the
+// membership is read, since the change may have been made after all, and
+// the change is proposed again while ctx lasts.
+func (n *Node) configChange(ctx context.Context, s *shard, done func(*membership) bool, f func(context.Context) error) error {
+	timeouts := 0
 	for attempt := 0; ; attempt++ {
-		err := f(ctx)
+		actx, cancel := context.WithTimeout(ctx, n.readAttemptTimeout(timeouts))
+		err := f(actx)
+		cancel()
 		if err == nil {
 			return nil
 		}
-		if (retryable(err) || errors.Is(err, dragonboat.ErrRejected)) && n.backoff(ctx, attempt) {
-			continue
+		timedOut := errors.Is(err, dragonboat.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
+		if ctx.Err() != nil || !timedOut && !retryable(err) && !errors.Is(err, dragonboat.ErrRejected) {
+			return translate(ctx, err, true)
 		}
-		return translate(ctx, err, true)
+		if timedOut {
+			timeouts++
+		}
+		if m, merr := n.membership(ctx, s); merr == nil && done(m) {
+			return nil
+		}
+		if !n.backoff(ctx, attempt) {
+			return translate(ctx, err, true)
+		}
 	}
+}
+
+// has reports whether replica id is a member: a voter if voter, else an
+// observer.
+func (m *membership) has(id uint64, voter bool) bool {
+	if voter {
+		_, ok := m.voters[id]
+		return ok
+	}
+	_, ok := m.nonVoting[id]
+	return ok
 }
 
 // RemoveMember removes the member named name from every shard, like
@@ -417,7 +447,8 @@ func (n *Node) removeMember(ctx context.Context, target Member, ms []Member, mc 
 		n.handOver(ctx, target.ID, voters, reach)
 	}
 	for _, s := range n.shards {
-		err := n.configChange(ctx, s, func(ctx context.Context) error {
+		gone := func(m *membership) bool { return !m.has(target.ID, true) && !m.has(target.ID, false) }
+		err := n.configChange(ctx, s, gone, func(ctx context.Context) error {
 			return n.nh.SyncRequestDeleteReplica(ctx, s.id, target.ID, 0)
 		})
 		if err != nil {
@@ -490,7 +521,7 @@ func (n *Node) PromoteMember(ctx context.Context, name string, opts ...MemberOpt
 		}
 	}
 	for _, s := range n.shards {
-		err := n.configChange(ctx, s, func(ctx context.Context) error {
+		err := n.configChange(ctx, s, func(m *membership) bool { return m.has(target.ID, true) }, func(ctx context.Context) error {
 			return n.nh.SyncRequestAddReplica(ctx, s.id, target.ID, target.Address, 0)
 		})
 		if err != nil {
