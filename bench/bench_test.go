@@ -292,6 +292,71 @@ func TestPeersWorkload(t *testing.T) {
 	}
 }
 
+// TestFleetWorkload runs -workload fleet tiny: 0 and 2 observers, 2 s of
+// puts at 50/s, one observer killed. It checks what it counted and that
+// every step ran, never how fast.
+func TestFleetWorkload(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	cfg := defaultFleetConfig()
+	cfg.observers, cfg.duration, cfg.rate, cfg.closed, cfg.clients = []int{0, 2}, 2*time.Second, 50, time.Second, 4
+	cfg.kill, cfg.grace, cfg.idle = 1, 2*time.Second, time.Second
+	cfg.progress = testWriter{t}
+	var out, svg bytes.Buffer
+	rows, err := fleetWorkload(cfg, &out, &svg)
+	t.Logf("\n%s", out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 {
+		t.Fatalf("want 2 rows, got %d", len(rows))
+	}
+	for _, r := range rows {
+		u, s := r.cpuPerWrite()
+		switch {
+		case r.joined != r.observers || len(r.joinFailures) > 0:
+			t.Errorf("%d observers: %d joined, failures %v", r.observers, r.joined, r.joinFailures)
+		case r.acked <= 0 || u+s <= 0:
+			t.Errorf("%d observers: %d writes acknowledged, leader CPU %v (%d errors, the first: %v)", r.observers, r.acked, u+s, r.errs, r.firstErr)
+		case r.rssLeaderIdle <= 0 || r.rssLeaderBusy <= 0 || r.heapLeaderIdle <= 0:
+			t.Errorf("%d observers: no leader memory figure: %+v", r.observers, r)
+		case r.closedOps <= 0:
+			t.Errorf("%d observers: no closed-loop write acknowledged", r.observers)
+		case r.resumeAfter <= 0:
+			t.Errorf("%d observers: no resumption measured after the leader was killed", r.observers)
+		}
+		if r.observers == 0 {
+			continue
+		}
+		switch {
+		case r.watched == 0 || r.lost != 0 || r.reordered != 0:
+			t.Errorf("%d observers: %d puts watched on every observer, %d lost, %d out of order", r.observers, r.watched, r.lost, r.reordered)
+		case r.propagation.max < r.propagation.p50:
+			t.Errorf("%d observers: propagation %+v", r.observers, r.propagation)
+		case r.rssObsIdle.p50 <= 0 || r.rssObsBusy.p50 <= 0:
+			t.Errorf("%d observers: no observer RSS", r.observers)
+		case r.killed != 1 || r.notRemove != 0 || r.removal.max <= 0:
+			t.Errorf("%d observers: %d killed, %d not removed, removal %+v", r.observers, r.killed, r.notRemove, r.removal)
+		case r.reapTicks == 0:
+			t.Errorf("%d observers: no reaper tick counted", r.observers)
+		case r.followAfter <= 0 || r.notFollowing != 0:
+			t.Errorf("%d observers: every observer followed after %v, %d never", r.observers, r.followAfter, r.notFollowing)
+		}
+		for _, n := range r.notes {
+			t.Errorf("%d observers: %s", r.observers, n)
+		}
+	}
+	for _, want := range []string{"| observers ", "all ready", "propagation", "On paper, 1,000 instances"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if !strings.Contains(svg.String(), "<polyline") {
+		t.Errorf("chart has no line: %s", svg.String())
+	}
+}
+
 // testWriter sends progress lines to the test log.
 type testWriter struct{ t *testing.T }
 

@@ -7,6 +7,7 @@
 //	go run . -workload put-256 -systems coordkit -duration 10s -cpuprofile cpu.out
 //	go run . -workload shards              # coordkit's shard-count trade-off
 //	go run . -workload peers               # what each observer costs the leader
+//	go run . -workload fleet -svg fleet.svg # 3 voters and 0 to 100 observer processes
 //
 // The systems run one after another, each workload on a fresh cluster with
 // its data in a temporary directory, and each such case in a child process
@@ -18,6 +19,7 @@
 package main
 
 import (
+	"cmp"
 	"flag"
 	"fmt"
 	"io"
@@ -36,7 +38,7 @@ func main() {
 		os.Exit(runChild(spec))
 	}
 	p := defaultParams()
-	workload := flag.String("workload", "all", "workloads to run, comma-separated: all, shards, peers, or names from the list below")
+	workload := flag.String("workload", "all", "workloads to run, comma-separated: all, shards, peers, fleet, or names from the list below")
 	systems := flag.String("systems", strings.Join(allSystems, ","), "systems to run, comma-separated: coordkit, etcd, raw")
 	flag.DurationVar(&p.duration, "duration", p.duration, "measured time per timed case (shards: default 5s; peers: default 20s)")
 	flag.IntVar(&p.watchers, "watchers", p.watchers, "watchers in watch-10k")
@@ -47,7 +49,10 @@ func main() {
 	traceFile := flag.String("trace", "", "write an execution trace of the whole run to this file (large: keep -duration short)")
 	svg := flag.String("svg", "", "also write a bar chart of coordkit/etcd ratios to this SVG file")
 	pc := defaultPeersConfig()
-	observers := flag.String("observers", "0,10,40", "peers: observer counts, comma-separated, one fleet each (0 is the base of the per-observer and CPU figures)")
+	observers := flag.String("observers", "", "peers, fleet: observer counts, comma-separated, one fleet each (0 is the base of the per-observer and CPU figures; default 0,10,40 for peers, 0,10,25,50,100 for fleet)")
+	fc := defaultFleetConfig()
+	flag.DurationVar(&fc.grace, "grace", fc.grace, "fleet: the voters' --observer-grace-period")
+	flag.IntVar(&fc.clients, "clients", fc.clients, "fleet: closed-loop clients")
 	flag.IntVar(&pc.rate, "rate", pc.rate, "peers: writes per second, paced")
 	flag.StringVar(&pc.profileDir, "leader-cpuprofile-dir", "", "peers: write the leader's CPU profile over each measured window to this directory, as leader-cpu-N.pprof for N observers")
 	flag.StringVar(&pc.memberBin, "member-bin", "", "peers: a built examples/member to run (default: build one, which needs the go command and bench/ as working directory)")
@@ -58,7 +63,8 @@ func main() {
 			fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n", w.name, w.desc)
 		}
 		fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n", "shards", "coordkit puts at 1, 2, 4 and 8 shards (separate table)")
-		fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n\nflags:\n", "peers", "coordkit leader heap and CPU per write with -observers observers, member processes (separate table)")
+		fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n", "peers", "coordkit leader heap and CPU per write with -observers observers, member processes (separate table)")
+		fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n\nflags:\n", "fleet", "3 voters and -observers observers as member processes: join, idle, paced writes watched from every observer, closed loop, SIGKILLs (separate tables)")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -124,11 +130,41 @@ func main() {
 			}
 		})
 		var err error
-		if pc.observers, err = parseObservers(*observers); err != nil {
+		if pc.observers, err = parseObservers(cmp.Or(*observers, "0,10,40")); err != nil {
 			log.Fatal(err)
 		}
 		pc.progress = os.Stderr
 		if _, err := peersWorkload(pc, os.Stdout); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
+	if *workload == "fleet" {
+		flag.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "duration":
+				fc.duration = p.duration
+			case "rate":
+				fc.rate = pc.rate
+			case "member-bin":
+				fc.memberBin = pc.memberBin
+			}
+		})
+		var err error
+		if fc.observers, err = parseObservers(cmp.Or(*observers, "0,10,25,50,100")); err != nil {
+			log.Fatal(err)
+		}
+		fc.progress = os.Stderr
+		var chart io.Writer
+		if *svg != "" {
+			f, err := os.Create(*svg)
+			if err != nil {
+				log.Fatal(err)
+			}
+			defer f.Close()
+			chart = f
+		}
+		if _, err := fleetWorkload(fc, os.Stdout, chart); err != nil {
 			log.Fatal(err)
 		}
 		return

@@ -121,20 +121,12 @@ func peersWorkload(cfg peersConfig, out io.Writer) ([]peersRow, error) {
 			return nil, fmt.Errorf("peers: %d observers", n)
 		}
 	}
-	bin := cfg.memberBin
-	if bin == "" {
-		dir, err := os.MkdirTemp("", "coordkit-peers-bin-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(dir)
-		fmt.Fprintln(cfg.progress, "peers: building examples/member")
-		if bin, err = buildMember(dir); err != nil {
-			return nil, err
-		}
+	bin, cleanup, err := ensureMember(cfg.memberBin, "peers", cfg.progress)
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	var rows []peersRow
-	var err error
 	for _, n := range cfg.observers {
 		var row peersRow
 		row, err = runPeers(cfg, bin, n)
@@ -160,6 +152,24 @@ func buildMember(dir string) (string, error) {
 		return "", fmt.Errorf("building examples/member (run from bench/, or pass -member-bin): %w: %s", err, out)
 	}
 	return bin, nil
+}
+
+// ensureMember returns bin, or, if it is empty, builds examples/member into
+// a temporary directory that cleanup removes.
+func ensureMember(bin, kind string, progress io.Writer) (_ string, cleanup func(), err error) {
+	if bin != "" {
+		return bin, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "coordkit-"+kind+"-bin-")
+	if err != nil {
+		return "", nil, err
+	}
+	fmt.Fprintf(progress, "%s: building examples/member\n", kind)
+	if bin, err = buildMember(dir); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return bin, func() { os.RemoveAll(dir) }, nil
 }
 
 // memberVersion describes the member binary: the commit of the working
@@ -194,64 +204,19 @@ func memberVersion(bin string, built bool) string {
 // them all. On failure the fleet's logs are kept and their directory named.
 func runPeers(cfg peersConfig, bin string, n int) (row peersRow, err error) {
 	row.observers = n
-	dir, err := os.MkdirTemp("", "coordkit-peers-")
-	if err != nil {
-		return row, err
-	}
-	f := newFleet(dir, bin)
-	defer func() {
-		f.kill()
-		if err == nil {
-			os.RemoveAll(dir)
-		} else {
-			err = fmt.Errorf("%w (member logs in %s)", err, dir)
-		}
-	}()
-	secret := filepath.Join(dir, "secret")
-	if err := os.WriteFile(secret, []byte(rand.Text()), 0o600); err != nil {
-		return row, err
-	}
-	addrs, err := freeport.Addrs(9 + n)
-	if err != nil {
-		return row, err
-	}
-	token := fmt.Sprintf("peers-bench-%d-%d", n, time.Now().UnixNano())
-	var initial, seeds []string
-	for i := range 3 {
-		initial = append(initial, fmt.Sprintf("m%d=http://%s", i+1, addrs[i]))
-		seeds = append(seeds, addrs[6+i])
-	}
 	t0 := time.Now()
-	var voters []*memberProc
-	for i := range 3 {
-		name := fmt.Sprintf("m%d", i+1)
-		m, err := f.start(name, addrs[3+i], nil,
-			"--name", name, "--data-dir", filepath.Join(dir, name),
-			"--listen-peer-urls", "http://"+addrs[i], "--listen-client-urls", "http://"+addrs[3+i],
-			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", token,
-			"--initial-cluster-state", "new", "--cluster-secret-file", secret,
-			"--listen-admin-urls", addrs[6+i], "--enable-pprof")
-		if err != nil {
-			return row, err
-		}
-		voters = append(voters, m)
-	}
-	deadline := time.Now().Add(peersVotersTimeout)
-	for _, m := range voters {
-		if err := m.waitReady(deadline); err != nil {
-			return row, err
-		}
-	}
-	leader, err := f.findLeader(voters, time.Now().Add(peersVotersTimeout))
+	vs, err := startVoters(bin, "peers", n, n)
 	if err != nil {
 		return row, err
 	}
+	defer vs.finish(&err)
+	f, dir, addrs, token, secret, seeds, voters, leader := vs.f, vs.f.dir, vs.addrs, vs.token, vs.secret, vs.seeds, vs.voters, vs.leader
 	row.leader = leader.name
 	fmt.Fprintf(cfg.progress, "peers: %d observers: voters ready in %s, leader %s\n", n, time.Since(t0).Round(100*time.Millisecond), leader.name)
 
 	// Observers join through the voters' admission service, a few at a time.
 	t1 := time.Now()
-	deadline = t1.Add(peersObserversTimeout(n))
+	deadline := t1.Add(peersObserversTimeout(n))
 	names := map[string]bool{}
 	joining := make(chan struct{}, peersJoining)
 	joinErr := make(chan error, n)
@@ -382,6 +347,78 @@ func runPeers(cfg peersConfig, bin string, n int) (row peersRow, err error) {
 	return row, nil
 }
 
+// voterSet is a fleet's 3 voters, started by startVoters.
+type voterSet struct {
+	f      *fleet
+	secret string   // the cluster secret's file
+	token  string   // the cluster token
+	addrs  []string // 9 addresses of the voters (peer, client, admin), then those asked for
+	seeds  []string // the voters' admin addresses
+	voters []*memberProc
+	leader *memberProc
+}
+
+// startVoters creates a fleet in a new temporary directory with a cluster
+// secret, reserves 9 + extra loopback addresses, starts 3 voters with
+// voterArgs added to their flags, and waits until they are ready and one
+// of them leads. On success the caller must defer finish.
+func startVoters(bin, kind string, n, extra int, voterArgs ...string) (vs *voterSet, err error) {
+	dir, err := os.MkdirTemp("", "coordkit-"+kind+"-")
+	if err != nil {
+		return nil, err
+	}
+	vs = &voterSet{f: newFleet(dir, bin), secret: filepath.Join(dir, "secret"),
+		token: fmt.Sprintf("%s-bench-%d-%d", kind, n, time.Now().UnixNano())}
+	defer func() {
+		if err != nil {
+			vs.finish(&err)
+		}
+	}()
+	if err := os.WriteFile(vs.secret, []byte(rand.Text()), 0o600); err != nil {
+		return vs, err
+	}
+	if vs.addrs, err = freeport.Addrs(9 + extra); err != nil {
+		return vs, err
+	}
+	var initial []string
+	for i := range 3 {
+		initial = append(initial, fmt.Sprintf("m%d=http://%s", i+1, vs.addrs[i]))
+		vs.seeds = append(vs.seeds, vs.addrs[6+i])
+	}
+	for i := range 3 {
+		name := fmt.Sprintf("m%d", i+1)
+		m, err := vs.f.start(name, vs.addrs[3+i], nil, append([]string{
+			"--name", name, "--data-dir", filepath.Join(dir, name),
+			"--listen-peer-urls", "http://" + vs.addrs[i], "--listen-client-urls", "http://" + vs.addrs[3+i],
+			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", vs.token,
+			"--initial-cluster-state", "new", "--cluster-secret-file", vs.secret,
+			"--listen-admin-urls", vs.addrs[6+i], "--enable-pprof"}, voterArgs...)...)
+		if err != nil {
+			return vs, err
+		}
+		vs.voters = append(vs.voters, m)
+	}
+	deadline := time.Now().Add(peersVotersTimeout)
+	for _, m := range vs.voters {
+		if err := m.waitReady(deadline); err != nil {
+			return vs, err
+		}
+	}
+	vs.leader, err = vs.f.findLeader(vs.voters, time.Now().Add(peersVotersTimeout))
+	return vs, err
+}
+
+// finish kills the fleet, and removes its directory unless *err is set,
+// which it then makes name the directory, where the members' logs are.
+func (vs *voterSet) finish(err *error) {
+	vs.f.kill()
+	if *err == nil {
+		os.RemoveAll(vs.f.dir)
+	} else {
+		*err = fmt.Errorf("%w (member logs in %s)", *err, vs.f.dir)
+	}
+}
+
 // fleet is the member processes of one run.
 type fleet struct {
 	dir, bin string
@@ -396,8 +433,10 @@ type memberProc struct {
 	cmd     *exec.Cmd
 	logPath string
 	ready   chan struct{} // closed once it printed "member NAME ready"
+	readyAt time.Time     // when it did; set before ready is closed
 	exited  chan struct{} // closed once it ended; err is set before
 	err     error
+	killed  atomic.Bool // killed on purpose by the run
 }
 
 func newFleet(dir, bin string) *fleet {
@@ -417,7 +456,7 @@ func (f *fleet) start(name, client string, env []string, args ...string) (*membe
 	}
 	defer logf.Close() // the child has its own descriptor
 	m.cmd = exec.Command(f.bin, args...)
-	m.cmd.Stdout = &readyWriter{want: []byte("member " + name + " ready\n"), ready: m.ready}
+	m.cmd.Stdout = &readyWriter{want: []byte("member " + name + " ready\n"), ready: m.ready, at: &m.readyAt}
 	m.cmd.Stderr = logf
 	m.cmd.Env = append(os.Environ(), env...)
 	setDeathSignal(m.cmd)
@@ -453,6 +492,7 @@ type readyWriter struct {
 	buf   []byte
 	want  []byte
 	ready chan struct{}
+	at    *time.Time // set to the time want appeared, if not nil
 	seen  bool
 }
 
@@ -463,6 +503,9 @@ func (w *readyWriter) Write(p []byte) (int, error) {
 		w.buf = append(w.buf, p...)
 		if bytes.Contains(w.buf, w.want) {
 			w.seen, w.buf = true, nil
+			if w.at != nil {
+				*w.at = time.Now()
+			}
 			close(w.ready)
 		}
 	}
@@ -697,23 +740,8 @@ func (f *fleet) cpuProfile(leader *memberProc, d time.Duration, file string) err
 // procCPU returns the user+system CPU time of process pid so far, from
 // /proc/PID/stat.
 func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name, which is in parentheses and may hold
-	// spaces: state is field 3 of proc(5), utime 14 and stime 15.
-	i := bytes.LastIndexByte(b, ')')
-	fields := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(fields) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, b)
-	}
-	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
-	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-	}
-	return time.Duration(utime+stime) * time.Second / time.Duration(clockTicks()), nil
+	u, s, err := procCPUSplit(pid)
+	return u + s, err
 }
 
 // cpuTimes is the machine's CPU time so far, in ticks, from /proc/stat.
@@ -786,9 +814,17 @@ type pacedLoad struct {
 }
 
 func startLoad(c *http.Client, addr string, rate, size int) *pacedLoad {
-	l := &pacedLoad{stop: make(chan struct{}), done: make(chan struct{})}
 	value := bytes.Repeat([]byte("v"), size)
 	url := "http://" + addr + "/v1/kv/put"
+	// 1,000 keys, overwritten in turn: the store does not grow with the
+	// run's length.
+	return startPaced(rate, func(i int) error { return httpPut(c, url, fmt.Sprintf("/peers/k%d", i%1000), value) })
+}
+
+// startPaced calls put(i) for i = 0, 1, ... at rate per second, as
+// pacedLoad describes, counting what put acknowledges and its errors.
+func startPaced(rate int, put func(i int) error) *pacedLoad {
+	l := &pacedLoad{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		var wg sync.WaitGroup
@@ -815,9 +851,7 @@ func startLoad(c *http.Client, addr string, rate, size int) *pacedLoad {
 				wg.Add(1)
 				go func(i int) {
 					defer func() { <-inFlight; wg.Done() }()
-					// 1,000 keys, overwritten in turn: the store does not
-					// grow with the run's length.
-					if err := httpPut(c, url, fmt.Sprintf("/peers/k%d", i%1000), value); err != nil {
+					if err := put(i); err != nil {
 						l.errs.add(err)
 					} else {
 						l.acked.Add(1)
