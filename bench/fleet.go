@@ -540,7 +540,7 @@ func (r *fleetRow) measureLeaderKill(f *fleet, cfg fleetConfig, leader *memberPr
 			others = append(others, v)
 		}
 	}
-	var st fleetStatus
+	var st peersStatus
 	if err := f.getJSON(leader, "/v1/status", &st); err != nil {
 		return err
 	}
@@ -570,7 +570,7 @@ func (r *fleetRow) measureLeaderKill(f *fleet, cfg fleetConfig, leader *memberPr
 		go func() {
 			defer wg.Done()
 			for {
-				var st fleetStatus
+				var st peersStatus
 				if err := f.getJSON(m, "/v1/status", &st); err == nil && len(st.Shards) > 0 &&
 					st.Shards[0].Leader != 0 && st.Shards[0].Leader != oldLeader {
 					followed[i] = time.Since(tk)
@@ -610,13 +610,6 @@ func (r *fleetRow) measureLeaderKill(f *fleet, cfg fleetConfig, leader *memberPr
 		r.followAfter = max(r.followAfter, d)
 	}
 	return nil
-}
-
-// fleetStatus is the part of /v1/status read here.
-type fleetStatus struct {
-	Shards []struct {
-		Leader uint64 `json:"leader,string"`
-	} `json:"shards"`
 }
 
 func clientsOf(ms []*memberProc) []string {
@@ -909,7 +902,7 @@ func procCPUSplit(pid int) (user, sys time.Duration, err error) {
 // writeFleet prints the tables and the extrapolation.
 func writeFleet(out io.Writer, cfg fleetConfig, rows []fleetRow, version string) {
 	fmt.Fprintf(out, "A fleet: 3 voters and N observers, each a process of examples/member (%s) on 127.0.0.1; the observers started together, admitted through --join-seeds.\n", version)
-	fmt.Fprintf(out, "One run on a shared %d-core machine: every member process and this one (its load and %s watchers) share its cores.\n\n", runtime.NumCPU(), "N")
+	fmt.Fprintf(out, "One run on a shared %d-core machine: every member process and this one (its load and N watchers) share its cores.\n\n", runtime.NumCPU())
 	var base *fleetRow
 	for i := range rows {
 		if rows[i].observers == 0 {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -235,7 +236,7 @@ func askSeeds(ctx context.Context, c *Config, key []byte, prev uint64, retry boo
 			c.Logger.Warn("no seed admitted this member yet; asking again", "member", c.Name, "round", round+1, "err", err)
 		}
 		d := min(100*time.Millisecond<<min(round, 5), 2*time.Second)
-		d += time.Duration(randomReplicaID()%uint64(d/2+1)) - d/4 // ±25%, so a storm does not come back in step
+		d += mrand.N(d/2) - d/4 // ±25%, so a storm does not come back in step
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():

@@ -812,15 +812,16 @@ func awaitRequest(ctx context.Context, rs *dragonboat.RequestState) (dragonboat.
 	}
 }
 
-// readAttemptTimeout bounds a ReadIndex round after attempt rounds timed out: a
-// healthy one takes a network round trip; a leader change takes about an
-// election timeout. The first rounds are short, because the usual loss is
-// a request made in the instant a replica learns of its leader (a member
-// that just started or joined, whose Ready would otherwise wait out a
-// whole bound); later ones grow to two election timeouts.
-func (n *Node) readAttemptTimeout(attempt int) time.Duration {
+// readAttemptTimeout bounds a ReadIndex round after timeouts earlier rounds
+// timed out: a healthy one takes a network round trip; a leader change
+// takes about an election timeout. The first rounds are short, because the
+// usual loss is a request made in the instant a replica learns of its
+// leader (a member that just started or joined, whose Ready would
+// otherwise wait out a whole bound); later ones grow to two election
+// timeouts.
+func (n *Node) readAttemptTimeout(timeouts int) time.Duration {
 	long := max(2*n.cfg.ElectionTimeout, 500*time.Millisecond)
-	return min(long, max(5*n.cfg.HeartbeatInterval, 250*time.Millisecond)<<min(attempt, 8))
+	return min(long, max(5*n.cfg.HeartbeatInterval, 250*time.Millisecond)<<min(timeouts, 8))
 }
 
 // maxInFlight bounds the writes one member has in flight per shard. Past
