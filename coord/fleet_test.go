@@ -180,6 +180,25 @@ func TestFleetJoinWatchAndReap(t *testing.T) {
 	if ticks := c.Node(c.WaitLeader(0)).Metrics().ReaperSeconds.Count; ticks == 0 {
 		t.Fatal("the leader of shard 0 counted no reaper pass")
 	}
+	// Idle observers got thinned heartbeats, and stayed reachable (below);
+	// voters got every heartbeat.
+	leader := c.WaitLeader(0)
+	voterAddrs := map[string]bool{}
+	for i := 0; i < c.Size(); i++ {
+		voterAddrs[c.Config(i).RaftAddress] = true
+	}
+	var toObservers uint64
+	for _, p := range c.Node(leader).Metrics().Transport.Peers {
+		if voterAddrs[p.Address] && p.ThinnedHeartbeats != 0 {
+			t.Fatalf("the leader thinned %d heartbeats to voter %s", p.ThinnedHeartbeats, p.Address)
+		}
+		if !voterAddrs[p.Address] {
+			toObservers += p.ThinnedHeartbeats
+		}
+	}
+	if toObservers == 0 {
+		t.Fatal("the leader thinned no heartbeat to an idle observer")
+	}
 	for _, name := range names[1:] {
 		if m, ok := memberNamed(t, c.Node(1), name); !ok || m.Voter || !m.Reachable {
 			t.Fatalf("%s after the reaper ran: %+v (found %v), want it still a reachable observer", name, m, ok)

@@ -324,7 +324,14 @@ type keeper struct {
 	// every countdown: once per term, even if ready is lost and regained
 	// (a failed leader lookup) within it.
 	restarted uint64
+	// wake is signalled when this replica becomes the shard's leader
+	// (leaderListener), so that a keeper that does not lead sleeps.
+	wake chan struct{}
 }
+
+// keeperIdleCheck is how often a keeper that does not lead looks whether it
+// does, besides being woken when it becomes leader: a safety net only.
+const keeperIdleCheck = time.Second
 
 type leaseDeadline struct {
 	ttl      int64 // ms
@@ -333,7 +340,17 @@ type leaseDeadline struct {
 	proposed time.Time // when an expiry was last proposed
 }
 
-func newKeeper(s *shard) *keeper { return &keeper{s: s, dl: map[int64]*leaseDeadline{}} }
+func newKeeper(s *shard) *keeper {
+	return &keeper{s: s, dl: map[int64]*leaseDeadline{}, wake: make(chan struct{}, 1)}
+}
+
+// leading wakes the keeper: this replica became the shard's leader.
+func (k *keeper) leading() {
+	select {
+	case k.wake <- struct{}{}:
+	default:
+	}
+}
 
 // LeaseRenewed implements sm.Listener.
 func (s *shard) LeaseRenewed(id, ttl int64, renew uint64) {
@@ -377,7 +394,10 @@ func (k *keeper) run() {
 	n := k.s.n
 	defer n.wg.Done()
 	period := min(n.cfg.HeartbeatInterval, 100*time.Millisecond)
-	t := time.NewTicker(period)
+	// Only the leader has work, every period; the others sleep until
+	// leaderListener says this replica leads (an idle observer or follower
+	// would otherwise wake 10 times a second for nothing).
+	t := time.NewTimer(period)
 	defer t.Stop()
 	lastCompact := time.Now()
 	for {
@@ -385,12 +405,15 @@ func (k *keeper) run() {
 		case <-n.stop:
 			return
 		case <-t.C:
+		case <-k.wake:
 		}
 		leader, term, ok, err := n.nh.GetLeaderID(k.s.id)
 		if err != nil || !ok || leader != n.replicaID {
 			k.ready = 0
+			t.Reset(keeperIdleCheck)
 			continue
 		}
+		t.Reset(period)
 		if k.ready != term {
 			// Apply everything committed before this term first, so the
 			// deadlines reflect every keep-alive the old leader accepted.

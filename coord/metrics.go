@@ -80,6 +80,10 @@ type PeerMetrics struct {
 	// DroppedMessages were not sent: the peer's queue stayed full, the
 	// connection failed, or a message was too large. Raft sends again.
 	DroppedMessages uint64
+	// ThinnedHeartbeats were left out because the peer is an observer and
+	// the leader had nothing new for it: at most one heartbeat per half
+	// election timeout goes to an idle observer.
+	ThinnedHeartbeats uint64
 	// QueueBytes is what waits to be sent to the peer now.
 	QueueBytes int64
 }
@@ -172,7 +176,42 @@ func (l leaderListener) LeaderUpdated(info raftio.LeaderInfo) {
 	if prev := st.leader.Swap(info.LeaderID); info.LeaderID != 0 && prev != info.LeaderID {
 		st.leaderChanges.Add(1)
 	}
+	if info.LeaderID == n.replicaID && info.ShardID <= uint64(len(n.shards)) {
+		n.shards[info.ShardID-1].keeper.leading()
+	}
 }
+
+// roleListener tells the Node when a shard's membership changed on this
+// member, so that it refreshes what the peer transport knows of roles
+// (watchRoles). dragonboat calls it on its own goroutine and waits for it:
+// it only signals. It reaches the Node as leaderListener does.
+type roleListener struct{ n *atomic.Pointer[Node] }
+
+func (l roleListener) changed() {
+	if n := l.n.Load(); n != nil {
+		select {
+		case n.rolesChanged <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (l roleListener) MembershipChanged(raftio.NodeInfo)           { l.changed() }
+func (l roleListener) NodeReady(raftio.NodeInfo)                   { l.changed() }
+func (l roleListener) NodeUnloaded(raftio.NodeInfo)                { l.changed() }
+func (l roleListener) NodeDeleted(raftio.NodeInfo)                 {}
+func (l roleListener) NodeHostShuttingDown()                       {}
+func (l roleListener) ConnectionEstablished(raftio.ConnectionInfo) {}
+func (l roleListener) ConnectionFailed(raftio.ConnectionInfo)      {}
+func (l roleListener) SendSnapshotStarted(raftio.SnapshotInfo)     {}
+func (l roleListener) SendSnapshotCompleted(raftio.SnapshotInfo)   {}
+func (l roleListener) SendSnapshotAborted(raftio.SnapshotInfo)     {}
+func (l roleListener) SnapshotReceived(raftio.SnapshotInfo)        {}
+func (l roleListener) SnapshotRecovered(raftio.SnapshotInfo)       { l.changed() }
+func (l roleListener) SnapshotCreated(raftio.SnapshotInfo)         {}
+func (l roleListener) SnapshotCompacted(raftio.SnapshotInfo)       {}
+func (l roleListener) LogCompacted(raftio.EntryInfo)               {}
+func (l roleListener) LogDBCompacted(raftio.EntryInfo)             {}
 
 // timedMachine measures how long each batch takes to apply; it is what
 // dragonboat drives, the pure state machine sits inside.
@@ -225,7 +264,7 @@ func (n *Node) Metrics() Metrics {
 			SentBytes: p.SentBytes, SentMessages: p.SentMessages, SentBatches: p.SentBatches,
 			SentSnapshotChunks: p.SentChunks, Writes: p.Writes,
 			ReceivedBytes: p.ReceivedBytes, ReceivedMessages: p.ReceivedMessages, ReceivedBatches: p.ReceivedBatches,
-			DroppedMessages: p.Dropped, QueueBytes: p.QueueBytes})
+			DroppedMessages: p.Dropped, ThinnedHeartbeats: p.ThinnedHeartbeats, QueueBytes: p.QueueBytes})
 	}
 	return m
 }

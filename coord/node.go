@@ -67,6 +67,12 @@ type Node struct {
 	// object of its own: a pointer into the Node would keep it reachable.
 	self *atomic.Pointer[Node]
 
+	// voters holds, by dragonboat shard ID, the voters of each shard as
+	// this member last applied its membership; the peer transport thins
+	// heartbeats to the other replicas, observers (watchRoles).
+	voters       atomic.Pointer[map[uint64]map[uint64]bool]
+	rolesChanged chan struct{}
+
 	sessMu   sync.Mutex
 	sessions map[*Session]struct{} // live sessions, revoked by Close
 
@@ -190,7 +196,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	routeDragonboatLogs(c.Logger)
 
 	n := &Node{cfg: c, log: c.Logger.With("member", c.Name), replicaID: meta.ReplicaID, meta: meta, key: key, stop: make(chan struct{}),
-		admitting: make(chan struct{}, 1)}
+		admitting: make(chan struct{}, 1), rolesChanged: make(chan struct{}, 1)}
 	hb := uint64(c.HeartbeatInterval / time.Millisecond)
 	nhc := config.NodeHostConfig{
 		NodeHostDir:    filepath.Join(c.DataDir, "raft"),
@@ -220,11 +226,22 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n.self = new(atomic.Pointer[Node])
 	n.self.Store(n)
 	nhc.RaftEventListener = leaderListener{n.self}
+	nhc.SystemEventListener = roleListener{n.self}
 	if c.TLS != nil {
 		nhc.MutualTLS = true
 		nhc.CAFile, nhc.CertFile, nhc.KeyFile = c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile
 	}
-	n.peers = peer.NewFactory(peer.Options{Key: key, MaxRequestBytes: c.MaxRequestBytes, Logger: n.log})
+	self := n.self // not n: see leaderListener
+	n.peers = peer.NewFactory(peer.Options{Key: key, MaxRequestBytes: c.MaxRequestBytes, Logger: n.log,
+		Observer: func(shardID, replicaID uint64) bool {
+			if n := self.Load(); n != nil {
+				return n.isObserver(shardID, replicaID)
+			}
+			return false
+		},
+		// Half an election timeout: the reaper and the admission probe
+		// count an observer reachable when heard within two.
+		ObserverHeartbeatEvery: c.ElectionTimeout / 2})
 	nhc.Expert.TransportFactory = n.peers
 	if wrap, ok := c.testTransport.(func(config.TransportFactory) config.TransportFactory); ok {
 		nhc.Expert.TransportFactory = wrap(n.peers)
@@ -292,6 +309,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		n.wg.Add(1)
 		go n.reap()
 	}
+	n.wg.Add(1)
+	go n.watchRoles()
 	n.log.Debug("member started", "replica_id", n.replicaID, "shards", meta.Shards, "fresh", fresh)
 	return n, nil
 }
@@ -1097,4 +1116,54 @@ func (n *Node) transferLeadership() {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
+}
+
+// watchRoles keeps voters current: at once, then whenever a shard's
+// membership changes on this member (roleListener).
+func (n *Node) watchRoles() {
+	defer n.wg.Done()
+	for {
+		n.refreshRoles()
+		select {
+		case <-n.stop:
+			return
+		case <-n.rolesChanged:
+		}
+	}
+}
+
+// refreshRoles reads every shard's voters from the membership this member
+// applied (no network).
+func (n *Node) refreshRoles() {
+	info := n.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true})
+	if info == nil {
+		return
+	}
+	voters := map[uint64]map[uint64]bool{}
+	for _, si := range info.ShardInfoList {
+		if si.Pending || len(si.Replicas) == 0 {
+			continue
+		}
+		v := make(map[uint64]bool, len(si.Replicas))
+		for id := range si.Replicas {
+			v[id] = true
+		}
+		voters[si.ShardID] = v
+	}
+	n.voters.Store(&voters)
+}
+
+// isObserver reports whether replicaID is taken for a non-voting member of
+// the shard: the shard's membership is known here and does not list it
+// among the voters. Every replica of a shard whose membership is not known
+// yet counts as a voter. A voter not yet applied here counts as an observer
+// until the MembershipChanged event is handled, a moment; meanwhile its
+// heartbeats are thinned to one per half election timeout.
+func (n *Node) isObserver(shardID, replicaID uint64) bool {
+	vs := n.voters.Load()
+	if vs == nil {
+		return false
+	}
+	v, ok := (*vs)[shardID]
+	return ok && !v[replicaID]
 }

@@ -80,6 +80,7 @@ func NewCollector(n *coord.Node) prometheus.Collector {
 		{"peer_received_messages_total", "Raft messages received from the peer.", func(p coord.PeerMetrics) float64 { return float64(p.ReceivedMessages) }},
 		{"peer_received_batches_total", "Message frames received from the peer.", func(p coord.PeerMetrics) float64 { return float64(p.ReceivedBatches) }},
 		{"peer_dropped_messages_total", "Raft messages to the peer that were not sent.", func(p coord.PeerMetrics) float64 { return float64(p.DroppedMessages) }},
+		{"peer_thinned_heartbeats_total", "Heartbeats to the peer, an observer, left out because they carried nothing new.", func(p coord.PeerMetrics) float64 { return float64(p.ThinnedHeartbeats) }},
 		{"peer_queue_bytes", "Bytes waiting to be sent to the peer.", func(p coord.PeerMetrics) float64 { return float64(p.QueueBytes) }},
 	}
 	var peers []peerDesc

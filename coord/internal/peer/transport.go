@@ -93,6 +93,15 @@ type Options struct {
 	// Logger receives refused connections and frames. Default
 	// slog.Default().
 	Logger *slog.Logger
+	// Observer, when set, tells whether replicaID is known to be a
+	// non-voting member (an observer) of shardID. Heartbeats to observers
+	// are thinned to one per ObserverHeartbeatEvery (see thinHeartbeats);
+	// heartbeats to voters, and to replicas it does not know, all go out.
+	Observer func(shardID, replicaID uint64) bool
+	// ObserverHeartbeatEvery is the longest an observer goes without a
+	// heartbeat while the leader has nothing new for it. 0: heartbeats
+	// are never thinned.
+	ObserverHeartbeatEvery time.Duration
 }
 
 // Factory creates the transport for dragonboat (config.TransportFactory)
@@ -577,7 +586,8 @@ func (t *Transport) GetConnection(ctx context.Context, target string) (raftio.IC
 	if err != nil {
 		return nil, err
 	}
-	mc := &msgConn{t: t, c: c, pc: t.attach(target), wake: make(chan struct{}, 1), room: make(chan struct{}, 1), done: make(chan struct{})}
+	mc := &msgConn{t: t, c: c, pc: t.attach(target), wake: make(chan struct{}, 1), room: make(chan struct{}, 1), done: make(chan struct{}),
+		beats: map[beatKey]beat{}}
 	mc.wg.Add(1)
 	go mc.writer()
 	return mc, nil
@@ -619,11 +629,77 @@ type msgConn struct {
 	done chan struct{}
 	once sync.Once
 	wg   sync.WaitGroup
+
+	beatMu sync.Mutex
+	beats  map[beatKey]beat // the last heartbeat sent to each observer on this connection
+}
+
+// beatKey names a replica: heartbeats are per shard.
+type beatKey struct{ shard, replica uint64 }
+
+// beat is the last heartbeat sent to an observer.
+type beat struct {
+	at           time.Time
+	term, commit uint64
+}
+
+// thinHeartbeats removes from b the heartbeats to observers that carry
+// nothing new: the same term and commit index as the last one sent to that
+// observer on this connection, less than ObserverHeartbeatEvery ago.
+//
+// An observer never campaigns, and ReadIndex confirmations ask voters only,
+// so what it needs heartbeats for is the commit index (which a heartbeat
+// that changes it still carries at once) and, through its response, the
+// leader's retry of replication after a lost message or a reconnection
+// (which then waits up to ObserverHeartbeatEvery). Each heartbeat costs the
+// observer a wake-up and a response, and the leader one read per observer:
+// thinned, an idle fleet of observers costs the leader little.
+func (m *msgConn) thinHeartbeats(b *pb.MessageBatch) (thinned int) {
+	o := &m.t.opts
+	if o.Observer == nil || o.ObserverHeartbeatEvery <= 0 {
+		return 0
+	}
+	var now time.Time
+	var kept []pb.Message // b.Requests less the heartbeats left out, once one is: the batch is dragonboat's
+	m.beatMu.Lock()
+	for i, r := range b.Requests {
+		drop := false
+		if r.Type == pb.Heartbeat && r.Hint == 0 && r.HintHigh == 0 && o.Observer(r.ShardID, r.To) {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			k := beatKey{r.ShardID, r.To}
+			last, ok := m.beats[k]
+			if drop = ok && last.term == r.Term && last.commit == r.Commit && now.Sub(last.at) < o.ObserverHeartbeatEvery; !drop {
+				m.beats[k] = beat{at: now, term: r.Term, commit: r.Commit}
+			}
+		}
+		switch {
+		case drop && kept == nil:
+			kept = append(make([]pb.Message, 0, len(b.Requests)-1), b.Requests[:i]...)
+			thinned++
+		case drop:
+			thinned++
+		case kept != nil:
+			kept = append(kept, r)
+		}
+	}
+	m.beatMu.Unlock()
+	if thinned > 0 {
+		b.Requests = kept
+	}
+	return thinned
 }
 
 // SendMessageBatch implements raftio.IConnection. It blocks while the
 // peer's queue is full, for at most writeTimeout.
 func (m *msgConn) SendMessageBatch(b pb.MessageBatch) error {
+	if n := m.thinHeartbeats(&b); n > 0 {
+		m.pc.thinned.Add(uint64(n))
+		if len(b.Requests) == 0 {
+			return nil
+		}
+	}
 	frames, msgs, dropped := m.t.encodeBatch(b)
 	if dropped > 0 {
 		m.pc.dropped.Add(uint64(dropped))
@@ -852,6 +928,7 @@ type peerCounters struct {
 	sentBytes, sentMessages, sentBatches, sentChunks, writes atomic.Uint64
 	recvBytes, recvMessages, recvBatches                     atomic.Uint64
 	dropped                                                  atomic.Uint64
+	thinned                                                  atomic.Uint64
 	queueBytes                                               atomic.Int64
 	heard                                                    atomic.Int64 // UnixNano of the last batch received, 0 for none
 }
@@ -918,6 +995,9 @@ type PeerStats struct {
 	// Dropped counts messages to this peer that were not sent: a full
 	// queue, a failed connection, or a message too large to send.
 	Dropped uint64
+	// ThinnedHeartbeats counts heartbeats to this peer, an observer, left
+	// out because they carried nothing new (Options.ObserverHeartbeatEvery).
+	ThinnedHeartbeats uint64
 	// QueueBytes is what is queued for this peer now.
 	QueueBytes int64
 	// LastReceived is when the last message frame from this peer arrived,
@@ -958,7 +1038,8 @@ func (t *Transport) Stats() Stats {
 			SentChunks: pc.sentChunks.Load(), Writes: pc.writes.Load(),
 			ReceivedBytes: pc.recvBytes.Load(), ReceivedMessages: pc.recvMessages.Load(),
 			ReceivedBatches: pc.recvBatches.Load(),
-			Dropped:         pc.dropped.Load(), QueueBytes: pc.queueBytes.Load(), LastReceived: unixNano(pc.heard.Load())})
+			Dropped:         pc.dropped.Load(), ThinnedHeartbeats: pc.thinned.Load(),
+			QueueBytes: pc.queueBytes.Load(), LastReceived: unixNano(pc.heard.Load())})
 	}
 	t.mu.Unlock()
 	sort.Slice(s.Peers, func(i, j int) bool { return s.Peers[i].Address < s.Peers[j].Address })
