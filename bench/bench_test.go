@@ -301,13 +301,19 @@ func TestFleetWorkload(t *testing.T) {
 	}
 	cfg := defaultFleetConfig()
 	cfg.observers, cfg.duration, cfg.rate, cfg.closed, cfg.clients = []int{0, 2}, 2*time.Second, 50, time.Second, 4
-	cfg.kill, cfg.grace, cfg.idle = 1, 2*time.Second, time.Second
+	cfg.kill, cfg.grace, cfg.idle, cfg.startups = 1, 2*time.Second, time.Second, 2
 	cfg.progress = testWriter{t}
 	var out, svg bytes.Buffer
-	rows, err := fleetWorkload(cfg, &out, &svg)
+	rows, st, err := fleetWorkload(cfg, &out, &svg)
 	t.Logf("\n%s", out.String())
 	if err != nil {
 		t.Fatal(err)
+	}
+	for what, d := range map[string]dist{"exec": st.exec, "single member ready": st.singleReady,
+		"single member first put": st.singlePut, "observer ready": st.observer} {
+		if d.p50 <= 0 || d.max < d.p50 {
+			t.Errorf("start-up, %s: %+v", what, d)
+		}
 	}
 	if len(rows) != 2 {
 		t.Fatalf("want 2 rows, got %d", len(rows))

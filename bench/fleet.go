@@ -39,13 +39,14 @@ type fleetConfig struct {
 	kill      int           // observers killed with SIGKILL
 	grace     time.Duration // --observer-grace-period of the voters
 	idle      time.Duration // idle window
+	startups  int           // start-ups measured of each kind; 0 for none
 	memberBin string
 	progress  io.Writer
 }
 
 func defaultFleetConfig() fleetConfig {
 	return fleetConfig{observers: []int{0, 10, 25, 50, 100}, duration: 20 * time.Second, rate: 200, valueSize: 256,
-		closed: 10 * time.Second, clients: 32, kill: 10, grace: 20 * time.Second, idle: 20 * time.Second, progress: io.Discard}
+		closed: 10 * time.Second, clients: 32, kill: 10, grace: 20 * time.Second, idle: 20 * time.Second, startups: 10, progress: io.Discard}
 }
 
 const (
@@ -128,23 +129,28 @@ func (r fleetRow) cpuPerWrite() (user, sys time.Duration) {
 	return r.cpuUser / time.Duration(r.acked), r.cpuSys / time.Duration(r.acked)
 }
 
-// fleetWorkload runs one fleet per size in cfg.observers and writes the
-// tables to out; a fleet that fails ends the run with the rows measured
-// before it written.
-func fleetWorkload(cfg fleetConfig, out io.Writer, svg io.Writer) ([]fleetRow, error) {
+// fleetWorkload measures start-up (cfg.startups of each kind), then runs
+// one fleet per size in cfg.observers, and writes the tables to out; a
+// fleet that fails ends the run with the rows measured before it written.
+func fleetWorkload(cfg fleetConfig, out io.Writer, svg io.Writer) (rows []fleetRow, st startupResult, err error) {
 	if cfg.progress == nil {
 		cfg.progress = io.Discard
 	}
 	if cfg.rate <= 0 || cfg.duration <= 0 || len(cfg.observers) == 0 || cfg.clients <= 0 {
-		return nil, fmt.Errorf("fleet: need a positive rate, duration and clients, and at least one fleet size")
+		return nil, st, fmt.Errorf("fleet: need a positive rate, duration and clients, and at least one fleet size")
 	}
 	bin, cleanup, err := ensureMember(cfg.memberBin, "fleet", cfg.progress)
 	if err != nil {
-		return nil, err
+		return nil, st, err
 	}
 	defer cleanup()
 	version := memberVersion(bin, cfg.memberBin == "")
-	var rows []fleetRow
+	// Start-up first, on a machine no fleet loads yet.
+	if cfg.startups > 0 {
+		if st, err = measureStartup(cfg, bin); err != nil {
+			return nil, st, fmt.Errorf("start-up: %w", err)
+		}
+	}
 	for _, n := range cfg.observers {
 		var row fleetRow
 		row, err = runFleet(cfg, bin, n)
@@ -155,10 +161,13 @@ func fleetWorkload(cfg fleetConfig, out io.Writer, svg io.Writer) ([]fleetRow, e
 		rows = append(rows, row)
 	}
 	writeFleet(out, cfg, rows, version)
+	if cfg.startups > 0 {
+		writeStartup(out, cfg, st)
+	}
 	if svg != nil && len(rows) > 0 {
 		writeFleetSVG(svg, rows)
 	}
-	return rows, err
+	return rows, st, err
 }
 
 // runFleet starts 3 voters and n observers and takes every measurement.

@@ -53,6 +53,7 @@ func main() {
 	fc := defaultFleetConfig()
 	flag.DurationVar(&fc.grace, "grace", fc.grace, "fleet: the voters' --observer-grace-period")
 	flag.IntVar(&fc.clients, "clients", fc.clients, "fleet: closed-loop clients")
+	flag.IntVar(&fc.startups, "startups", fc.startups, "fleet: start-ups measured of a fresh single member and of an observer joining an idle cluster (0: none)")
 	flag.IntVar(&pc.rate, "rate", pc.rate, "peers: writes per second, paced")
 	flag.StringVar(&pc.profileDir, "leader-cpuprofile-dir", "", "peers: write the leader's CPU profile over each measured window to this directory, as leader-cpu-N.pprof for N observers")
 	flag.StringVar(&pc.memberBin, "member-bin", "", "peers: a built examples/member to run (default: build one, which needs the go command and bench/ as working directory)")
@@ -164,7 +165,7 @@ func main() {
 			defer f.Close()
 			chart = f
 		}
-		if _, err := fleetWorkload(fc, os.Stdout, chart); err != nil {
+		if _, _, err := fleetWorkload(fc, os.Stdout, chart); err != nil {
 			log.Fatal(err)
 		}
 		return
