@@ -315,6 +315,9 @@ func TestFleetWorkload(t *testing.T) {
 			t.Errorf("start-up, %s: %+v", what, d)
 		}
 	}
+	if st.loneRSS <= 0 || st.loneCPU < 0 {
+		t.Errorf("lone idle member: CPU %.2f%%, RSS %d", st.loneCPU, st.loneRSS)
+	}
 	if len(rows) != 2 {
 		t.Fatalf("want 2 rows, got %d", len(rows))
 	}

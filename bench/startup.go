@@ -19,6 +19,10 @@ type startupResult struct {
 	singleReady dist // a fresh single member: process start to "member NAME ready"
 	singlePut   dist // the same, to its first acknowledged put
 	observer    dist // an observer joining an idle 3-voter cluster: process start to ready
+	// A lone member left idle: the floor under any member's idle cost, with
+	// no peer to send to or hear from.
+	loneCPU float64 // % of a core over cfg.idle
+	loneRSS int64
 }
 
 // measureStartup starts fresh single members one after another, each
@@ -60,8 +64,11 @@ func measureStartup(cfg fleetConfig, bin string) (res startupResult, err error) 
 		ready, put = append(ready, r), append(put, p)
 	}
 	res.singleReady, res.singlePut = distOf(ready), distOf(put)
-	fmt.Fprintf(cfg.progress, "start-up: single member ready p50 %.0f ms, first put p50 %.0f ms (exec alone %.0f ms)\n",
-		res.singleReady.p50, res.singlePut.p50, res.exec.p50)
+	if res.loneCPU, res.loneRSS, err = loneIdle(f, cfg); err != nil {
+		return res, err
+	}
+	fmt.Fprintf(cfg.progress, "start-up: single member ready p50 %.0f ms, first put p50 %.0f ms (exec alone %.0f ms); a lone idle member %.2f%% of a core, RSS %s\n",
+		res.singleReady.p50, res.singlePut.p50, res.exec.p50, res.loneCPU, mib(res.loneRSS))
 
 	vs, err := startVoters(bin, "startup", 0, 2*cfg.startups)
 	if err != nil {
@@ -95,23 +102,14 @@ func measureStartup(cfg fleetConfig, bin string) (res startupResult, err error) 
 // acknowledged. It returns the milliseconds from the process's start to
 // "ready" and to the first acknowledgement, and stops the member.
 func singleStartup(f *fleet, i int) (ready, put float64, err error) {
-	addrs, err := freeport.Addrs(2)
-	if err != nil {
-		return 0, 0, err
-	}
 	name := fmt.Sprintf("single%d", i+1)
-	url := "http://" + addrs[1] + "/v1/kv/put"
 	t0 := time.Now()
-	m, err := f.start(name, addrs[1], nil, "--name", name, "--data-dir", filepath.Join(f.dir, name),
-		"--listen-peer-urls", "http://"+addrs[0], "--listen-client-urls", "http://"+addrs[1])
+	m, stop, err := startSingle(f, name)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer func() {
-		m.killed.Store(true)
-		m.cmd.Process.Kill()
-		<-m.exited
-	}()
+	defer stop()
+	url := "http://" + m.client + "/v1/kv/put"
 	deadline := t0.Add(time.Minute)
 	for {
 		_, perr := httpPutRev(f.http, url, "/startup", []byte("v"))
@@ -135,6 +133,53 @@ func singleStartup(f *fleet, i int) (ready, put float64, err error) {
 	return ms(m.readyAt.Sub(t0)), put, nil
 }
 
+// loneIdle starts a single member, leaves it idle for cfg.idle after
+// fleetSettle, and returns its CPU (% of a core) and RSS (KiB).
+func loneIdle(f *fleet, cfg fleetConfig) (cpu float64, rss int64, err error) {
+	m, stop, err := startSingle(f, "lone")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer stop()
+	if err := m.waitReady(time.Now().Add(time.Minute)); err != nil {
+		return 0, 0, err
+	}
+	time.Sleep(fleetSettle)
+	pid := m.cmd.Process.Pid
+	u0, s0, err := procCPUSplit(pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	w0 := time.Now()
+	time.Sleep(cfg.idle)
+	u1, s1, err := procCPUSplit(pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	cpu = 100 * (u1 + s1 - u0 - s0).Seconds() / time.Since(w0).Seconds()
+	r, err := rssOf([]*memberProc{m})
+	return cpu, int64(r.p50), err
+}
+
+// startSingle starts a fresh single member with the default config; stop
+// kills it and waits for it to be gone.
+func startSingle(f *fleet, name string) (m *memberProc, stop func(), err error) {
+	addrs, err := freeport.Addrs(2)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err = f.start(name, addrs[1], nil, "--name", name, "--data-dir", filepath.Join(f.dir, name),
+		"--listen-peer-urls", "http://"+addrs[0], "--listen-client-urls", "http://"+addrs[1])
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, func() {
+		m.killed.Store(true)
+		m.cmd.Process.Kill()
+		<-m.exited
+	}, nil
+}
+
 // writeStartup writes the start-up table.
 func writeStartup(out io.Writer, cfg fleetConfig, r startupResult) {
 	fmt.Fprintf(out, "Start-up, %d runs each, from starting the process (`member -h` takes %.0f ms p50 here):\n\n", cfg.startups, r.exec.p50)
@@ -148,6 +193,7 @@ func writeStartup(out io.Writer, cfg fleetConfig, r startupResult) {
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "- first put: a put sent every 2 ms from the start until one is acknowledged (connection refused until the HTTP API listens).")
 	fmt.Fprintln(out, "- observer: started one at a time, each after the last is ready, 5 s after the voters were.")
+	fmt.Fprintf(out, "- a lone member (the default config, no peer) left idle for %s: %.2f%% of a core, RSS %s. This is the floor under every member's idle cost and memory: dragonboat's ticks and workers, pebble and the Go runtime, with nothing to send or receive.\n", cfg.idle, r.loneCPU, mib(r.loneRSS))
 	fmt.Fprintln(out)
 }
 
