@@ -175,6 +175,9 @@ func (l leaderListener) LeaderUpdated(info raftio.LeaderInfo) {
 	st := &n.stats[info.ShardID-1]
 	if prev := st.leader.Swap(info.LeaderID); info.LeaderID != 0 && prev != info.LeaderID {
 		st.leaderChanges.Add(1)
+		if info.ShardID <= uint64(len(n.shards)) {
+			n.shards[info.ShardID-1].leaderChanged()
+		}
 	}
 	if info.LeaderID == n.replicaID && info.ShardID <= uint64(len(n.shards)) {
 		n.shards[info.ShardID-1].keeper.leading()

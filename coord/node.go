@@ -102,7 +102,28 @@ type shard struct {
 	noop *client.Session
 	// recovered: the state machine loaded a snapshot since it started.
 	recovered atomic.Bool
+	// leaderEpoch is closed, and replaced, when this member learns of a
+	// new leader of the shard (leaderListener): requests forwarded to the
+	// old one may be lost, and are sent again at once (leaderChanged).
+	leaderEpoch atomic.Pointer[chan struct{}]
 }
+
+// epoch returns a channel closed when this member next learns of a new
+// leader of the shard.
+func (s *shard) epoch() <-chan struct{} { return *s.leaderEpoch.Load() }
+
+// leaderChanged wakes the requests waiting on the current epoch.
+func (s *shard) leaderChanged() {
+	ch := make(chan struct{})
+	close(*s.leaderEpoch.Swap(&ch))
+}
+
+// errLeaderChanged ends an attempt whose shard got a new leader while it
+// waited: a request forwarded to the old leader may have been lost, and
+// would otherwise wait out its attempt. It is a timeout to every caller: the
+// attempt may have entered the log, and is made again (writes under the
+// same request ID, applied at most once).
+var errLeaderChanged = fmt.Errorf("coord: the leader changed during the attempt: %w", dragonboat.ErrTimeout)
 
 // Open starts this member. A new DataDir founds a cluster with
 // InitialCluster (or joins none: a single member); an existing DataDir
@@ -258,6 +279,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			noop:       client.NewNoOPSession(uint64(i+1), random.LockGuardedRand)}
 		s.hub = newHub(s)
 		s.keeper = newKeeper(s)
+		epoch := make(chan struct{})
+		s.leaderEpoch.Store(&epoch)
 		n.shards = append(n.shards, s)
 	}
 	n.nhc = nhc
@@ -754,7 +777,9 @@ func (n *Node) read(ctx context.Context, s *shard, serializable bool) (*sm.View,
 		}
 		expired := ctx.Err() != nil || time.Until(deadline) < n.cfg.HeartbeatInterval
 		if errors.Is(err, dragonboat.ErrTimeout) && !expired {
-			timeouts++
+			if !errors.Is(err, errLeaderChanged) {
+				timeouts++
+			}
 			continue
 		}
 		if retryable(err) && !expired && n.backoff(ctx, attempt) {
@@ -788,11 +813,12 @@ func (n *Node) readOnce(ctx context.Context, s *shard, timeout time.Duration) (*
 	if timeout < n.cfg.HeartbeatInterval {
 		return nil, dragonboat.ErrTimeoutTooSmall
 	}
+	changed := s.epoch()
 	rs, err := n.nh.ReadIndex(s.id, timeout)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := awaitRequest(ctx, rs); err != nil {
+	if _, err := awaitRequest(ctx, rs, changed); err != nil {
 		return nil, err
 	}
 	v, err := n.nh.ReadLocalNode(rs, nil)
@@ -803,32 +829,46 @@ func (n *Node) readOnce(ctx context.Context, s *shard, timeout time.Duration) (*
 	return v.(*sm.View), nil
 }
 
-// awaitRequest waits for an asynchronous request's outcome, or for ctx, and
-// reports a failure with the error dragonboat's Sync calls give for it.
-func awaitRequest(ctx context.Context, rs *dragonboat.RequestState) (dragonboat.RequestResult, error) {
+// awaitRequest waits for an asynchronous request's outcome, for ctx, or
+// for leaderChanged to close, and reports a failure with the error
+// dragonboat's Sync calls give for it (errLeaderChanged, a timeout, when the
+// leader changed first).
+func awaitRequest(ctx context.Context, rs *dragonboat.RequestState, leaderChanged <-chan struct{}) (dragonboat.RequestResult, error) {
 	select {
 	case r := <-rs.AppliedC():
-		switch {
-		case r.Completed():
-			return r, nil
-		case r.Rejected():
-			return r, dragonboat.ErrRejected
-		case r.Timeout():
-			return r, dragonboat.ErrTimeout
-		case r.Terminated():
-			return r, dragonboat.ErrShardClosed
-		case r.Dropped():
-			return r, dragonboat.ErrShardNotReady
-		case r.Aborted():
-			return r, dragonboat.ErrAborted
+		return requestOutcome(r)
+	case <-leaderChanged:
+		select {
+		case r := <-rs.AppliedC(): // an outcome that is there already wins
+			return requestOutcome(r)
+		default:
+			return dragonboat.RequestResult{}, errLeaderChanged
 		}
-		return r, fmt.Errorf("coord: unknown request outcome %v", r)
 	case <-ctx.Done():
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return dragonboat.RequestResult{}, dragonboat.ErrTimeout
 		}
 		return dragonboat.RequestResult{}, dragonboat.ErrCanceled
 	}
+}
+
+// requestOutcome is r with the error dragonboat's Sync calls give for it.
+func requestOutcome(r dragonboat.RequestResult) (dragonboat.RequestResult, error) {
+	switch {
+	case r.Completed():
+		return r, nil
+	case r.Rejected():
+		return r, dragonboat.ErrRejected
+	case r.Timeout():
+		return r, dragonboat.ErrTimeout
+	case r.Terminated():
+		return r, dragonboat.ErrShardClosed
+	case r.Dropped():
+		return r, dragonboat.ErrShardNotReady
+	case r.Aborted():
+		return r, dragonboat.ErrAborted
+	}
+	return r, fmt.Errorf("coord: unknown request outcome %v", r)
 }
 
 // readAttemptTimeout bounds a ReadIndex round after timeouts earlier rounds
@@ -983,11 +1023,12 @@ func (n *Node) proposeOnce(ctx context.Context, s *shard, b []byte, timeout time
 	if timeout < n.cfg.HeartbeatInterval {
 		return nil, dragonboat.ErrTimeoutTooSmall
 	}
+	changed := s.epoch()
 	rs, err := n.nh.Propose(s.noop, b, timeout)
 	if err != nil {
 		return nil, err
 	}
-	r, err := awaitRequest(ctx, rs)
+	r, err := awaitRequest(ctx, rs, changed)
 	if err != nil {
 		return nil, err
 	}
