@@ -182,7 +182,7 @@ func startSingle(f *fleet, name string) (m *memberProc, stop func(), err error) 
 
 // writeStartup writes the start-up table.
 func writeStartup(out io.Writer, cfg fleetConfig, r startupResult) {
-	fmt.Fprintf(out, "Start-up, %d runs each, from starting the process (`member -h` takes %.0f ms p50 here):\n\n", cfg.startups, r.exec.p50)
+	fmt.Fprintf(out, "\nStart-up, %d runs each, from starting the process (`member -h` takes %.0f ms p50 here):\n\n", cfg.startups, r.exec.p50)
 	row := func(what string, d dist) []string {
 		return []string{what, fmt.Sprintf("%.0f ms", d.p50), fmt.Sprintf("%.0f ms", d.max)}
 	}
