@@ -389,10 +389,10 @@ func rejoin(ctx context.Context, c *Config, key []byte, meta *memberMeta) (*memb
 	// The seed admitted this member under a new ID: the old one was removed.
 	// Forget the old replica and start from nothing as the new one.
 	c.Logger.Info("this observer was removed from the cluster while away; joining afresh", "old_replica_id", meta.ReplicaID)
-	if err := os.RemoveAll(filepath.Join(c.DataDir, "raft")); err != nil {
+	if err := c.fs().RemoveAll(filepath.Join(c.DataDir, "raft")); err != nil {
 		return nil, fmt.Errorf("coord: DataDir: %w", err)
 	}
-	if err := os.Remove(filepath.Join(c.DataDir, metaFile)); err != nil {
+	if err := c.fs().Remove(filepath.Join(c.DataDir, metaFile)); err != nil {
 		return nil, fmt.Errorf("coord: DataDir: %w", err)
 	}
 	return nil, nil

@@ -9,6 +9,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/lni/vfs"
 )
 
 // Config configures a Node. The zero value of every field but DataDir has a
@@ -157,6 +159,16 @@ type Config struct {
 
 	// test hooks, set through coord/internal/hooks only.
 	testTransport any
+	testFS        vfs.FS
+}
+
+// fs is the filesystem that holds DataDir: the operating system's, or a
+// test's (coord/internal/hooks.SetFS).
+func (c *Config) fs() vfs.FS {
+	if c.testFS != nil {
+		return c.testFS
+	}
+	return vfs.Default
 }
 
 // TLSConfig names the PEM files of mutual TLS between members.

@@ -61,5 +61,5 @@ func (l *dbLog) Errorf(format string, args ...any) {
 }
 func (l *dbLog) Panicf(format string, args ...any) {
 	l.log(slog.LevelError, format, args)
-	panic(fmt.Sprintf(format, args...))
+	panic(fmt.Errorf(format, args...))
 }

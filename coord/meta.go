@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/lni/vfs"
 )
 
 const metaFile = "coordkit-member.json"
@@ -66,8 +69,8 @@ func joinedReplicaID(token, name, addr string) uint64 {
 	return h.Sum64()>>1 | 1<<32
 }
 
-func loadMeta(dir string) (*memberMeta, error) {
-	b, err := os.ReadFile(filepath.Join(dir, metaFile))
+func loadMeta(fsys vfs.FS, dir string) (*memberMeta, error) {
+	b, err := readFile(fsys, filepath.Join(dir, metaFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -85,21 +88,28 @@ func loadMeta(dir string) (*memberMeta, error) {
 }
 
 // saveMeta writes atomically: a crash leaves the old file or the new one.
-func saveMeta(dir string, m *memberMeta) error {
+func saveMeta(fsys vfs.FS, dir string, m *memberMeta) error {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFileSynced(dir, metaFile, b, 0o666)
+	return writeFileSynced(fsys, dir, metaFile, b, 0o666)
 }
 
 // writeFileSynced replaces dir/name with data atomically and durably: the
-// file and the directory entry are synced before it returns.
-func writeFileSynced(dir, name string, data []byte, perm os.FileMode) error {
+// file and the directory entry are synced before it returns. perm applies
+// on the operating system's filesystem (vfs.Default) only.
+func writeFileSynced(fsys vfs.FS, dir, name string, data []byte, perm os.FileMode) error {
 	tmp := filepath.Join(dir, name+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	f, err := fsys.Create(tmp)
 	if err != nil {
 		return err
+	}
+	if fsys == vfs.Default {
+		if err := os.Chmod(tmp, perm); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
@@ -112,13 +122,56 @@ func writeFileSynced(dir, name string, data []byte, perm os.FileMode) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+	if err := fsys.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
+	d, err := fsys.OpenDir(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// mkdirAllSynced is MkdirAll, made durable: each directory it creates is
+// synced into its parent, or a power loss soon after could take DataDir,
+// and everything acknowledged from it, away.
+func mkdirAllSynced(fsys vfs.FS, dir string, perm os.FileMode) error {
+	var missing []string                                                      // from dir up to the first that exists
+	for d := filepath.Clean(dir); filepath.Dir(d) != d; d = filepath.Dir(d) { // the root exists
+		if _, err := fsys.Stat(d); err == nil {
+			break
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		missing = append(missing, d)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := fsys.MkdirAll(dir, perm); err != nil {
+		return err
+	}
+	for _, d := range missing {
+		p, err := fsys.OpenDir(filepath.Dir(d))
+		if err != nil {
+			return err
+		}
+		err = p.Sync()
+		p.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readFile is os.ReadFile on fsys.
+func readFile(fsys vfs.FS, path string) ([]byte, error) {
+	f, err := fsys.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }

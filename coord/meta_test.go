@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/lni/vfs"
 )
 
 // FuzzLoadMeta: the member file in DataDir is input from disk; whatever it
@@ -18,7 +20,7 @@ func FuzzLoadMeta(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, metaFile), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		m, err := loadMeta(dir)
+		m, err := loadMeta(vfs.Default, dir)
 		if err != nil {
 			return
 		}
@@ -32,17 +34,42 @@ func TestSaveLoadMetaRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	want := &memberMeta{Version: 1, Name: "a", ReplicaID: 7, ClusterToken: "t", Shards: 3, RaftAddress: "127.0.0.1:9",
 		Members: map[string]member{"a": {ReplicaID: 7, Address: "127.0.0.1:9"}}}
-	if err := saveMeta(dir, want); err != nil {
+	if err := saveMeta(vfs.Default, dir, want); err != nil {
 		t.Fatal(err)
 	}
-	got, err := loadMeta(dir)
+	got, err := loadMeta(vfs.Default, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.Name != want.Name || got.ReplicaID != want.ReplicaID || got.Shards != want.Shards || got.Members["a"] != want.Members["a"] {
 		t.Fatalf("round trip: %+v, want %+v", got, want)
 	}
-	if m, err := loadMeta(t.TempDir()); m != nil || err != nil {
+	if m, err := loadMeta(vfs.Default, t.TempDir()); m != nil || err != nil {
 		t.Fatalf("missing file: %v %v, want nil nil", m, err)
+	}
+}
+
+// A DataDir created by Open survives a power loss right after: every
+// directory made is synced into its parent (found by the power-loss test,
+// where a member that lost power early came back with no DataDir at all).
+func TestDataDirCreationIsDurable(t *testing.T) {
+	fs := vfs.NewStrictMem()
+	if err := fs.MkdirAll("/var", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := fs.OpenDir("/"); err != nil {
+		t.Fatal(err)
+	} else if err := d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mkdirAllSynced(fs, "/var/lib/coord/a", 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := mkdirAllSynced(fs, "/var/lib/coord/a", 0o750); err != nil { // exists: nothing to do
+		t.Fatal(err)
+	}
+	fs.ResetToSyncedState()
+	if _, err := fs.Stat("/var/lib/coord/a"); err != nil {
+		t.Fatalf("after a power loss: %v", err)
 	}
 }

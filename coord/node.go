@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/lni/dragonboat/v4/config"
 	dbsm "github.com/lni/dragonboat/v4/statemachine"
 	"github.com/lni/goutils/random"
+	"github.com/lni/vfs"
 
 	"github.com/coordkit/coordkit/coord/internal/hooks"
 	"github.com/coordkit/coordkit/coord/internal/peer"
@@ -31,6 +31,8 @@ func init() {
 	hooks.WrapTransport = func(cfg any, wrap func(config.TransportFactory) config.TransportFactory) {
 		cfg.(*Config).testTransport = wrap
 	}
+	hooks.SetFS = func(cfg any, fs vfs.FS) { cfg.(*Config).testFS = fs }
+	hooks.Crash = func(node any) { node.(*Node).shutdown(false) }
 	hooks.StateHashes = func(node any) (revs []int64, hashes []uint64) {
 		for _, s := range node.(*Node).shards {
 			v := s.machine.Load().View()
@@ -146,10 +148,10 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
+	if err := mkdirAllSynced(c.fs(), c.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("coord: DataDir: %w", err)
 	}
-	meta, err := loadMeta(c.DataDir)
+	meta, err := loadMeta(c.fs(), c.DataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -264,6 +266,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		// count an observer reachable when heard within two.
 		ObserverHeartbeatEvery: c.ElectionTimeout / 2})
 	nhc.Expert.TransportFactory = n.peers
+	if c.testFS != nil {
+		nhc.Expert.FS = c.fs()
+	}
 	if wrap, ok := c.testTransport.(func(config.TransportFactory) config.TransportFactory); ok {
 		nhc.Expert.TransportFactory = wrap(n.peers)
 	}
@@ -300,7 +305,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if fresh {
 		// Written only once every shard started, so a failed first Open
 		// leaves a DataDir that the next Open treats as new again.
-		if err := saveMeta(c.DataDir, meta); err != nil {
+		if err := saveMeta(c.fs(), c.DataDir, meta); err != nil {
 			return fail(fmt.Errorf("coord: DataDir: %w", err))
 		}
 	} else {
@@ -351,6 +356,9 @@ func (n *Node) startNodeHost(initial map[uint64]dragonboat.Target, join bool) er
 	nh, err := dragonboat.NewNodeHost(n.nhc)
 	if err != nil {
 		return fmt.Errorf("coord: starting member %q: %w", n.cfg.Name, err)
+	}
+	if nh == nil { // NewNodeHost recovers a panic that is not an error, and returns nothing
+		return fmt.Errorf("coord: starting member %q: dragonboat failed to start (see the log)", n.cfg.Name)
 	}
 	n.nh = nh
 	for _, s := range n.shards {
@@ -455,7 +463,7 @@ func (n *Node) fixRole(ctx context.Context) error {
 	n.nh.Close()
 	n.nh = nil // Open's fail closes only a NodeHost left running
 	n.meta.Observer = false
-	if err := saveMeta(n.cfg.DataDir, n.meta); err != nil {
+	if err := saveMeta(n.cfg.fs(), n.cfg.DataDir, n.meta); err != nil {
 		return fmt.Errorf("coord: DataDir: %w", err)
 	}
 	for _, s := range n.shards {
@@ -1108,9 +1116,18 @@ func codeErr(c sm.Code) error {
 // for an election timeout. Close blocks until every goroutine it started has
 // ended. It is idempotent; later calls of other methods return ErrClosed.
 func (n *Node) Close() error {
+	n.shutdown(true)
+	return nil
+}
+
+// shutdown is Close; unless clean, without the work that tells the cluster
+// (sessions revoked, leadership handed over): what a crash leaves.
+func (n *Node) shutdown(clean bool) {
 	n.closeOnce.Do(func() {
-		n.revokeSessions()
-		n.transferLeadership()
+		if clean {
+			n.revokeSessions()
+			n.transferLeadership()
+		}
 		n.closed.Store(true)
 		close(n.stop)
 		if n.admin != nil {
@@ -1120,7 +1137,6 @@ func (n *Node) Close() error {
 		n.nh.Close()
 		n.self.Store(nil) // see leaderListener
 	})
-	return nil
 }
 
 // transferLeadership hands every shard this member leads to another voter

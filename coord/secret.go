@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -36,7 +35,7 @@ func clusterKey(c *Config, token string, alone bool) ([]byte, error) {
 		return []byte(c.ClusterSecret), nil
 	}
 	path := filepath.Join(c.DataDir, secretFile)
-	b, err := os.ReadFile(path)
+	b, err := readFile(c.fs(), path)
 	switch {
 	case err == nil:
 		s := strings.TrimSpace(string(b))
@@ -58,7 +57,7 @@ func clusterKey(c *Config, token string, alone bool) ([]byte, error) {
 		return nil, fmt.Errorf("coord: generating a cluster secret: %w", err)
 	}
 	s := hex.EncodeToString(raw)
-	if err := writeFileSynced(c.DataDir, secretFile, []byte(s+"\n"), 0o600); err != nil {
+	if err := writeFileSynced(c.fs(), c.DataDir, secretFile, []byte(s+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("coord: DataDir: %w", err)
 	}
 	c.Logger.Info("generated the cluster secret; members added later need it (member --cluster-secret-file)", "file", path)

@@ -7,12 +7,34 @@ import (
 	"sync/atomic"
 
 	"github.com/lni/dragonboat/v4/config"
+	"github.com/lni/vfs"
 )
 
 // WrapTransport makes the Node opened with *cfg (a *coord.Config) carry its
 // peer traffic over wrap(its own transport factory), so that a harness can
 // filter or delay what members receive. Set by package coord at init.
 var WrapTransport func(cfg any, wrap func(config.TransportFactory) config.TransportFactory)
+
+// SetFS makes the Node opened with *cfg (a *coord.Config) keep DataDir on
+// fs: dragonboat's log and snapshots, and coordkit's own files. With a
+// vfs.NewStrictMem, a harness can drop what was not synced, as a power loss
+// does. Set by package coord at init.
+var SetFS func(cfg any, fs vfs.FS)
+
+// AckBeforeSync, when set, makes coordtest.WithPowerLoss give members a
+// filesystem on which syncs do nothing until their first power loss:
+// writes are acknowledged before they are durable, a deliberate bug, to
+// prove that the power-loss check catches it. (dragonboat's log store
+// takes no filesystem but the operating system's and its own in-memory
+// and error-injecting ones, so the switch cannot single out the Raft log.)
+// Read when a cluster is created.
+var AckBeforeSync atomic.Bool
+
+// Crash stops a *coord.Node as a crash would, to the cluster: no session is
+// revoked and no leadership handed over. Its goroutines end and its files
+// are closed (what it writes then is lost on a strict filesystem set to
+// ignore syncs). Set by package coord at init.
+var Crash func(node any)
 
 // StateHashes returns, for a *coord.Node, the revision and state hash of
 // each of its shard replicas. Set by package coord at init.
