@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/lni/dragonboat/v4/config"
+	"github.com/lni/vfs"
 
 	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/internal/hooks"
@@ -31,6 +32,7 @@ type Option func(*options)
 type options struct {
 	shards        int
 	partitionable bool
+	powerLoss     bool
 	tweak         func(*coord.Config)
 }
 
@@ -41,6 +43,11 @@ func WithShards(n int) Option { return func(o *options) { o.shards = n } }
 // and the peer traffic it receives, so Isolate and Heal work. Members talk
 // over real loopback TCP either way.
 func WithPartitions() Option { return func(o *options) { o.partitionable = true } }
+
+// WithPowerLoss keeps each member's DataDir on a filesystem in memory that
+// can lose what was not synced (vfs.NewStrictMem), for PowerLoss. Nothing
+// is written to disk.
+func WithPowerLoss() Option { return func(o *options) { o.powerLoss = true } }
 
 // WithConfig lets a test adjust every member's Config after the harness
 // filled it in.
@@ -63,6 +70,7 @@ type Cluster struct {
 	cfgs  []coord.Config
 	nodes []*coord.Node
 	nw    *network
+	fss   []*vfs.MemFS // by member, with WithPowerLoss
 }
 
 // New starts an n-member cluster, waits until every member is Ready, and
@@ -126,7 +134,7 @@ func (c *Cluster) open(n int, o options) error {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	}
 	c.mu.Lock()
-	c.cfgs = c.cfgs[:0]
+	c.cfgs, c.fss = c.cfgs[:0], c.fss[:0]
 	for _, name := range names {
 		cfg := coord.Config{
 			Name: name, DataDir: filepath.Join(dir, name), RaftAddress: initial[name],
@@ -136,6 +144,12 @@ func (c *Cluster) open(n int, o options) error {
 		}
 		if o.tweak != nil {
 			o.tweak(&cfg)
+		}
+		if o.powerLoss {
+			fs := vfs.NewStrictMem()
+			fs.SetIgnoreSyncs(hooks.AckBeforeSync.Load())
+			hooks.SetFS(&cfg, fs)
+			c.fss = append(c.fss, fs)
 		}
 		if c.nw != nil {
 			nw := c.nw
@@ -210,6 +224,40 @@ func (c *Cluster) Stop(i int) {
 	if n != nil {
 		n.Close()
 	}
+}
+
+// PowerLoss stops members as a power failure would (needs WithPowerLoss):
+// at once, every write to their DataDirs that was not synced is lost, and
+// they stop with no clean shutdown work (no session revoked, no leadership
+// handed over). It returns the instant of the failure: a write acknowledged
+// to a caller before it must survive; one acknowledged after it may rest on
+// a sync that was ignored. Restart reopens each from what was synced.
+func (c *Cluster) PowerLoss(members ...int) time.Time {
+	c.tb.Helper()
+	if len(c.fss) == 0 {
+		c.tb.Fatalf("coordtest: PowerLoss needs WithPowerLoss")
+	}
+	c.mu.Lock()
+	nodes := make([]*coord.Node, len(members))
+	for j, i := range members {
+		nodes[j] = c.nodes[i]
+		c.nodes[i] = nil
+	}
+	c.mu.Unlock()
+	cut := time.Now() // before any sync is ignored
+	for _, i := range members {
+		c.fss[i].SetIgnoreSyncs(true)
+	}
+	for _, n := range nodes {
+		if n != nil {
+			hooks.Crash(n)
+		}
+	}
+	for _, i := range members {
+		c.fss[i].ResetToSyncedState()
+		c.fss[i].SetIgnoreSyncs(false)
+	}
+	return cut
 }
 
 // Restart reopens a stopped member i from its DataDir.
