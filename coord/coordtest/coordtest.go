@@ -46,8 +46,8 @@ func WithPartitions() Option { return func(o *options) { o.partitionable = true 
 
 // WithPowerLoss keeps each member's DataDir on a filesystem in memory that
 // can lose what was not synced (vfs.NewStrictMem), for PowerLoss. Nothing
-// is written to disk.
-func WithPowerLoss() Option { return func(o *options) { o.powerLoss = true } }
+// is written to disk. It implies WithPartitions.
+func WithPowerLoss() Option { return func(o *options) { o.powerLoss, o.partitionable = true, true } }
 
 // WithConfig lets a test adjust every member's Config after the harness
 // filled it in.
@@ -230,8 +230,10 @@ func (c *Cluster) Stop(i int) {
 // at once, every write to their DataDirs that was not synced is lost, and
 // they stop with no clean shutdown work (no session revoked, no leadership
 // handed over). It returns the instant of the failure: a write acknowledged
-// to a caller before it must survive; one acknowledged after it may rest on
-// a sync that was ignored. Restart reopens each from what was synced.
+// to a caller before it must survive. A member alone in its cluster may
+// acknowledge one after it that rests on a sync that was ignored; members
+// of a larger cluster are cut off from it first. Restart reopens each from
+// what was synced.
 func (c *Cluster) PowerLoss(members ...int) time.Time {
 	c.tb.Helper()
 	if len(c.fss) == 0 {
@@ -244,8 +246,13 @@ func (c *Cluster) PowerLoss(members ...int) time.Time {
 		c.nodes[i] = nil
 	}
 	c.mu.Unlock()
+	// The members fall silent first: what they do between now and their
+	// stop rests on syncs that are ignored, and must not reach the others
+	// (an acknowledgement counted toward a commit) as it could not in a
+	// real power failure, which is instant.
 	cut := time.Now() // before any sync is ignored
 	for _, i := range members {
+		c.nw.set(c.cfgs[i].RaftAddress, true)
 		c.fss[i].SetIgnoreSyncs(true)
 	}
 	for _, n := range nodes {
@@ -256,6 +263,7 @@ func (c *Cluster) PowerLoss(members ...int) time.Time {
 	for _, i := range members {
 		c.fss[i].ResetToSyncedState()
 		c.fss[i].SetIgnoreSyncs(false)
+		c.nw.set(c.cfgs[i].RaftAddress, false)
 	}
 	return cut
 }

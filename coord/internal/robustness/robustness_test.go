@@ -27,6 +27,7 @@ func shortProfile() []Scenario {
 		{Name: "1m-restart", Seed: 11, Members: 1, Clients: 3, Duration: d, Faults: []faultKind{faultRestart}, Election: 500 * time.Millisecond, SnapEvery: 50},
 		{Name: "3m-restart-leader", Seed: 12, Members: 3, Clients: 2, Duration: d, Faults: []faultKind{faultRestartLeader, faultRestart}, Election: 750 * time.Millisecond, SnapEvery: 200},
 		{Name: "3m-isolate-slow", Seed: 13, Members: 3, Clients: 2, Duration: d, Faults: []faultKind{faultIsolate, faultIsolateLeader, faultSlow}, Election: 500 * time.Millisecond, SnapEvery: 50},
+		{Name: "3m-power-loss", Seed: 14, Members: 3, Clients: 2, Duration: 2 * d, Faults: []faultKind{faultPowerLoss, faultPowerLossLeader, faultPowerLossAll}, Election: 500 * time.Millisecond, SnapEvery: 50},
 	}
 }
 

@@ -20,18 +20,24 @@ import (
 type faultKind int
 
 const (
-	faultRestart       faultKind = iota // a member closed, then reopened from disk
-	faultRestartLeader                  // the shard leader's member closed, then reopened
-	faultIsolate                        // a member cut off from the others, then healed
-	faultIsolateLeader                  // the leader cut off, then healed
-	faultSlow                           // every message a member receives delayed
+	faultRestart         faultKind = iota // a member closed, then reopened from disk
+	faultRestartLeader                    // the shard leader's member closed, then reopened
+	faultIsolate                          // a member cut off from the others, then healed
+	faultIsolateLeader                    // the leader cut off, then healed
+	faultSlow                             // every message a member receives delayed
+	faultPowerLoss                        // a member loses power: what it had not synced is gone; then reopened
+	faultPowerLossLeader                  // the leader's member loses power, then is reopened
+	faultPowerLossAll                     // every member loses power at once, then all are reopened
 )
 
 func (f faultKind) String() string {
-	return [...]string{"restart", "restart-leader", "isolate", "isolate-leader", "slow"}[f]
+	return [...]string{"restart", "restart-leader", "isolate", "isolate-leader", "slow",
+		"power-loss", "power-loss-leader", "power-loss-all"}[f]
 }
 
-func (f faultKind) needsNetwork() bool { return f >= faultIsolate }
+func (f faultKind) needsNetwork() bool { return f >= faultIsolate && f <= faultSlow }
+
+func (f faultKind) needsPowerLoss() bool { return f >= faultPowerLoss }
 
 // Scenario is one randomized run.
 type Scenario struct {
@@ -55,7 +61,8 @@ func randomScenario(seed int64, d time.Duration) Scenario {
 		sc.Members = 1
 		sc.Faults = []faultKind{faultRestart}
 	} else {
-		all := []faultKind{faultRestart, faultRestartLeader, faultIsolate, faultIsolateLeader, faultSlow}
+		all := []faultKind{faultRestart, faultRestartLeader, faultIsolate, faultIsolateLeader, faultSlow,
+			faultPowerLoss, faultPowerLossLeader, faultPowerLossAll}
 		n := 1 + rng.Intn(3)
 		for _, i := range rng.Perm(len(all))[:n] {
 			sc.Faults = append(sc.Faults, all[i])
@@ -124,6 +131,12 @@ func run(t testing.TB, sc Scenario) *Report {
 	for _, f := range sc.Faults {
 		if f.needsNetwork() {
 			opts = append(opts, coordtest.WithPartitions())
+			break
+		}
+	}
+	for _, f := range sc.Faults {
+		if f.needsPowerLoss() {
+			opts = append(opts, coordtest.WithPowerLoss())
 			break
 		}
 	}
@@ -340,7 +353,7 @@ func inject(c *coordtest.Cluster, sc Scenario, rng *rand.Rand, stop chan struct{
 	for wait(time.Duration(300+rng.Intn(700)) * time.Millisecond) {
 		f := sc.Faults[rng.Intn(len(sc.Faults))]
 		target := rng.Intn(sc.Members)
-		if f == faultRestartLeader || f == faultIsolateLeader {
+		if f == faultRestartLeader || f == faultIsolateLeader || f == faultPowerLossLeader {
 			if l := c.Leader(0); l >= 0 {
 				target = l
 			}
@@ -360,6 +373,20 @@ func inject(c *coordtest.Cluster, sc Scenario, rng *rand.Rand, stop chan struct{
 			c.Slow(target, time.Duration(5+rng.Intn(30))*time.Millisecond)
 			wait(hold)
 			c.Slow(target, 0)
+		case faultPowerLoss, faultPowerLossLeader:
+			c.PowerLoss(target)
+			wait(hold)
+			c.Restart(target)
+		case faultPowerLossAll:
+			all := make([]int, sc.Members)
+			for i := range all {
+				all[i] = i
+			}
+			c.PowerLoss(all...)
+			wait(hold)
+			for _, i := range all {
+				c.Restart(i)
+			}
 		}
 	}
 	return count
