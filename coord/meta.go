@@ -101,15 +101,15 @@ func saveMeta(fsys vfs.FS, dir string, m *memberMeta) error {
 // on the operating system's filesystem (vfs.Default) only.
 func writeFileSynced(fsys vfs.FS, dir, name string, data []byte, perm os.FileMode) error {
 	tmp := filepath.Join(dir, name+".tmp")
-	f, err := fsys.Create(tmp)
+	var f vfs.File
+	var err error
+	if fsys == vfs.Default {
+		f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm) // perm, less the umask
+	} else {
+		f, err = fsys.Create(tmp)
+	}
 	if err != nil {
 		return err
-	}
-	if fsys == vfs.Default {
-		if err := os.Chmod(tmp, perm); err != nil {
-			f.Close()
-			return err
-		}
 	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
@@ -137,8 +137,10 @@ func writeFileSynced(fsys vfs.FS, dir, name string, data []byte, perm os.FileMod
 // synced into its parent, or a power loss soon after could take DataDir,
 // and everything acknowledged from it, away.
 func mkdirAllSynced(fsys vfs.FS, dir string, perm os.FileMode) error {
-	var missing []string                                                      // from dir up to the first that exists
-	for d := filepath.Clean(dir); filepath.Dir(d) != d; d = filepath.Dir(d) { // the root exists
+	// The directories missing, from dir up to the first that exists (the
+	// root, or ".", always does).
+	var missing []string
+	for d := filepath.Clean(dir); filepath.Dir(d) != d; d = filepath.Dir(d) {
 		if _, err := fsys.Stat(d); err == nil {
 			break
 		} else if !errors.Is(err, os.ErrNotExist) {
