@@ -3,7 +3,6 @@ package coord_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -16,13 +15,17 @@ import (
 // ackLog records the puts acknowledged to writers: each key is written
 // once, with its own value.
 type ackLog struct {
-	mu  sync.Mutex
-	at  map[string]time.Time // key -> when its put was acknowledged here
-	val map[string]string
+	mu    sync.Mutex
+	at    map[string]time.Time // key -> when its put was acknowledged here
+	val   map[string]string
+	round int // of powerLossRound, part of every key
 }
 
 // write puts new keys through the running members in turn until stop.
 func (l *ackLog) write(c *coordtest.Cluster, writer int, stop <-chan struct{}) {
+	l.mu.Lock()
+	round := l.round
+	l.mu.Unlock()
 	for i := 0; ; i++ {
 		select {
 		case <-stop:
@@ -34,7 +37,7 @@ func (l *ackLog) write(c *coordtest.Cluster, writer int, stop <-chan struct{}) {
 			time.Sleep(5 * time.Millisecond)
 			continue
 		}
-		key, val := fmt.Sprintf("/pl/w%d-%d", writer, i), fmt.Sprintf("v%d-%d", writer, i)
+		key, val := fmt.Sprintf("/pl/r%d-w%d-%d", round, writer, i), fmt.Sprintf("v%d-%d-%d", round, writer, i)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_, err := n.Put(ctx, key, []byte(val))
 		cancel()
@@ -79,6 +82,9 @@ func (l *ackLog) lostBefore(t *testing.T, n *coord.Node, cut time.Time) (lost []
 // cut and is gone.
 func powerLossRound(t *testing.T, c *coordtest.Cluster, log *ackLog, members ...int) (lost []string, checked int) {
 	t.Helper()
+	log.mu.Lock()
+	log.round++
+	log.mu.Unlock()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := range 3 {
@@ -101,15 +107,7 @@ func powerLossRound(t *testing.T, c *coordtest.Cluster, log *ackLog, members ...
 // acknowledged: a follower, the leader, and all three members at once
 // lose power under writes, and every put acknowledged before the failure
 // is read back, through a restarted member.
-//
-// It runs with COORDKIT_POWERLOSS=1 only, until the bug that the
-// robustness suite's README lists as open is fixed: now and then a member
-// comes back from a power loss missing an entry its leader counts it as
-// having, and dragonboat panics the test process ("invalid commitTo").
 func TestPowerLossKeepsAcknowledgedWrites(t *testing.T) {
-	if os.Getenv("COORDKIT_POWERLOSS") == "" {
-		t.Skip("COORDKIT_POWERLOSS=1 runs it: an open bug panics the process at times (coord/internal/robustness/README.md)")
-	}
 	c := coordtest.New(t, 3, coordtest.WithPowerLoss())
 	log := &ackLog{at: map[string]time.Time{}, val: map[string]string{}}
 	leader := c.WaitLeader(0)
@@ -132,6 +130,23 @@ func TestPowerLossKeepsAcknowledgedWrites(t *testing.T) {
 			t.Fatalf("%s lost power: %d of %d acknowledged writes are gone, e.g. %s", round.name, len(lost), checked, lost[0])
 		}
 		t.Logf("%s lost power: all %d writes acknowledged before it are there", round.name, checked)
+	}
+}
+
+// A member alone in its cluster that loses power keeps every write it
+// acknowledged before the failure, twice over.
+func TestPowerLossOfASingleMemberKeepsAcknowledgedWrites(t *testing.T) {
+	c := coordtest.New(t, 1, coordtest.WithPowerLoss())
+	log := &ackLog{at: map[string]time.Time{}, val: map[string]string{}}
+	for round := range 2 {
+		lost, checked := powerLossRound(t, c, log, 0)
+		if checked == 0 {
+			t.Fatalf("round %d: no write was acknowledged before the power failed", round)
+		}
+		if len(lost) > 0 {
+			t.Fatalf("round %d: %d of %d acknowledged writes are gone, e.g. %s", round, len(lost), checked, lost[0])
+		}
+		t.Logf("round %d: all %d writes acknowledged before the failure are there", round, checked)
 	}
 }
 

@@ -71,6 +71,7 @@ type Cluster struct {
 	nodes []*coord.Node
 	nw    *network
 	fss   []*vfs.MemFS // by member, with WithPowerLoss
+	fts   []*filtered  // by member, with WithPartitions
 }
 
 // New starts an n-member cluster, waits until every member is Ready, and
@@ -134,7 +135,7 @@ func (c *Cluster) open(n int, o options) error {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	}
 	c.mu.Lock()
-	c.cfgs, c.fss = c.cfgs[:0], c.fss[:0]
+	c.cfgs, c.fss, c.fts = c.cfgs[:0], c.fss[:0], c.fts[:0]
 	for _, name := range names {
 		cfg := coord.Config{
 			Name: name, DataDir: filepath.Join(dir, name), RaftAddress: initial[name],
@@ -152,10 +153,12 @@ func (c *Cluster) open(n int, o options) error {
 			c.fss = append(c.fss, fs)
 		}
 		if c.nw != nil {
-			nw := c.nw
+			ft := &filtered{nw: c.nw}
 			hooks.WrapTransport(&cfg, func(inner config.TransportFactory) config.TransportFactory {
-				return &filtered{nw: nw, inner: inner}
+				ft.inner = inner
+				return ft
 			})
+			c.fts = append(c.fts, ft)
 		}
 		c.cfgs = append(c.cfgs, cfg)
 	}
@@ -232,7 +235,8 @@ func (c *Cluster) Stop(i int) {
 // handed over). It returns the instant of the failure: a write acknowledged
 // to a caller before it must survive. A member alone in its cluster may
 // acknowledge one after it that rests on a sync that was ignored; members
-// of a larger cluster are cut off from it first. Restart reopens each from
+// of a larger cluster fall silent first: nothing they send from then on
+// reaches a peer, even once they are reopened. Restart reopens each from
 // what was synced.
 func (c *Cluster) PowerLoss(members ...int) time.Time {
 	c.tb.Helper()
@@ -249,10 +253,13 @@ func (c *Cluster) PowerLoss(members ...int) time.Time {
 	// The members fall silent first: what they do between now and their
 	// stop rests on syncs that are ignored, and must not reach the others
 	// (an acknowledgement counted toward a commit) as it could not in a
-	// real power failure, which is instant.
+	// real power failure, which is instant. Their transports drop what they
+	// send from now on: the network's cut alone would let a message sent
+	// now wait in a socket buffer and arrive once the cut heals below.
 	cut := time.Now() // before any sync is ignored
 	for _, i := range members {
 		c.nw.set(c.cfgs[i].RaftAddress, true)
+		c.fts[i].powerOff()
 		c.fss[i].SetIgnoreSyncs(true)
 	}
 	for _, n := range nodes {

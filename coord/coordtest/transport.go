@@ -1,7 +1,10 @@
 package coordtest
 
 import (
+	"context"
+	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lni/dragonboat/v4/config"
@@ -63,6 +66,7 @@ func (nw *network) setDeaf(addr string) {
 type filtered struct {
 	nw    *network
 	inner config.TransportFactory
+	on    atomic.Pointer[atomic.Bool] // of the transport created last
 }
 
 func (f *filtered) Create(nhc config.NodeHostConfig, h raftio.MessageHandler, ch raftio.ChunkHandler) raftio.ITransport {
@@ -82,7 +86,69 @@ func (f *filtered) Create(nhc config.NodeHostConfig, h raftio.MessageHandler, ch
 		}
 		return ch(c)
 	}
-	return f.inner.Create(nhc, mh, chh)
+	on := new(atomic.Bool)
+	on.Store(true)
+	f.on.Store(on)
+	return &powered{ITransport: f.inner.Create(nhc, mh, chh), on: on}
 }
+
+// powerOff makes the member of the transport created last send nothing
+// more, ever, as in a power failure. Cutting the member off the network is
+// not enough: a message it sends while cut off, resting on a sync that was
+// ignored, can wait in a socket buffer and reach a peer once the network
+// heals.
+func (f *filtered) powerOff() {
+	if on := f.on.Load(); on != nil {
+		on.Store(false)
+	}
+}
+
+// powered drops everything its member sends once its power is off.
+type powered struct {
+	raftio.ITransport
+	on *atomic.Bool
+}
+
+func (p *powered) GetConnection(ctx context.Context, target string) (raftio.IConnection, error) {
+	c, err := p.ITransport.GetConnection(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	return &poweredConn{IConnection: c, on: p.on}, nil
+}
+
+func (p *powered) GetSnapshotConnection(ctx context.Context, target string) (raftio.ISnapshotConnection, error) {
+	c, err := p.ITransport.GetSnapshotConnection(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	return &poweredSnapConn{ISnapshotConnection: c, on: p.on}, nil
+}
+
+type poweredConn struct {
+	raftio.IConnection
+	on *atomic.Bool
+}
+
+func (c *poweredConn) SendMessageBatch(b pb.MessageBatch) error {
+	if !c.on.Load() {
+		return nil // lost on the way
+	}
+	return c.IConnection.SendMessageBatch(b)
+}
+
+type poweredSnapConn struct {
+	raftio.ISnapshotConnection
+	on *atomic.Bool
+}
+
+func (c *poweredSnapConn) SendChunk(ch pb.Chunk) error {
+	if !c.on.Load() {
+		return errPoweredOff
+	}
+	return c.ISnapshotConnection.SendChunk(ch)
+}
+
+var errPoweredOff = errors.New("coordtest: member powered off")
 
 func (f *filtered) Validate(addr string) bool { return f.inner.Validate(addr) }

@@ -51,9 +51,8 @@ type Scenario struct {
 	SnapEvery uint64
 }
 
-// randomScenario draws a scenario's settings from seed; power-loss fault
-// kinds only with powerLoss.
-func randomScenario(seed int64, d time.Duration, powerLoss bool) Scenario {
+// randomScenario draws a scenario's settings from seed.
+func randomScenario(seed int64, d time.Duration) Scenario {
 	rng := rand.New(rand.NewSource(seed))
 	sc := Scenario{Seed: seed, Members: 3, Clients: 2 + rng.Intn(2), Duration: d,
 		Election:  []time.Duration{500 * time.Millisecond, 750 * time.Millisecond, time.Second}[rng.Intn(3)],
@@ -62,10 +61,8 @@ func randomScenario(seed int64, d time.Duration, powerLoss bool) Scenario {
 		sc.Members = 1
 		sc.Faults = []faultKind{faultRestart}
 	} else {
-		all := []faultKind{faultRestart, faultRestartLeader, faultIsolate, faultIsolateLeader, faultSlow}
-		if powerLoss {
-			all = append(all, faultPowerLoss, faultPowerLossLeader, faultPowerLossAll)
-		}
+		all := []faultKind{faultRestart, faultRestartLeader, faultIsolate, faultIsolateLeader, faultSlow,
+			faultPowerLoss, faultPowerLossLeader, faultPowerLossAll}
 		n := 1 + rng.Intn(3)
 		for _, i := range rng.Perm(len(all))[:n] {
 			sc.Faults = append(sc.Faults, all[i])
