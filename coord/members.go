@@ -573,7 +573,7 @@ func (n *Node) MoveLeader(ctx context.Context, shard int, name string) error {
 			if err := n.check(ctx); err != nil {
 				return fmt.Errorf("coord: moving shard %d's leadership to %q: %w", shard, name, err)
 			}
-			return ErrClosed
+			return n.errClosed()
 		}
 	}
 }

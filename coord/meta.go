@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"hash/fnv"
 	"io"
 	"os"
@@ -33,6 +34,9 @@ type memberMeta struct {
 	// dragonboat's defaults (16), used before.
 	LogDBShards uint64            `json:"logdb_shards,omitempty"`
 	Members     map[string]member `json:"members"`
+	// Checksum guards the rest (sum): a bit flipped in a replica ID would
+	// still be valid JSON. Version 1 files have none.
+	Checksum string `json:"checksum,omitempty"`
 }
 
 type member struct {
@@ -70,7 +74,8 @@ func joinedReplicaID(token, name, addr string) uint64 {
 }
 
 func loadMeta(fsys vfs.FS, dir string) (*memberMeta, error) {
-	b, err := readFile(fsys, filepath.Join(dir, metaFile))
+	path := filepath.Join(dir, metaFile)
+	b, err := readFile(fsys, path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -79,16 +84,43 @@ func loadMeta(fsys vfs.FS, dir string) (*memberMeta, error) {
 	}
 	m := &memberMeta{}
 	if err := json.Unmarshal(b, m); err != nil {
-		return nil, fmt.Errorf("coord: %s is corrupt: %w", metaFile, err)
+		return nil, corrupt(path, "%v", err)
 	}
-	if m.Version != 1 || m.ReplicaID == 0 || m.Shards <= 0 {
-		return nil, fmt.Errorf("coord: %s: unsupported or corrupt content", metaFile)
+	switch {
+	case m.Version == 1 && m.Checksum == "": // written before the checksum
+	case m.Version == metaVersion:
+		if sum := m.sum(); m.Checksum != sum {
+			return nil, corrupt(path, "checksum %q, content sums to %q", m.Checksum, sum)
+		}
+	default:
+		return nil, corrupt(path, "unsupported version %d", m.Version)
+	}
+	if m.ReplicaID == 0 || m.Shards <= 0 {
+		return nil, corrupt(path, "no replica ID or shard count")
 	}
 	return m, nil
 }
 
+// metaVersion is the member file's format: version 2 holds a checksum.
+const metaVersion = 2
+
+// sum is the checksum of m's content: a CRC-32C of its JSON encoding
+// without the checksum, in hex.
+func (m *memberMeta) sum() string {
+	c := *m
+	c.Checksum = ""
+	b, err := json.Marshal(&c)
+	if err != nil {
+		panic(err) // a struct of strings, numbers and maps
+	}
+	return fmt.Sprintf("%08x", crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+}
+
 // saveMeta writes atomically: a crash leaves the old file or the new one.
+// It writes the current version, with m's checksum.
 func saveMeta(fsys vfs.FS, dir string, m *memberMeta) error {
+	m.Version = metaVersion
+	m.Checksum = m.sum()
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err

@@ -1,8 +1,11 @@
 package coord
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/lni/vfs"
@@ -24,7 +27,7 @@ func FuzzLoadMeta(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if m == nil || m.Version != 1 || m.ReplicaID == 0 || m.Shards <= 0 {
+		if m == nil || (m.Version != 1 && m.Version != metaVersion) || m.ReplicaID == 0 || m.Shards <= 0 {
 			t.Fatalf("accepted an unusable member file: %+v", m)
 		}
 	})
@@ -46,6 +49,55 @@ func TestSaveLoadMetaRoundTrip(t *testing.T) {
 	}
 	if m, err := loadMeta(vfs.Default, t.TempDir()); m != nil || err != nil {
 		t.Fatalf("missing file: %v %v, want nil nil", m, err)
+	}
+}
+
+// The member file holds a checksum: a bit flipped anywhere in it, even in a
+// digit of a replica ID, where the JSON stays valid, makes loading it fail
+// with ErrCorrupt naming the file, unless the content is unchanged (Go's
+// JSON decoder reads a key's letters in either case). A version 1 file,
+// which has no checksum, still loads.
+func TestEveryBitFlipOfTheMemberFileIsCaught(t *testing.T) {
+	dir := t.TempDir()
+	m := &memberMeta{Name: "a", ReplicaID: 7, ClusterToken: "t", Shards: 3, RaftAddress: "127.0.0.1:9",
+		Members: map[string]member{"a": {ReplicaID: 7, Address: "127.0.0.1:9"}, "b": {ReplicaID: 12, Address: "127.0.0.1:10"}}}
+	if err := saveMeta(vfs.Default, dir, m); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, metaFile)
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := loadMeta(vfs.Default, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := 0
+	for i := range len(good) * 8 {
+		b := append([]byte(nil), good...)
+		b[i/8] ^= 1 << (i % 8)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := loadMeta(vfs.Default, dir)
+		if err == nil && reflect.DeepEqual(got, want) {
+			same++
+			continue
+		}
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) {
+			t.Fatalf("bit %d of byte %d (%q) flipped: loaded %+v, error %v; want ErrCorrupt naming the file", i%8, i/8, good[i/8], got, err)
+		}
+	}
+	if same > len(good) {
+		t.Fatalf("%d of %d flips left the content unchanged: a key's case, at most one a key letter", same, len(good)*8)
+	}
+	legacy := []byte(`{"version":1,"name":"a","replica_id":7,"cluster_token":"t","shards":3,"raft_address":"127.0.0.1:9","members":{"a":{"replica_id":7,"address":"127.0.0.1:9"}}}`)
+	if err := os.WriteFile(path, legacy, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := loadMeta(vfs.Default, dir); err != nil || got.ReplicaID != 7 {
+		t.Fatalf("version 1 file: %+v, %v", got, err)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/lni/dragonboat/v4"
 	"github.com/lni/dragonboat/v4/client"
 	"github.com/lni/dragonboat/v4/config"
+	pb "github.com/lni/dragonboat/v4/raftpb"
 	dbsm "github.com/lni/dragonboat/v4/statemachine"
 	"github.com/lni/goutils/random"
 	"github.com/lni/vfs"
@@ -78,6 +79,13 @@ type Node struct {
 	sessMu   sync.Mutex
 	sessions map[*Session]struct{} // live sessions, revoked by Close
 
+	// host is nh for the transport's goroutines (checkHeartbeats).
+	host atomic.Pointer[dragonboat.NodeHost]
+	// failure is why this member stopped itself (fail), if it did;
+	// opened is set when Open is about to return it.
+	failure atomic.Pointer[error]
+	opened  atomic.Bool
+
 	closed    atomic.Bool
 	stop      chan struct{} // closed by Close: background work ends
 	wg        sync.WaitGroup
@@ -104,6 +112,9 @@ type shard struct {
 	noop *client.Session
 	// recovered: the state machine loaded a snapshot since it started.
 	recovered atomic.Bool
+	// logChecked: a leader's heartbeat showed this replica's log holds
+	// what it had acknowledged (checkHeartbeats), since it last started.
+	logChecked atomic.Bool
 	// leaderEpoch is closed, and replaced, when this member learns of a
 	// new leader of the shard (leaderListener): requests forwarded to the
 	// old one may be lost, and are sent again at once (leaderChanged).
@@ -156,6 +167,11 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	fresh := meta == nil
+	if !fresh {
+		if err := checkRaftDir(c.fs(), filepath.Join(c.DataDir, "raft")); err != nil {
+			return nil, err
+		}
+	}
 	alone, token := !c.Join && len(c.InitialCluster) == 1, c.ClusterToken
 	if !fresh {
 		alone, token = !meta.Joined && len(meta.Members) == 1, meta.ClusterToken
@@ -196,7 +212,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			members[c.Name] = member{ReplicaID: id, Address: c.RaftAddress}
 		}
 		meta = &memberMeta{
-			Version: 1, Name: c.Name, ReplicaID: id, Joined: c.Join, Observer: c.Observer, Seeded: admitted != nil,
+			Version: metaVersion, Name: c.Name, ReplicaID: id, Joined: c.Join, Observer: c.Observer, Seeded: admitted != nil,
 			ClusterToken: c.ClusterToken, Shards: shards, RaftAddress: c.RaftAddress, Members: members,
 			LogDBShards: 1,
 		}
@@ -214,6 +230,11 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, configError("RaftAddress", "%q, but this member was created with %q", cfg.RaftAddress, meta.RaftAddress)
 		}
 		c.Name, c.ClusterToken, c.RaftAddress = meta.Name, meta.ClusterToken, meta.RaftAddress
+		if meta.Version < metaVersion { // gains its checksum
+			if err := saveMeta(c.fs(), c.DataDir, meta); err != nil {
+				return nil, fmt.Errorf("coord: DataDir: %w", err)
+			}
+		}
 	}
 	c.Shards = meta.Shards
 	routeDragonboatLogs(c.Logger)
@@ -272,6 +293,12 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if wrap, ok := c.testTransport.(func(config.TransportFactory) config.TransportFactory); ok {
 		nhc.Expert.TransportFactory = wrap(n.peers)
 	}
+	nhc.Expert.TransportFactory = guardedTransport{nhc.Expert.TransportFactory, func(b *pb.MessageBatch) bool {
+		if n := self.Load(); n != nil {
+			return n.checkHeartbeats(b)
+		}
+		return true
+	}}
 	initial := map[uint64]dragonboat.Target{}
 	if fresh && !c.Join {
 		for _, m := range meta.Members {
@@ -300,6 +327,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			n.nh.Close()
 		}
 		n.self.Store(nil)
+		if cause := n.Err(); cause != nil { // what made the step fail
+			return nil, cause
+		}
 		return nil, err
 	}
 	if fresh {
@@ -339,6 +369,11 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.watchRoles()
+	n.opened.Store(true)
+	if err := n.Err(); err != nil { // found during Open (fail)
+		n.shutdown(false)
+		return nil, err
+	}
 	n.log.Debug("member started", "replica_id", n.replicaID, "shards", meta.Shards, "fresh", fresh)
 	return n, nil
 }
@@ -361,6 +396,7 @@ func (n *Node) startNodeHost(initial map[uint64]dragonboat.Target, join bool) er
 		return fmt.Errorf("coord: starting member %q: dragonboat failed to start (see the log)", n.cfg.Name)
 	}
 	n.nh = nh
+	n.host.Store(nh)
 	for _, s := range n.shards {
 		if err := n.startShard(s, initial, join, n.meta.Observer); err != nil {
 			nh.Close()
@@ -460,6 +496,7 @@ func (n *Node) fixRole(ctx context.Context) error {
 	// Restart the whole NodeHost rather than single replicas: a replica
 	// stopped and started again inside one NodeHost sometimes could not
 	// commit once elected leader (TestPromoteObserverAndItRestartsAsAVoter).
+	n.host.Store(nil)
 	n.nh.Close()
 	n.nh = nil // Open's fail closes only a NodeHost left running
 	n.meta.Observer = false
@@ -737,7 +774,7 @@ func (n *Node) bgContext(d time.Duration) (context.Context, context.CancelFunc) 
 
 func (n *Node) check(ctx context.Context) error {
 	if n.closed.Load() {
-		return ErrClosed
+		return n.errClosed()
 	}
 	return ctx.Err()
 }
@@ -794,7 +831,7 @@ func (n *Node) read(ctx context.Context, s *shard, serializable bool) (*sm.View,
 			continue
 		}
 		if n.closed.Load() {
-			return nil, ErrClosed
+			return nil, n.errClosed()
 		}
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return nil, fmt.Errorf("coord: %w", ctx.Err())
@@ -997,9 +1034,9 @@ func (n *Node) propose(ctx context.Context, s *shard, cmd *sm.Command) (*sm.Resu
 		}
 		if n.closed.Load() {
 			if retryable(err) && !sent {
-				return nil, ErrClosed
+				return nil, n.errClosed()
 			}
-			return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ErrClosed)
+			return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, n.errClosed())
 		}
 		dropped := retryable(err) || errors.Is(err, dragonboat.ErrTimeoutTooSmall)
 		switch {
@@ -1071,7 +1108,7 @@ func (n *Node) requestClient(ctx context.Context, s *shard, keepAlive bool) (*re
 	case <-wctx.Done():
 		return nil, fmt.Errorf("coord: shard %d: waiting behind %d requests in flight: %w", s.idx, cap(s.clients)+cap(lane), wctx.Err())
 	case <-n.stop:
-		return nil, ErrClosed
+		return nil, n.errClosed()
 	}
 }
 

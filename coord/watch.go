@@ -74,7 +74,7 @@ func (n *Node) Watch(ctx context.Context, key string, opts ...OpOption) WatchCha
 		return fail(fmt.Errorf("%w: watch on %q", ErrCrossShard, key))
 	}
 	if n.closed.Load() {
-		return fail(ErrClosed)
+		return fail(n.errClosed())
 	}
 	s := n.shards[si]
 	w := &watcher{s: s, key: key, end: end, o: o, out: out, signal: make(chan struct{}, 1)}

@@ -1,0 +1,173 @@
+package coord_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/record"
+
+	"github.com/coordkit/coordkit/coord"
+	"github.com/coordkit/coordkit/coord/coordtest"
+)
+
+// newestFile returns the path of the last file under dir, in name order,
+// whose name ends with suffix.
+func newestFile(t *testing.T, dir, suffix string) string {
+	t.Helper()
+	var found []string
+	err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() && strings.HasSuffix(p, suffix) {
+			found = append(found, p)
+		}
+		return err
+	})
+	if err != nil || len(found) == 0 {
+		t.Fatalf("no file *%s under %s: %v", suffix, dir, err)
+	}
+	sort.Strings(found)
+	return found[len(found)-1]
+}
+
+// cutWAL cuts a pebble WAL at the start of the record a quarter of its
+// records from the end: a log that reads as whole, and shorter.
+func cutWAL(t *testing.T, path string, b []byte) []byte {
+	num, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(path), ".log"), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := record.NewReader(bytes.NewReader(b), pebble.FileNum(num))
+	var offs []int64
+	for {
+		off := r.Offset()
+		rec, err := r.Next()
+		if err == nil {
+			_, err = io.Copy(io.Discard, rec)
+		}
+		if err != nil {
+			break
+		}
+		offs = append(offs, off)
+	}
+	if len(offs) < 8 {
+		t.Fatalf("%s holds %d records", path, len(offs))
+	}
+	return b[:offs[len(offs)*3/4]]
+}
+
+// A follower of three has a file of its DataDir corrupted while it is down
+// and the others take writes: a bit flipped or the file cut short, in its
+// Raft log (a pebble WAL) or its latest snapshot. The member must not come
+// back with that state: either Open refuses, with ErrCorrupt naming the
+// file, or (a log cut at a record's boundary, which reads as a shorter log)
+// the member stops itself at its leader's first heartbeat, with Err and its
+// calls saying why. Then it is rebuilt from its peers as a new member, and
+// every write acknowledged to the writers, before, during and after, is
+// there: no committed write is lost.
+func TestCorruptMemberIsStoppedAndRebuiltWithoutLosingWrites(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		suffix    string // of the file corrupted: the newest one
+		snapEvery uint64
+		corrupt   func(t *testing.T, path string, b []byte) []byte
+		openFails bool // else the member stops itself after Open
+	}{
+		// A bit in the WAL's first block: whole records follow it.
+		{"wal-bit-flipped", ".log", 0, func(_ *testing.T, _ string, b []byte) []byte { b[100] ^= 0x08; return b }, true},
+		{"snapshot-bit-flipped", ".gbsnap", 200, func(_ *testing.T, _ string, b []byte) []byte { b[len(b)/2] ^= 0x08; return b }, true},
+		// At the boundary of a record a quarter of the records from the
+		// end: the newest entries, those the leader counts the member as
+		// holding. Without snapshots, whose records the cut could take.
+		{"wal-truncated", ".log", 0, cutWAL, false},
+		{"snapshot-truncated", ".gbsnap", 200, func(_ *testing.T, _ string, b []byte) []byte { return b[:len(b)/2] }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := coordtest.New(t, 3, coordtest.WithConfig(func(cfg *coord.Config) {
+				if tc.snapEvery > 0 {
+					cfg.SnapshotEntries, cfg.CompactionOverhead = tc.snapEvery, tc.snapEvery/4
+				}
+			}))
+			log := &ackLog{at: map[string]time.Time{}, val: map[string]string{}, round: 1}
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for w := range 3 {
+				wg.Add(1)
+				go func() { defer wg.Done(); log.write(c, w, stop) }()
+			}
+			// A follower: its leader, which stays, counts what it acknowledged
+			// (a new leader would count nothing, and would just repair a
+			// shorter log).
+			v := (c.WaitLeader(0) + 1) % 3
+			time.Sleep(time.Second)
+			c.Stop(v)
+			path := newestFile(t, filepath.Join(c.Config(v).DataDir, "raft"), tc.suffix)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			size := len(b)
+			bad := tc.corrupt(t, path, b)
+			if err := os.WriteFile(path, bad, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond) // the others take writes
+
+			n, err := coord.Open(coordtest.Context(t, 30*time.Second), c.Config(v))
+			if tc.openFails {
+				if n != nil {
+					n.Close()
+				}
+				if !errors.Is(err, coord.ErrCorrupt) || !strings.Contains(err.Error(), filepath.Base(path)) {
+					t.Fatalf("Open after %s of %d bytes: %v; want ErrCorrupt naming %s", tc.name, size, err, path)
+				}
+				t.Logf("Open refused: %v", err)
+			} else {
+				if err != nil {
+					t.Fatalf("Open: %v", err)
+				}
+				defer n.Close()
+				deadline := time.Now().Add(20 * time.Second)
+				for n.Err() == nil && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Millisecond)
+				}
+				if !errors.Is(n.Err(), coord.ErrCorrupt) {
+					t.Fatalf("the member with a log cut from %d to %d bytes did not stop: Err() = %v", size, len(bad), n.Err())
+				}
+				_, gerr := n.Get(coordtest.Context(t, 5*time.Second), "/pl/", coord.WithPrefix(), coord.WithSerializable())
+				if !errors.Is(gerr, coord.ErrClosed) || !errors.Is(gerr, coord.ErrCorrupt) {
+					t.Fatalf("a read on the stopped member: %v; want ErrClosed and ErrCorrupt", gerr)
+				}
+				t.Logf("the member stopped itself: %v", n.Err())
+			}
+
+			// Rebuild: remove the member, add a new one with an empty
+			// DataDir, which catches up from the others.
+			if err := c.Node((v+1)%3).RemoveMember(coordtest.Context(t, 30*time.Second), c.Config(v).Name); err != nil {
+				t.Fatalf("RemoveMember: %v", err)
+			}
+			joined := c.Join()
+			time.Sleep(500 * time.Millisecond) // writes through the new member too
+			close(stop)
+			wg.Wait()
+			for _, i := range []int{(v + 1) % 3, joined} {
+				lost, checked := log.lostBefore(t, c.Node(i), time.Now())
+				if checked == 0 {
+					t.Fatal("no write was acknowledged")
+				}
+				if len(lost) > 0 {
+					t.Fatalf("through member %d: %d of %d acknowledged writes are gone, e.g. %s", i, len(lost), checked, lost[0])
+				}
+				t.Logf("through member %d: all %d acknowledged writes are there", i, checked)
+			}
+		})
+	}
+}
