@@ -2,6 +2,7 @@ package coord_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -166,4 +167,103 @@ func TestPowerLossCheckCatchesAckBeforeSync(t *testing.T) {
 		t.Fatalf("all %d writes acknowledged before the power failed are there, though no member synced", checked)
 	}
 	t.Logf("the check caught it: %d of %d acknowledged writes are gone", len(lost), checked)
+}
+
+// Leases and sessions across power losses behave as documented: a session
+// on a member that keeps power lives on through a follower's power loss,
+// its key in place throughout; after all members lose power, a lease's
+// countdown starts again at its full TTL under the new leader (its key is
+// there once the cluster is back, not before TTL has passed since the
+// restart), and it expires one TTL later when nothing keeps it alive. A
+// session of a member that lost power ends with ErrClosed, and its key goes
+// with its lease.
+func TestLeasesAndSessionsAcrossPowerLoss(t *testing.T) {
+	c := coordtest.New(t, 3, coordtest.WithPowerLoss())
+	leader := c.WaitLeader(0)
+	ttl := 2 * time.Second
+	ctx := coordtest.Context(t, time.Minute)
+	n := c.Node(leader)
+	s, err := n.NewSession(ctx, coord.WithTTL(ttl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Put(ctx, "/s/k", []byte("v"), coord.WithLease(s.Lease())); err != nil {
+		t.Fatal(err)
+	}
+	present := func(n *coord.Node, key string) bool {
+		t.Helper()
+		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r, err := n.Get(rctx, key)
+		if err != nil {
+			t.Fatalf("get %s: %v", key, err)
+		}
+		return len(r.KVs) == 1
+	}
+
+	// A follower loses power: the session on the leader's member lives on.
+	follower := (leader + 1) % 3
+	c.PowerLoss(follower)
+	until := time.Now().Add(ttl + time.Second)
+	restarted := false
+	for time.Now().Before(until) {
+		if !restarted && time.Until(until) < ttl {
+			c.Restart(follower)
+			restarted = true
+		}
+		if !present(n, "/s/k") || s.Err() != nil {
+			t.Fatalf("the session's key is gone (session: %v) while a follower lost power", s.Err())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.WaitReady()
+
+	// Every member loses power.
+	owner := c.WaitLeader(0)
+	g, err := c.Node(owner).Grant(ctx, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Node(owner).Put(ctx, "/l/k", []byte("v"), coord.WithLease(g.ID)); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := c.Node(owner).NewSession(ctx, coord.WithTTL(ttl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Node(owner).Put(ctx, "/s/k2", []byte("v"), coord.WithLease(s2.Lease())); err != nil {
+		t.Fatal(err)
+	}
+	c.PowerLoss(0, 1, 2)
+	select {
+	case <-s2.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the session of a member that lost power did not end")
+	}
+	if !errors.Is(s2.Err(), coord.ErrClosed) {
+		t.Fatalf("session of a member that lost power: %v, want ErrClosed", s2.Err())
+	}
+	time.Sleep(ttl) // longer than the TTL, with no member up
+	back := time.Now()
+	for i := range 3 {
+		c.Restart(i)
+	}
+	c.WaitReady()
+	m := c.Node(c.WaitLeader(0))
+	if time.Since(back) >= ttl {
+		t.Logf("the cluster took %v to come back, longer than the TTL: the lease's early expiry is not checked", time.Since(back))
+	} else if !present(m, "/l/k") {
+		t.Fatalf("the lease expired %v after the restart, before its TTL %v, though its countdown starts again under a new leader", time.Since(back), ttl)
+	}
+	deadline := time.Now().Add(ttl + 3*coordtest.ElectionTimeout + 2*time.Second)
+	for present(m, "/l/k") || present(m, "/s/k2") || present(m, "/s/k") {
+		if time.Now().After(deadline) {
+			t.Fatalf("a lease nothing keeps alive still holds its key %v after the restart (TTL %v)", time.Since(back), ttl)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("the leases expired %v after the restart (TTL %v)", time.Since(back), ttl)
+	if !errors.Is(s.Err(), coord.ErrClosed) {
+		t.Fatalf("first session, whose member lost power in the end: %v, want ErrClosed", s.Err())
+	}
 }
