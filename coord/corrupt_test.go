@@ -171,3 +171,38 @@ func TestCorruptMemberIsStoppedAndRebuiltWithoutLosingWrites(t *testing.T) {
 		})
 	}
 }
+
+// A member whose DataDir was emptied, and which starts again under its old
+// name and address (so with its old Raft ID), has forgotten everything it
+// acknowledged: it stops with ErrCorrupt at its leader's first heartbeat,
+// where dragonboat panicked the process before (invalid commitTo).
+func TestEmptiedDataDirUnderTheOldIDIsRefused(t *testing.T) {
+	c := coordtest.New(t, 3)
+	v := (c.WaitLeader(0) + 1) % 3
+	ctx := coordtest.Context(t, 30*time.Second)
+	for i := range 50 {
+		if _, err := c.Node((v+1)%3).Put(ctx, "/e/"+strconv.Itoa(i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Stop(v)
+	if err := os.RemoveAll(c.Config(v).DataDir); err != nil {
+		t.Fatal(err)
+	}
+	n, err := coord.Open(ctx, c.Config(v))
+	if err == nil {
+		defer n.Close()
+		deadline := time.Now().Add(20 * time.Second)
+		for n.Err() == nil && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		err = n.Err()
+	}
+	if !errors.Is(err, coord.ErrCorrupt) {
+		t.Fatalf("a member with an emptied DataDir under its old ID: %v; want ErrCorrupt", err)
+	}
+	t.Logf("refused: %v", err)
+	if _, err := c.Node((v+1)%3).Put(ctx, "/e/after", []byte("v")); err != nil {
+		t.Fatalf("the others stopped taking writes: %v", err)
+	}
+}
