@@ -54,7 +54,8 @@ var snapshotDirName = regexp.MustCompile(`^snapshot-[0-9A-F]{16}$`)
 // checkRaftDir reads every file of dragonboat's directory that a restart
 // depends on and checks it: its flag files (the NodeHost's ID and settings,
 // each snapshot's metadata), each LogDB (its sstables' block checksums, its
-// WAL records, its MANIFEST) and each finished snapshot (header and block
+// WAL records, its MANIFEST, and that the latest snapshot it records for
+// each replica has its file) and each finished snapshot (header and block
 // checksums, length). It returns an error wrapping ErrCorrupt that names the
 // first bad file, or another error when a file cannot be read at all. It
 // reads the whole log and every snapshot once.
@@ -67,6 +68,7 @@ func checkRaftDir(fsys vfs.FS, dir string) error {
 		return nil
 	}
 	var logdbs, snaps, flags []string
+	have := map[string]bool{} // "snapshot-<shard>-<replica>/snapshot-<index>" of each snapshot file
 	var walk func(d string) error
 	walk = func(d string) error {
 		names, err := fsys.List(d)
@@ -89,6 +91,7 @@ func checkRaftDir(fsys vfs.FS, dir string) error {
 				logdbs = append(logdbs, d)
 			case strings.HasSuffix(name, ".gbsnap") && snapshotDirName.MatchString(filepath.Base(d)):
 				snaps = append(snaps, p)
+				have[filepath.Join(filepath.Base(filepath.Dir(d)), filepath.Base(d))] = true
 			case name == "NODEHOST.ID" || name == "dragonboat.ds" ||
 				name == "snapshot.metadata" && snapshotDirName.MatchString(filepath.Base(d)):
 				flags = append(flags, p)
@@ -105,8 +108,15 @@ func checkRaftDir(fsys vfs.FS, dir string) error {
 		}
 	}
 	for _, d := range logdbs {
-		if err := checkLogDB(fsys, d); err != nil {
+		latest, err := checkLogDB(fsys, d)
+		if err != nil {
 			return err
+		}
+		for _, ss := range latest {
+			want := fmt.Sprintf("snapshot-%d-%d/snapshot-%016X", ss.ShardID, ss.replica, ss.Index)
+			if !have[want] {
+				return corrupt(d, "its latest snapshot of shard %d, at index %d, has no snapshot file (%s): the log is cut short or the snapshot removed", ss.ShardID-1, ss.Index, want)
+			}
 		}
 	}
 	for _, p := range snaps {
@@ -117,13 +127,26 @@ func checkRaftDir(fsys vfs.FS, dir string) error {
 	return nil
 }
 
+// loggedSnapshot is the latest snapshot a LogDB records for a replica.
+type loggedSnapshot struct {
+	pb.Snapshot
+	replica uint64
+}
+
+// snapshotKey is the prefix of dragonboat's LogDB keys of snapshot
+// records: 2 bytes, 2 zero bytes, then the shard ID, replica ID and index,
+// 8 bytes each, big-endian.
+var snapshotKey = []byte{0x5, 0x5}
+
 // checkLogDB checks one of dragonboat's LogDBs, a pebble database: every
 // WAL, then the database opened read-only and read from end to end, which
-// checks every block of every sstable against its checksum.
-func checkLogDB(fsys vfs.FS, dir string) error {
+// checks every block of every sstable against its checksum. It returns the
+// latest snapshot it records for each replica that has one with a file,
+// which dragonboat loads at start.
+func checkLogDB(fsys vfs.FS, dir string) (latest []loggedSnapshot, err error) {
 	names, err := fsys.List(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sort.Strings(names)
 	for _, name := range names {
@@ -136,7 +159,7 @@ func checkLogDB(fsys vfs.FS, dir string) error {
 			continue
 		}
 		if err := checkWAL(fsys, filepath.Join(dir, name), n); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	opts := &pebble.Options{ReadOnly: true, Logger: quietPebble{}}
@@ -145,16 +168,37 @@ func checkLogDB(fsys vfs.FS, dir string) error {
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
-		return pebbleError(dir, err)
+		return nil, pebbleError(dir, err)
 	}
 	defer db.Close()
+	byReplica := map[[2]uint64]loggedSnapshot{}
 	it := db.NewIter(nil)
 	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) != 28 || !bytes.HasPrefix(k, snapshotKey) {
+			continue
+		}
+		var ss loggedSnapshot
+		if err := ss.Unmarshal(it.Value()); err != nil {
+			it.Close()
+			return nil, corrupt(dir, "a snapshot record: %v", err)
+		}
+		if ss.Dummy || ss.Witness || ss.Index == 0 {
+			continue
+		}
+		ss.ShardID, ss.replica = binary.BigEndian.Uint64(k[4:12]), binary.BigEndian.Uint64(k[12:20])
+		id := [2]uint64{ss.ShardID, ss.replica}
+		if ss.Index >= byReplica[id].Index {
+			byReplica[id] = ss
+		}
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return pebbleError(dir, err)
+		return nil, pebbleError(dir, err)
 	}
-	return nil
+	for _, ss := range byReplica {
+		latest = append(latest, ss)
+	}
+	return latest, nil
 }
 
 // pebbleError wraps an error of pebble's, which names the bad file within
