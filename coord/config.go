@@ -151,6 +151,14 @@ type Config struct {
 	// snapshot, so that a slightly lagging follower catches up from the log
 	// rather than by snapshot. Default 5000.
 	CompactionOverhead uint64
+	// DiskReserve is the free space, on the filesystem that holds DataDir,
+	// below which this member stops growing its Raft log: it refuses
+	// writes proposed through it with ErrNoSpace, takes no new entries
+	// from its leader, and hands over the leadership of every shard it
+	// leads; it catches up once space is freed. A disk that fills up under
+	// the log would end the process (README, "A corrupt member"). Checked
+	// four times a second. Default 64 MiB; negative turns the check off.
+	DiskReserve int64
 	// Logger receives this member's logs and dragonboat's. dragonboat's
 	// logging is process-wide: with several Nodes in one process, its lines
 	// go to the Logger of the Node opened last. Its Info lines are logged at
@@ -160,6 +168,7 @@ type Config struct {
 	// test hooks, set through coord/internal/hooks only.
 	testTransport any
 	testFS        vfs.FS
+	testDiskFree  func() (uint64, error)
 }
 
 // fs is the filesystem that holds DataDir: the operating system's, or a
@@ -234,6 +243,7 @@ const (
 	defaultSnapshotEntries   = 100000
 	defaultCompactionOverhad = 5000
 	defaultObserverGrace     = time.Minute
+	defaultDiskReserve       = 64 << 20
 )
 
 func configError(field, format string, args ...any) error {
@@ -289,6 +299,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CompactionOverhead == 0 {
 		c.CompactionOverhead = defaultCompactionOverhad
+	}
+	if c.DiskReserve == 0 {
+		c.DiskReserve = defaultDiskReserve
 	}
 	if c.ObserverGracePeriod == 0 {
 		c.ObserverGracePeriod = defaultObserverGrace

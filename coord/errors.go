@@ -54,6 +54,20 @@ var (
 	ErrInvalidOption = errors.New("coord: invalid option")
 	// ErrInvalidConfig: Open refused the Config; the message names the field.
 	ErrInvalidConfig = errors.New("coord: invalid config")
+	// ErrCorrupt: Open found a file of the DataDir that fails its checksum,
+	// is cut short, or contradicts the others (the error names it), or the
+	// member found that its Raft log lost entries it had acknowledged (see
+	// Node.Err). The member does not start, or stops: its state cannot be
+	// trusted, and it must not vote, lead or serve with it. Its peers hold
+	// every committed write; rebuild the member from them (README, "A
+	// corrupt member").
+	ErrCorrupt = errors.New("coord: corrupt data in DataDir")
+	// ErrNoSpace: the disk that holds the member's DataDir has less free
+	// space than Config.DiskReserve, and the member refused the write rather
+	// than grow its Raft log: the write was not applied. Write through
+	// another member, or free space; the member takes writes again by
+	// itself.
+	ErrNoSpace = errors.New("coord: the member's disk is nearly full")
 )
 
 // translate maps dragonboat's errors to this package's, in one place, so

@@ -22,15 +22,6 @@ import (
 	"github.com/lni/vfs"
 )
 
-// ErrCorrupt is returned by Open, wrapped in an error that names the file,
-// when a file of the DataDir fails its checksum, is cut short, or
-// contradicts the others, and whenever a member finds that its Raft log lost
-// entries it had acknowledged (see Node.Err). The member does not start, or
-// stops: its state cannot be trusted, and it must not vote, lead or serve
-// with it. Its peers hold every committed write; rebuild the member from
-// them (README, "A corrupt member").
-var ErrCorrupt = errors.New("coord: corrupt data in DataDir")
-
 // corruptError names the file that failed a check.
 type corruptError struct {
 	path string

@@ -10,10 +10,11 @@ import (
 
 // guardedTransport is the transport factory dragonboat is given: each batch
 // a peer sends passes through guard first, and reaches dragonboat only if
-// guard returns true.
+// guard returns true; each snapshot chunk only if chunks returns true.
 type guardedTransport struct {
 	config.TransportFactory
-	guard func(*pb.MessageBatch) bool
+	guard  func(*pb.MessageBatch) bool
+	chunks func() bool
 }
 
 // Create implements config.TransportFactory.
@@ -22,7 +23,9 @@ func (g guardedTransport) Create(nhc config.NodeHostConfig, h raftio.MessageHand
 		if g.guard(&b) {
 			h(b)
 		}
-	}, ch)
+	}, func(c pb.Chunk) bool {
+		return g.chunks() && ch(c)
+	})
 }
 
 // checkHeartbeats stops this member when a heartbeat shows that its Raft
@@ -49,7 +52,8 @@ func (n *Node) checkHeartbeats(b *pb.MessageBatch) bool {
 	if nh == nil {
 		return true
 	}
-	held := 0 // Replicates to drop
+	low := n.diskLow.Load()
+	held := 0 // messages to drop
 	for i := range b.Requests {
 		m := &b.Requests[i]
 		idx := int(m.ShardID) - 1
@@ -58,7 +62,7 @@ func (n *Node) checkHeartbeats(b *pb.MessageBatch) bool {
 		}
 		checked := &n.shards[idx].logChecked
 		switch {
-		case m.Type == pb.Replicate && !checked.Load():
+		case holdBack(m, low, checked.Load()):
 			held++
 		case m.Type == pb.Heartbeat:
 			lr, err := nh.GetLogReader(m.ShardID)
@@ -77,7 +81,7 @@ func (n *Node) checkHeartbeats(b *pb.MessageBatch) bool {
 		kept := make([]pb.Message, 0, len(b.Requests)-held)
 		for _, m := range b.Requests {
 			idx := int(m.ShardID) - 1
-			if m.Type == pb.Replicate && m.To == n.replicaID && idx >= 0 && idx < len(n.shards) && !n.shards[idx].logChecked.Load() {
+			if m.To == n.replicaID && idx >= 0 && idx < len(n.shards) && holdBack(&m, low, n.shards[idx].logChecked.Load()) {
 				continue
 			}
 			kept = append(kept, m)
@@ -85,6 +89,15 @@ func (n *Node) checkHeartbeats(b *pb.MessageBatch) bool {
 		b.Requests = kept
 	}
 	return len(b.Requests) > 0
+}
+
+// held0 reports whether m, to this member, is dropped: entries from a
+// leader before the first heartbeat check (checked), and, while the disk
+// is nearly full (low), entries from a leader and proposals forwarded to
+// this member as leader, which would grow its log. A leader sends dropped
+// entries again; a dropped proposal is retried by its member.
+func holdBack(m *pb.Message, low, checked bool) bool {
+	return m.Type == pb.Replicate && (low || !checked) || m.Type == pb.Propose && low
 }
 
 // fail stops this member, at most once, because its state cannot be

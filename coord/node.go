@@ -33,6 +33,7 @@ func init() {
 		cfg.(*Config).testTransport = wrap
 	}
 	hooks.SetFS = func(cfg any, fs vfs.FS) { cfg.(*Config).testFS = fs }
+	hooks.SetDiskFree = func(cfg any, free func() (uint64, error)) { cfg.(*Config).testDiskFree = free }
 	hooks.Crash = func(node any) { node.(*Node).shutdown(false) }
 	hooks.StateHashes = func(node any) (revs []int64, hashes []uint64) {
 		for _, s := range node.(*Node).shards {
@@ -85,6 +86,8 @@ type Node struct {
 	// opened is set when Open is about to return it.
 	failure atomic.Pointer[error]
 	opened  atomic.Bool
+	// diskLow: the disk's free space is below Config.DiskReserve (watchDisk).
+	diskLow atomic.Bool
 
 	closed    atomic.Bool
 	stop      chan struct{} // closed by Close: background work ends
@@ -298,6 +301,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			return n.checkHeartbeats(b)
 		}
 		return true
+	}, func() bool { // a snapshot from the leader would fill a nearly full disk
+		n := self.Load()
+		return n == nil || !n.diskLow.Load()
 	}}
 	initial := map[uint64]dragonboat.Target{}
 	if fresh && !c.Join {
@@ -369,6 +375,10 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.watchRoles()
+	if c.DiskReserve > 0 {
+		n.wg.Add(1)
+		go n.watchDisk()
+	}
 	n.opened.Store(true)
 	if err := n.Err(); err != nil { // found during Open (fail)
 		n.shutdown(false)
@@ -979,6 +989,9 @@ func newRequestClients(n int) chan *requestClient {
 func (n *Node) propose(ctx context.Context, s *shard, cmd *sm.Command) (*sm.Result, error) {
 	if err := n.check(ctx); err != nil {
 		return nil, err
+	}
+	if n.diskLow.Load() && growsLog(cmd.Kind) {
+		return nil, ErrNoSpace
 	}
 	start := time.Now()
 	deadline, ok := ctx.Deadline()

@@ -21,6 +21,11 @@ var WrapTransport func(cfg any, wrap func(config.TransportFactory) config.Transp
 // does. Set by package coord at init.
 var SetFS func(cfg any, fs vfs.FS)
 
+// SetDiskFree makes the Node opened with *cfg (a *coord.Config) read its
+// disk's free space from free instead of the filesystem, so that a test can
+// fill the disk. Set by package coord at init.
+var SetDiskFree func(cfg any, free func() (uint64, error))
+
 // AckBeforeSync, when set, makes coordtest.WithPowerLoss give members a
 // filesystem on which syncs do nothing until their first power loss:
 // writes are acknowledged before they are durable, a deliberate bug, to
