@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -157,12 +156,7 @@ func TestCorruptMemberIsStoppedAndRebuiltWithoutLosingWrites(t *testing.T) {
 				}
 			}))
 			log := &ackLog{at: map[string]time.Time{}, val: map[string]string{}, round: 1}
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			for w := range 3 {
-				wg.Add(1)
-				go func() { defer wg.Done(); log.write(c, w, stop) }()
-			}
+			stop := log.writers(c)
 			// A follower: its leader, which stays, counts what it acknowledged
 			// (a new leader would count nothing, and would just repair a
 			// shorter log).
@@ -224,8 +218,7 @@ func TestCorruptMemberIsStoppedAndRebuiltWithoutLosingWrites(t *testing.T) {
 			}
 			joined := c.Join()
 			time.Sleep(500 * time.Millisecond) // writes through the new member too
-			close(stop)
-			wg.Wait()
+			stop()
 			for _, i := range []int{(v + 1) % 3, joined} {
 				lost, checked := log.lostBefore(t, c.Node(i), time.Now())
 				if checked == 0 {

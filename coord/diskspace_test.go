@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,12 +33,7 @@ func TestNearlyFullDiskStopsWritesNotTheMember(t *testing.T) {
 	v := c.WaitLeader(0)
 	other := c.Node((v + 1) % 3)
 	log := &ackLog{at: map[string]time.Time{}, val: map[string]string{}, round: 1}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 3 {
-		wg.Add(1)
-		go func() { defer wg.Done(); log.write(c, w, stop) }()
-	}
+	stop := log.writers(c)
 	revision := func(n *coord.Node) coord.Revision {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -104,8 +98,7 @@ func TestNearlyFullDiskStopsWritesNotTheMember(t *testing.T) {
 	if _, err := c.Node(v).Put(ctx, "/full/after", []byte("v")); err != nil {
 		t.Fatalf("a write once space was freed: %v", err)
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	lost, checked := log.lostBefore(t, c.Node(v), time.Now())
 	if len(lost) > 0 {
 		t.Fatalf("%d of %d acknowledged writes are gone, e.g. %s", len(lost), checked, lost[0])

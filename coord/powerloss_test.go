@@ -50,6 +50,18 @@ func (l *ackLog) write(c *coordtest.Cluster, writer int, stop <-chan struct{}) {
 	}
 }
 
+// writers starts 3 writers (write) on c; the returned func stops them and
+// waits for them.
+func (l *ackLog) writers(c *coordtest.Cluster) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Add(1)
+		go func() { defer wg.Done(); l.write(c, w, done) }()
+	}
+	return func() { close(done); wg.Wait() }
+}
+
 // lostBefore returns the keys acknowledged before cut that a linearizable
 // read through n does not return with their value.
 func (l *ackLog) lostBefore(t *testing.T, n *coord.Node, cut time.Time) (lost []string, checked int) {
@@ -86,17 +98,11 @@ func powerLossRound(t *testing.T, c *coordtest.Cluster, log *ackLog, members ...
 	log.mu.Lock()
 	log.round++
 	log.mu.Unlock()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 3 {
-		wg.Add(1)
-		go func() { defer wg.Done(); log.write(c, w, stop) }()
-	}
+	stop := log.writers(c)
 	time.Sleep(500 * time.Millisecond)
 	cut := c.PowerLoss(members...)
 	time.Sleep(200 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	stop()
 	for _, i := range members {
 		c.Restart(i)
 	}
