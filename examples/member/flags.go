@@ -82,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		compactMode  = fs.String("auto-compaction-mode", "revision", "`mode` of automatic history compaction: revision (the only one: keep the last --auto-compaction-retention revisions of each shard)")
 		retention    = fs.Int64("auto-compaction-retention", 10000, "`revisions` of history each shard keeps for watches and old reads; 0 turns automatic compaction off")
 		snapCount    = fs.Uint64("snapshot-count", 100000, "`number` of applied entries between snapshots; the Raft log behind a snapshot is compacted")
+		diskReserve  = fs.Int64("disk-reserve-bytes", 64<<20, "free `bytes` on the data directory's filesystem below which this member takes no writes (they fail with 'disk is nearly full') until space is freed; 0 turns the check off")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -192,6 +193,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if *snapCount != 100000 {
 		o.cfg.SnapshotEntries = *snapCount
+	}
+	switch {
+	case *diskReserve < 0:
+		return nil, usagef("--disk-reserve-bytes: must not be negative")
+	case *diskReserve == 0:
+		o.cfg.DiskReserve = -1
+	case *diskReserve != 64<<20:
+		o.cfg.DiskReserve = *diskReserve
 	}
 	o.cfg.HeartbeatInterval = time.Duration(*heartbeat) * time.Millisecond
 	o.cfg.ElectionTimeout = time.Duration(*election) * time.Millisecond

@@ -107,6 +107,18 @@ func TestParseFlagsGood(t *testing.T) {
 			expect: "HistoryRetention 500, SnapshotEntries 20000",
 		},
 		{
+			name:   "disk reserve",
+			args:   []string{"--disk-reserve-bytes", "1048576"},
+			check:  func(o *options) bool { return o.cfg.DiskReserve == 1<<20 },
+			expect: "DiskReserve 1 MiB",
+		},
+		{
+			name:   "disk reserve off",
+			args:   []string{"--disk-reserve-bytes", "0"},
+			check:  func(o *options) bool { return o.cfg.DiskReserve < 0 },
+			expect: "DiskReserve negative (off)",
+		},
+		{
 			name:   "automatic compaction off",
 			args:   []string{"--auto-compaction-retention", "0"},
 			check:  func(o *options) bool { return o.cfg.HistoryRetention < 0 },
@@ -166,6 +178,7 @@ func TestParseFlagsBad(t *testing.T) {
 		{[]string{"--auto-compaction-retention", "-1"}, "--auto-compaction-retention"},
 		{[]string{"--auto-compaction-retention", "1h"}, "auto-compaction-retention"},
 		{[]string{"--snapshot-count", "0"}, "--snapshot-count"},
+		{[]string{"--disk-reserve-bytes", "-1"}, "--disk-reserve-bytes"},
 		{[]string{"--join-seeds", "127.0.0.1:1"}, "--join-seeds"},
 		{[]string{"--initial-cluster-state", "existing", "--observer", "--join-seeds", "nope"}, "--join-seeds"},
 		{[]string{"--listen-admin-urls", "x"}, "--listen-admin-urls"},
