@@ -83,6 +83,10 @@ func TestNearlyFullDiskStopsWritesNotTheMember(t *testing.T) {
 	if ahead <= stuck {
 		t.Fatalf("the others took no writes meanwhile: revision %d, the full member's %d", ahead, stuck)
 	}
+	st, err := c.Node(v).Status(context.Background())
+	if err != nil || !st.DiskLow || !c.Node(v).Metrics().DiskLow {
+		t.Fatalf("Status and Metrics do not show the full disk: %+v, %v", st, err)
+	}
 	t.Logf("disk full: member %d refused a write (ErrNoSpace), handed over the leadership, stayed at revision %d while the others reached %d", v, stuck, ahead)
 
 	free[v].Store(1 << 40)
@@ -92,6 +96,9 @@ func TestNearlyFullDiskStopsWritesNotTheMember(t *testing.T) {
 			t.Fatalf("the member did not catch up once space was freed: revision %d, want %d", revision(c.Node(v)), ahead)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if st, err := c.Node(v).Status(context.Background()); err != nil || st.DiskLow {
+		t.Fatalf("Status still shows the full disk: %+v, %v", st, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -594,6 +594,10 @@ type Status struct {
 	Member    string
 	ReplicaID uint64
 	Shards    []ShardStatus
+	// DiskLow: the disk that holds DataDir has less free space than
+	// Config.DiskReserve; the member takes no writes (ErrNoSpace) and no new
+	// entries until space is freed.
+	DiskLow bool
 }
 
 // Status reports this member's view of every shard, from its own replica;
@@ -602,7 +606,7 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 	if err := n.check(ctx); err != nil {
 		return nil, err
 	}
-	st := &Status{Member: n.cfg.Name, ReplicaID: n.replicaID}
+	st := &Status{Member: n.cfg.Name, ReplicaID: n.replicaID, DiskLow: n.diskLow.Load()}
 	for _, s := range n.shards {
 		v := s.machine.Load().View()
 		ss := ShardStatus{Shard: s.idx, Revision: Revision(v.Revision()), CompactRevision: Revision(v.CompactRevision()),

@@ -37,7 +37,10 @@ type Metrics struct {
 	ReaperSeconds Histogram
 	// Sessions is the number of live Sessions created through this member.
 	Sessions int
-	Shards   []ShardMetrics
+	// DiskLow: this member's disk has less free space than
+	// Config.DiskReserve, and it takes no writes (see Status.DiskLow).
+	DiskLow bool
+	Shards  []ShardMetrics
 	// Transport is this member's peer traffic.
 	Transport TransportMetrics
 }
@@ -241,6 +244,7 @@ func (n *Node) Metrics() Metrics {
 		ReaperSeconds: n.metrics.reap.snapshot()}
 	n.sessMu.Lock()
 	m.Sessions = len(n.sessions)
+	m.DiskLow = n.diskLow.Load()
 	n.sessMu.Unlock()
 	for i, s := range n.shards {
 		sm := ShardMetrics{Shard: s.idx, LeaderChanges: n.stats[i].leaderChanges.Load()}

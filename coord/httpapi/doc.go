@@ -67,7 +67,7 @@
 //	POST /v1/members/add         {"name","address","observer"?,"force"?} -> {"member":Member}
 //	POST /v1/members/remove      {"name","force"?} -> {}
 //	POST /v1/members/promote     {"name","force"?} -> {}
-//	GET  /v1/status              -> {"member","replica_id","shards":[...]}
+//	GET  /v1/status              -> {"member","replica_id","shards":[...],"disk_low"}
 //	GET  /v1/snapshot          ~ -> a backup (application/octet-stream), see Snapshots
 //	GET  /health                 -> 200 {"health":true} or 503 {"health":false,"reason"}
 //
@@ -116,7 +116,8 @@
 // been delivered.
 //
 // GET /health is healthy when every shard has a leader and a linearizable
-// read of every shard on this member succeeds within 2 seconds.
+// read of every shard on this member succeeds within 2 seconds, and the
+// member's disk is not nearly full (it would take no writes).
 //
 // # Binary safety and numbers
 //
@@ -246,6 +247,8 @@
 //	too_many_streams     503  see MaxStreams
 //	unavailable          503  the node is closed or the request was cancelled
 //	timeout              504
+//	no_space             507  the member's disk is nearly full (Config.DiskReserve): the
+//	                          write was not applied; another member may take it
 //
 // A write that timed out after it was proposed may or may not have been
 // applied: its message says "outcome unknown"; read the key before retrying.

@@ -29,6 +29,7 @@ const (
 	codeUnauthenticated    = "unauthenticated"
 	codeTooManyStreams     = "too_many_streams"
 	codeNoQuorum           = "no_quorum"
+	codeNoSpace            = "no_space"
 	codeUnavailable        = "unavailable"
 	codeTimeout            = "timeout"
 	codeInternal           = "internal"
@@ -100,6 +101,8 @@ var errorTable = []struct {
 	{coord.ErrMemberExists, http.StatusConflict, codeConflict},
 	{coord.ErrQuorum, http.StatusPreconditionFailed, codeFailedPrecondition},
 	{coord.ErrCompacted, http.StatusGone, codeCompacted},
+	// Refused before it was proposed: another member may take it.
+	{coord.ErrNoSpace, http.StatusInsufficientStorage, codeNoSpace},
 	{coord.ErrClosed, http.StatusServiceUnavailable, codeUnavailable},
 	{ErrShuttingDown, http.StatusServiceUnavailable, codeUnavailable},
 	{context.DeadlineExceeded, http.StatusGatewayTimeout, codeTimeout},

@@ -50,6 +50,7 @@ func TestClassify(t *testing.T) {
 		{wrap(coord.ErrMemberExists), 409, "conflict", false},
 		{wrap(coord.ErrQuorum), 412, "failed_precondition", false},
 		{wrap(coord.ErrCompacted), 410, "compacted", false},
+		{wrap(coord.ErrNoSpace), 507, "no_space", false},
 		{wrap(coord.ErrClosed), 503, "unavailable", false},
 		{coord.ErrClosed, 503, "unavailable", false},
 		{wrap(coord.ErrNoLeader, context.DeadlineExceeded), 503, "no_quorum", false},

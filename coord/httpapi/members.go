@@ -100,6 +100,7 @@ type statusResponse struct {
 	Member    string        `json:"member"`
 	ReplicaID uint64        `json:"replica_id,string"`
 	Shards    []shardStatus `json:"shards"`
+	DiskLow   bool          `json:"disk_low,omitempty"`
 }
 
 type shardStatus struct {
@@ -117,7 +118,7 @@ func (a *api) status(ctx context.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := statusResponse{Member: st.Member, ReplicaID: st.ReplicaID, Shards: make([]shardStatus, 0, len(st.Shards))}
+	out := statusResponse{Member: st.Member, ReplicaID: st.ReplicaID, DiskLow: st.DiskLow, Shards: make([]shardStatus, 0, len(st.Shards))}
 	for _, s := range st.Shards {
 		out.Shards = append(out.Shards, shardStatus{
 			Shard: s.Shard, Leader: s.Leader, Term: s.Term, Revision: int64(s.Revision),
@@ -133,7 +134,8 @@ type healthResponse struct {
 }
 
 // health answers 200 when every shard has a leader and a linearizable read
-// of every shard succeeds within healthTimeout, 503 otherwise. Its failure
+// of every shard succeeds within healthTimeout, 503 otherwise (and while
+// the member's disk is nearly full: it takes no writes). Its failure
 // body is {"health":false,"reason":...}, not the error body: a probe reads
 // one shape.
 func (a *api) health(w http.ResponseWriter, r *http.Request) {
@@ -150,6 +152,9 @@ func (a *api) unhealthy(ctx context.Context) string {
 	st, err := a.n.Status(ctx)
 	if err != nil {
 		return err.Error()
+	}
+	if st.DiskLow {
+		return "disk nearly full: this member takes no writes"
 	}
 	for _, s := range st.Shards {
 		if s.Leader == 0 {

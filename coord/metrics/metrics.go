@@ -14,6 +14,7 @@
 //	coordkit_apply_duration_seconds          one batch applied (histogram)
 //	coordkit_reaper_tick_seconds             one pass of the observer reaper (histogram)
 //	coordkit_sessions                        live sessions made through this member
+//	coordkit_disk_low                        1 while the disk is below Config.DiskReserve
 //	coordkit_shard_revision                  the shard's revision
 //	coordkit_shard_compact_revision          history compacted up to this revision
 //	coordkit_shard_applied_index             Raft index applied on this member
@@ -41,6 +42,7 @@ type collector struct {
 	proposeSeconds, applySeconds       *prometheus.Desc
 	reapSeconds                        *prometheus.Desc
 	sessions                           *prometheus.Desc
+	diskLow                            *prometheus.Desc
 	revision, compacted, applied       *prometheus.Desc
 	hasLeader, isLeader, leaderChanges *prometheus.Desc
 	watchers, leases                   *prometheus.Desc
@@ -107,6 +109,7 @@ func NewCollector(n *coord.Node) prometheus.Collector {
 		applySeconds:   desc("apply_duration_seconds", "Time to apply one batch of committed entries.", false),
 		reapSeconds:    desc("reaper_tick_seconds", "Time of one pass of the observer reaper, on the leader of shard 0.", false),
 		sessions:       desc("sessions", "Live sessions made through this member.", false),
+		diskLow:        desc("disk_low", "1 while the disk holding DataDir has less free space than Config.DiskReserve: the member takes no writes.", false),
 		revision:       desc("shard_revision", "The shard's revision on this member.", true),
 		compacted:      desc("shard_compact_revision", "History of the shard is compacted up to this revision.", true),
 		applied:        desc("shard_applied_index", "Raft index applied by this member's replica.", true),
@@ -119,7 +122,7 @@ func NewCollector(n *coord.Node) prometheus.Collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.proposals, c.failures, c.retries, c.proposeSeconds, c.applySeconds, c.reapSeconds, c.sessions,
+	for _, d := range []*prometheus.Desc{c.proposals, c.failures, c.retries, c.proposeSeconds, c.applySeconds, c.reapSeconds, c.sessions, c.diskLow,
 		c.revision, c.compacted, c.applied, c.hasLeader, c.isLeader, c.leaderChanges, c.watchers, c.leases} {
 		ch <- d
 	}
@@ -140,6 +143,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- histogram(c.applySeconds, m.ApplySeconds)
 	ch <- histogram(c.reapSeconds, m.ReaperSeconds)
 	ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(m.Sessions))
+	low := 0.0
+	if m.DiskLow {
+		low = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.diskLow, prometheus.GaugeValue, low)
 	for _, s := range m.Shards {
 		shard := strconv.Itoa(s.Shard)
 		gauge := func(d *prometheus.Desc, v float64) {
