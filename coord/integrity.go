@@ -53,7 +53,7 @@ var snapshotDirName = regexp.MustCompile(`^snapshot-[0-9A-F]{16}$`)
 //
 // What a check of files cannot see is a log cut at a record's boundary: it
 // reads as a log that ends there. A member that lost acknowledged entries
-// that way is stopped by its peers' first heartbeat (logGuard).
+// that way is stopped by its leader's first heartbeat (checkHeartbeats).
 func checkRaftDir(fsys vfs.FS, dir string) error {
 	if _, err := fsys.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -249,26 +249,38 @@ func walRecords(b []byte, num uint64) (bad int64, whole int) {
 	}
 }
 
-// checkSnapshot checks a snapshot file in dragonboat's format: a 1 KiB
-// header holding a SnapshotHeader (with a CRC32 of itself), blocks of at
-// most 2 MiB each followed by the CRC32 of its bytes, and a 16-byte tail of
-// the blocks' total length and a magic number. The header also holds a
-// CRC32 of the blocks' CRC32s, so a file cut at a block's end fails too.
+// checkSnapshot reads through a snapshot file in dragonboat's format, one
+// block at a time: a 1 KiB header holding a SnapshotHeader (with a CRC32 of
+// itself), blocks of at most 2 MiB each followed by the CRC32 of its bytes,
+// and a 16-byte tail of the blocks' total length and a magic number. The
+// header also holds a CRC32 of the blocks' CRC32s, so a file cut at a
+// block's end fails too.
 func checkSnapshot(fsys vfs.FS, path string) error {
-	b, err := readFile(fsys, path)
+	f, err := fsys.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
 		return err
 	}
 	const headerSize, blockSize, tailSize = 1024, 2 << 20, 16
-	if len(b) < headerSize+tailSize {
-		return corrupt(path, "%d bytes, shorter than a header and a tail", len(b))
+	size := st.Size()
+	if size < headerSize+tailSize {
+		return corrupt(path, "%d bytes, shorter than a header and a tail", size)
 	}
-	n := binary.LittleEndian.Uint64(b)
+	r := io.Reader(f)
+	head := make([]byte, headerSize)
+	if _, err := io.ReadFull(r, head); err != nil {
+		return err
+	}
+	n := binary.LittleEndian.Uint64(head)
 	if n > headerSize-8 {
 		return corrupt(path, "header length %d", n)
 	}
 	var h pb.SnapshotHeader
-	if err := h.Unmarshal(b[8 : 8+n]); err != nil {
+	if err := h.Unmarshal(head[8 : 8+n]); err != nil {
 		return corrupt(path, "header: %v", err)
 	}
 	sum := h.HeaderChecksum
@@ -283,9 +295,12 @@ func checkSnapshot(fsys vfs.FS, path string) error {
 	if h.ChecksumType != pb.CRC32IEEE {
 		return corrupt(path, "unknown checksum type %d", h.ChecksumType)
 	}
-	payload := b[headerSize:]
 	if h.Version == 1 {
-		if !bytes.Equal(h.PayloadChecksum, crc32Sum(payload)) {
+		c := crc32.NewIEEE()
+		if _, err := io.Copy(c, r); err != nil {
+			return err
+		}
+		if !bytes.Equal(h.PayloadChecksum, c.Sum(nil)) {
 			return corrupt(path, "payload checksum mismatch")
 		}
 		return nil
@@ -293,25 +308,32 @@ func checkSnapshot(fsys vfs.FS, path string) error {
 	if h.Version != 2 {
 		return corrupt(path, "unknown snapshot version %d", h.Version)
 	}
-	tail := payload[len(payload)-tailSize:]
-	payload = payload[:len(payload)-tailSize]
-	if !bytes.Equal(tail[8:], snapshotMagic) {
-		return corrupt(path, "no end marker: the file is cut short or overwritten")
-	}
-	if total := binary.LittleEndian.Uint64(tail); total != uint64(len(payload)) {
-		return corrupt(path, "%d bytes of blocks, the tail says %d", len(payload), total)
-	}
+	payload := size - headerSize - tailSize
 	sums := crc32.NewIEEE()
-	for off := 0; off < len(payload); off += blockSize + 4 {
-		blk := payload[off:min(off+blockSize+4, len(payload))]
-		if len(blk) <= 4 {
+	blk := make([]byte, blockSize+4)
+	for off := int64(0); off < payload; off += blockSize + 4 {
+		b := blk[:min(blockSize+4, payload-off)]
+		if _, err := io.ReadFull(r, b); err != nil {
+			return err
+		}
+		if len(b) <= 4 {
 			return corrupt(path, "block at byte %d is cut short", headerSize+off)
 		}
-		crc := blk[len(blk)-4:]
-		if !bytes.Equal(crc, crc32Sum(blk[:len(blk)-4])) {
+		crc := b[len(b)-4:]
+		if !bytes.Equal(crc, crc32Sum(b[:len(b)-4])) {
 			return corrupt(path, "block at byte %d fails its checksum", headerSize+off)
 		}
 		sums.Write(crc)
+	}
+	tail := make([]byte, tailSize)
+	if _, err := io.ReadFull(r, tail); err != nil {
+		return err
+	}
+	if !bytes.Equal(tail[8:], snapshotMagic) {
+		return corrupt(path, "no end marker: the file is cut short or overwritten")
+	}
+	if total := binary.LittleEndian.Uint64(tail); total != uint64(payload) {
+		return corrupt(path, "%d bytes of blocks, the tail says %d", payload, total)
 	}
 	if !bytes.Equal(h.PayloadChecksum, sums.Sum(nil)) {
 		return corrupt(path, "payload checksum mismatch: blocks are missing")

@@ -1,0 +1,85 @@
+package coord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lni/vfs"
+
+	"github.com/coordkit/coordkit/internal/freeport"
+)
+
+// A snapshot of several blocks (dragonboat's are 2 MiB each) passes the
+// check whole, and fails it, naming the file and the block, with one bit
+// flipped in its second block, or cut at the end of its first.
+func TestCheckSnapshotOfSeveralBlocks(t *testing.T) {
+	dir := t.TempDir()
+	addr, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{DataDir: dir, RaftAddress: addr, SnapshotEntries: 20, CompactionOverhead: 5}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := make([]byte, 1000)
+	for i := range 60 { // 6 MB of values, in 60 entries
+		ops := make([]Op, 0, 100)
+		for j := range 100 {
+			ops = append(ops, OpPut(fmt.Sprintf("/k/%05d", i*100+j), val))
+		}
+		if _, err := n.Txn(ctx).Then(ops...).Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.Close()
+	raft := filepath.Join(dir, "raft")
+	if err := checkRaftDir(vfs.Default, raft); err != nil {
+		t.Fatalf("a sound DataDir: %v", err)
+	}
+	var snap string
+	filepath.Walk(raft, func(p string, info os.FileInfo, err error) error {
+		if err == nil && strings.HasSuffix(p, ".gbsnap") && info.Size() > 1024+snap2MiB+4+200 {
+			snap = p
+		}
+		return nil
+	})
+	if snap == "" {
+		t.Fatal("no snapshot of two blocks or more")
+	}
+	good, err := os.ReadFile(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		bad  []byte
+		want string
+	}{
+		{"a bit in the second block", func() []byte {
+			b := append([]byte(nil), good...)
+			b[1024+snap2MiB+4+100] ^= 1
+			return b
+		}(), fmt.Sprintf("block at byte %d", 1024+snap2MiB+4)},
+		{"cut after the first block", good[:1024+snap2MiB+4], "snapshot"},
+	} {
+		if err := os.WriteFile(snap, tc.bad, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := checkRaftDir(vfs.Default, raft)
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), filepath.Base(snap)) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want ErrCorrupt naming %s and %q", tc.name, err, filepath.Base(snap), tc.want)
+		}
+	}
+}
+
+const snap2MiB = 2 << 20
