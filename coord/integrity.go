@@ -53,7 +53,7 @@ var snapshotDirName = regexp.MustCompile(`^snapshot-[0-9A-F]{16}$`)
 //
 // What a check of files cannot see is a log cut at a record's boundary: it
 // reads as a log that ends there. A member that lost acknowledged entries
-// that way is stopped by its leader's first heartbeat (checkHeartbeats).
+// that way is stopped by its leader's first heartbeat (screen).
 func checkRaftDir(fsys vfs.FS, dir string) error {
 	if _, err := fsys.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil

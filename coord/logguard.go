@@ -28,9 +28,10 @@ func (g guardedTransport) Create(nhc config.NodeHostConfig, h raftio.MessageHand
 	})
 }
 
-// checkHeartbeats stops this member when a heartbeat shows that its Raft
-// log lost entries it had acknowledged, and drops everything peers send
-// from then on. A leader's heartbeat carries the commit index capped at
+// screen looks at each batch peers send before dragonboat does. It stops
+// this member when a heartbeat shows that its Raft log lost entries it had
+// acknowledged, and drops everything peers send from then on; it holds
+// back what would grow the log (holdBack). A leader's heartbeat carries the commit index capped at
 // what it counts the member as holding: what the member acknowledged, and
 // it acknowledges only entries on disk. A heartbeat past the end of the
 // member's log means that the log came back shorter than it was: cut at a
@@ -43,8 +44,10 @@ func (g guardedTransport) Create(nhc config.NodeHostConfig, h raftio.MessageHand
 // entries a leader sends it are dropped: appending them would repair the
 // shorter log before any heartbeat could show it. The leader sends them
 // again in answer to the heartbeat, so a restart costs at most a heartbeat
-// interval of catching up.
-func (n *Node) checkHeartbeats(b *pb.MessageBatch) bool {
+// interval of catching up. While the disk is nearly full (watchDisk), the
+// leader's entries and the proposals forwarded to this member are dropped
+// too.
+func (n *Node) screen(b *pb.MessageBatch) bool {
 	if n.failure.Load() != nil {
 		return false
 	}

@@ -80,7 +80,7 @@ type Node struct {
 	sessMu   sync.Mutex
 	sessions map[*Session]struct{} // live sessions, revoked by Close
 
-	// host is nh for the transport's goroutines (checkHeartbeats).
+	// host is nh for the transport's goroutines (screen).
 	host atomic.Pointer[dragonboat.NodeHost]
 	// failure is why this member stopped itself (fail), if it did;
 	// opened is set when Open is about to return it.
@@ -116,7 +116,7 @@ type shard struct {
 	// recovered: the state machine loaded a snapshot since it started.
 	recovered atomic.Bool
 	// logChecked: a leader's heartbeat showed this replica's log holds
-	// what it had acknowledged (checkHeartbeats), since it last started.
+	// what it had acknowledged (screen), since it last started.
 	logChecked atomic.Bool
 	// leaderEpoch is closed, and replaced, when this member learns of a
 	// new leader of the shard (leaderListener): requests forwarded to the
@@ -298,7 +298,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	nhc.Expert.TransportFactory = guardedTransport{nhc.Expert.TransportFactory, func(b *pb.MessageBatch) bool {
 		if n := self.Load(); n != nil {
-			return n.checkHeartbeats(b)
+			return n.screen(b)
 		}
 		return true
 	}, func() bool { // a snapshot from the leader would fill a nearly full disk
