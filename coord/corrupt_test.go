@@ -120,7 +120,7 @@ func walRecords(t *testing.T, path string, b []byte) []int64 {
 // back with that state: either Open refuses, with ErrCorrupt naming the
 // file, or (a log cut at a record's boundary, which reads as a shorter log)
 // the member stops itself at its leader's first heartbeat, with Err and its
-// calls saying why. Then it is rebuilt from its peers as a new member, and
+// calls saying why (or Open saying why, if that heartbeat comes first). Then it is rebuilt from its peers as a new member, and
 // every write acknowledged to the writers, before, during and after, is
 // there: no committed write is lost.
 func TestCorruptMemberIsStoppedAndRebuiltWithoutLosingWrites(t *testing.T) {
@@ -141,7 +141,9 @@ func TestCorruptMemberIsStoppedAndRebuiltWithoutLosingWrites(t *testing.T) {
 		// At the boundary of a record a quarter of the records from the
 		// end: the newest entries, those the leader counts the member as
 		// holding. Without snapshots, whose records the cut could take.
-		{"wal-truncated", ".log", 0, cutWAL(3, 4), false, false, false},
+		// (The first heartbeat may come while Open still runs: Open then
+		// returns the error.)
+		{"wal-truncated", ".log", 0, cutWAL(3, 4), false, true, false},
 		{"snapshot-truncated", ".gbsnap", 200, func(_ *testing.T, _ string, b []byte) []byte { return b[:len(b)/2] }, true, false, false},
 		// With a snapshot every 50 entries, a cut this early takes the
 		// records of the newest snapshots, whose predecessors are removed:
