@@ -128,9 +128,17 @@ func TestCollectorReportsWhatTheMemberDid(t *testing.T) {
 			t.Fatalf("peer series %v", m)
 		}
 	}
-	peers := n.Metrics().Transport.Peers
-	if len(peers) != 2 || peers[0].SentMessages == 0 || peers[0].ReceivedMessages == 0 || peers[0].Writes == 0 {
-		t.Fatalf("Metrics().Transport.Peers = %+v", peers)
+	// Each peer is heard from soon, but not at once: when the leadership
+	// moved to this member, a peer that was a fellow follower has sent it
+	// nothing until it answers the new leader.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		peers := n.Metrics().Transport.Peers
+		if len(peers) == 2 && peers[0].SentMessages > 0 && peers[0].ReceivedMessages > 0 && peers[0].Writes > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Metrics().Transport.Peers = %+v", peers)
+		}
 	}
 	conn, err := net.Dial("tcp", c.Config(1).RaftAddress)
 	if err != nil {
