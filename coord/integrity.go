@@ -206,7 +206,8 @@ func pebbleError(dir string, err error) error {
 
 // checkWAL reads every record of a pebble WAL. A record that fails its
 // checksum is the torn end of the last write before a crash, and harmless,
-// if no whole record of this log follows it; one that does is corruption.
+// if no whole record of this log follows it, in its block or a later one;
+// one that does is corruption.
 func checkWAL(fsys vfs.FS, path string, num uint64) error {
 	b, err := readFile(fsys, path)
 	if err != nil {
@@ -217,15 +218,37 @@ func checkWAL(fsys vfs.FS, path string, num uint64) error {
 	if bad < 0 {
 		return nil
 	}
-	// Look for a whole record in any later block: the reader skips a
-	// block's leading fragments of a record that began before it.
-	for off := (bad/block + 1) * block; off < int64(len(b)); off += block {
+	follows := corrupt(path, "a record at byte %d fails its checksum and records follow it", bad)
+	// Look for a whole record later in the same block: at each offset that
+	// starts like a chunk of this log (the first or only chunk of a record
+	// in pebble's recyclable format, with this log's number), read from
+	// there. A chunk found so is real only if its checksum holds.
+	end := min((bad/block+1)*block, int64(len(b)))
+	for off := bad + 1; off+walHeader <= end; off++ {
+		if t := b[off+6]; (t == walFullChunk || t == walFirstChunk) && binary.LittleEndian.Uint32(b[off+7:]) == uint32(num) {
+			if _, whole := walRecords(b[off:end], num); whole > 0 {
+				return follows
+			}
+		}
+	}
+	// And in any later block: the reader skips a block's leading fragments
+	// of a record that began before it.
+	for off := end; off < int64(len(b)); off += block {
 		if _, whole := walRecords(b[off:], num); whole > 0 {
-			return corrupt(path, "a record at byte %d fails its checksum and records follow it", bad)
+			return follows
 		}
 	}
 	return nil
 }
+
+// The chunk header of pebble's recyclable WAL format: a checksum (4 bytes),
+// a length (2), a type (1) and the log's number (4); the types of a
+// record's only chunk and of its first.
+const (
+	walHeader     = 11
+	walFullChunk  = 5
+	walFirstChunk = 6
+)
 
 // walRecords reads the records of a WAL numbered num from b. It returns
 // the offset of the first record that fails its checks (-1 if none) and how
