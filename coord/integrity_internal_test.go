@@ -46,20 +46,7 @@ func TestCheckSnapshotOfSeveralBlocks(t *testing.T) {
 	if err := checkRaftDir(vfs.Default, raft); err != nil {
 		t.Fatalf("a sound DataDir: %v", err)
 	}
-	var snap string
-	filepath.Walk(raft, func(p string, info os.FileInfo, err error) error {
-		if err == nil && strings.HasSuffix(p, ".gbsnap") && info.Size() > 1024+snap2MiB+4+200 {
-			snap = p
-		}
-		return nil
-	})
-	if snap == "" {
-		t.Fatal("no snapshot of two blocks or more")
-	}
-	good, err := os.ReadFile(snap)
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap, good := readFileUnder(t, raft, ".gbsnap", 1024+snap2MiB+4+200, 1<<40)
 	for _, tc := range []struct {
 		name string
 		bad  []byte
@@ -107,20 +94,7 @@ func TestCheckWALWithinOneBlock(t *testing.T) {
 		}
 	}
 	n.Close()
-	var wal string
-	filepath.Walk(filepath.Join(dir, "raft"), func(p string, info os.FileInfo, err error) error {
-		if err == nil && strings.HasSuffix(p, ".log") && info.Size() > 2000 && info.Size() < 32<<10 {
-			wal = p
-		}
-		return nil
-	})
-	if wal == "" {
-		t.Fatal("no WAL of 2-32 KiB")
-	}
-	good, err := os.ReadFile(wal)
-	if err != nil {
-		t.Fatal(err)
-	}
+	wal, good := readFileUnder(t, filepath.Join(dir, "raft"), ".log", 2000, 32<<10)
 	flipped := append([]byte(nil), good...)
 	flipped[100] ^= 0x08
 	if err := os.WriteFile(wal, flipped, 0o600); err != nil {
@@ -135,4 +109,26 @@ func TestCheckWALWithinOneBlock(t *testing.T) {
 	if err := checkRaftDir(vfs.Default, filepath.Join(dir, "raft")); err != nil {
 		t.Fatalf("a WAL torn inside its last record: %v; want it to pass", err)
 	}
+}
+
+// readFileUnder returns the path and content of the last file under dir
+// whose name ends with suffix and whose size is above lo and below hi;
+// it fails the test if there is none.
+func readFileUnder(t *testing.T, dir, suffix string, lo, hi int64) (string, []byte) {
+	t.Helper()
+	var found string
+	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && strings.HasSuffix(p, suffix) && info.Size() > lo && info.Size() < hi {
+			found = p
+		}
+		return nil
+	})
+	if found == "" {
+		t.Fatalf("no *%s of %d to %d bytes under %s", suffix, lo, hi, dir)
+	}
+	b, err := os.ReadFile(found)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found, b
 }
