@@ -110,7 +110,12 @@ func TestCollectorReportsWhatTheMemberDid(t *testing.T) {
 		t.Fatalf("%v members say they lead shard 0", leaders)
 	}
 	before := value(t, gather(t, n), "coordkit_shard_leader_changes_total")
-	next := c.Config((c.WaitLeader(0) + 1) % 3).Name
+	// The leadership moves to this member, or away from it if it leads
+	// already: either way it has led, and so sent to both peers.
+	next := c.Config(1).Name
+	if l := c.WaitLeader(0); l == 1 {
+		next = c.Config((l + 1) % 3).Name
+	}
 	if err := n.MoveLeader(ctx, 0, next); err != nil {
 		t.Fatal(err)
 	}
@@ -119,13 +124,25 @@ func TestCollectorReportsWhatTheMemberDid(t *testing.T) {
 	}, "a leader change was not counted")
 	// Peer traffic: one series per peer, and a stranger on the Raft port
 	// is counted.
-	fams = gather(t, n)
-	if f := fams["coordkit_peer_sent_messages_total"]; f == nil || len(f.Metric) != 2 {
-		t.Fatalf("peer_sent_messages_total: %v, want a series for each of 2 peers", f)
-	}
-	for _, m := range fams["coordkit_peer_sent_messages_total"].Metric {
-		if m.Counter.GetValue() == 0 || m.Label[len(m.Label)-1].GetName() != "peer" {
-			t.Fatalf("peer series %v", m)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		f := gather(t, n)["coordkit_peer_sent_messages_total"]
+		if f == nil || len(f.Metric) != 2 {
+			t.Fatalf("peer_sent_messages_total: %v, want a series for each of 2 peers", f)
+		}
+		sent := 0
+		for _, m := range f.Metric {
+			if m.Label[len(m.Label)-1].GetName() != "peer" {
+				t.Fatalf("peer series %v has no peer label", m)
+			}
+			if m.Counter.GetValue() > 0 {
+				sent++
+			}
+		}
+		if sent == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peer series %v: a member that has led sent nothing to a peer", f.Metric)
 		}
 	}
 	// Each peer is heard from soon, but not at once: when the leadership
