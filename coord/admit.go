@@ -138,7 +138,7 @@ func (n *Node) handleAdmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	members := map[string]string{}
-	if m, err := n.membership(r.Context(), n.shards[0]); err == nil {
+	if m, err := n.shards[0].Membership(r.Context()); err == nil {
 		for _, mb := range n.describe(m) {
 			members[mb.Name] = mb.Address
 		}
@@ -319,21 +319,21 @@ func (n *Node) reap() {
 	since := map[uint64]time.Time{} // observer ID -> when this leader began to watch it
 	for {
 		select {
-		case <-n.stop:
+		case <-n.host.Done():
 			return
 		case <-t.C:
 		}
-		if l, _, ok, err := n.nh.GetLeaderID(n.shards[0].id); err != nil || !ok || l != n.replicaID {
+		if !n.shards[0].Leads() {
 			clear(since)
 			continue
 		}
 		start := time.Now()
-		ctx, cancel := n.bgContext(n.cfg.RequestTimeout)
-		if m, err := n.membership(ctx, n.shards[0]); err == nil {
+		ctx, cancel := context.WithTimeout(n.host.Context(), n.cfg.RequestTimeout)
+		if m, err := n.shards[0].Membership(ctx); err == nil {
 			n.reapOnce(ctx, n.describe(m), since, grace, start)
 		}
 		cancel()
-		n.metrics.reap.observe(time.Since(start))
+		n.reapTimes.Observe(time.Since(start))
 	}
 }
 
@@ -349,7 +349,7 @@ func (n *Node) reapOnce(ctx context.Context, ms []Member, since map[uint64]time.
 		if !ok {
 			since[m.ID], last = now, now
 		}
-		if at, ok := n.peers.Heard(m.Address); ok && at.After(last) {
+		if at, ok := n.host.Heard(m.Address); ok && at.After(last) {
 			last = at
 		}
 		if now.Sub(last) <= grace {

@@ -70,10 +70,10 @@ func (n *Node) Snapshot(ctx context.Context, w io.Writer, opts ...OpOption) erro
 	if err != nil {
 		return err
 	}
-	if err := n.check(ctx); err != nil {
+	if err := n.host.Check(ctx); err != nil {
 		return err
 	}
-	ctx, cancel := n.withTimeout(ctx)
+	ctx, cancel := n.host.WithTimeout(ctx)
 	defer cancel()
 	h := sha256.New()
 	bw := bufio.NewWriter(w)
@@ -85,7 +85,7 @@ func (n *Node) Snapshot(ctx context.Context, w io.Writer, opts ...OpOption) erro
 			break
 		}
 		var v *sm.View
-		if v, err = n.read(ctx, s, o.serializable); err != nil {
+		if v, err = s.Read(ctx, o.serializable); err != nil {
 			break
 		}
 		all := sm.Op{Kind: sm.OpRange, Key: "\x00", End: "\x00"}
@@ -93,7 +93,7 @@ func (n *Node) Snapshot(ctx context.Context, w io.Writer, opts ...OpOption) erro
 		if err = codeErr(code); err != nil {
 			break
 		}
-		if err = enc.Encode(backupShard{Shard: s.idx, Revision: v.Revision(), Keys: len(r.KVs)}); err != nil {
+		if err = enc.Encode(backupShard{Shard: s.Index, Revision: v.Revision(), Keys: len(r.KVs)}); err != nil {
 			break
 		}
 		for _, kv := range r.KVs {
@@ -135,7 +135,7 @@ type RestoreResult struct {
 // it again. Errors: ErrBadBackup (naming what is wrong), ErrNotEmpty,
 // plus those of Txn.
 func (n *Node) Restore(ctx context.Context, r io.Reader) (*RestoreResult, error) {
-	if err := n.check(ctx); err != nil {
+	if err := n.host.Check(ctx); err != nil {
 		return nil, err
 	}
 	keys, err := readBackup(r)

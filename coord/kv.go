@@ -77,13 +77,13 @@ func (n *Node) Get(ctx context.Context, key string, opts ...OpOption) (*GetRespo
 	}}
 	if si := n.rangeShard(key, end); si >= 0 {
 		s := n.shards[si]
-		v, err := n.read(ctx, s, o.serializable)
+		v, err := s.Read(ctx, o.serializable)
 		if err != nil {
 			return nil, err
 		}
 		r, code := v.Range(&smOp)
 		if err := codeErr(code); err != nil {
-			return nil, fmt.Errorf("%w (shard %d at revision %d)", err, s.idx, v.Revision())
+			return nil, fmt.Errorf("%w (shard %d at revision %d)", err, s.Index, v.Revision())
 		}
 		return &GetResponse{Header: n.header(s, v.Revision()), KVs: fromKVs(r.KVs), More: r.More, Count: r.Count}, nil
 	}
@@ -94,7 +94,7 @@ func (n *Node) Get(ctx context.Context, key string, opts ...OpOption) (*GetRespo
 	resp := &GetResponse{Header: Header{Shard: ShardAll, Member: n.cfg.Name}}
 	var all []*sm.KV
 	for _, s := range n.shards {
-		v, err := n.read(ctx, s, o.serializable)
+		v, err := s.Read(ctx, o.serializable)
 		if err != nil {
 			return nil, err
 		}
@@ -188,7 +188,7 @@ func (n *Node) Delete(ctx context.Context, key string, opts ...OpOption) (*Delet
 	end := o.rangeEnd(key)
 	smOp := sm.Op{Kind: sm.OpDelete, Key: key, End: end, PrevKV: o.prevKV}
 	one := func(s *shard) (*DeleteResponse, error) {
-		res, err := n.propose(ctx, s, &sm.Command{Kind: sm.CmdTxn, Txn: sm.Txn{Then: []sm.Op{smOp}}})
+		res, err := s.Propose(ctx, &sm.Command{Kind: sm.CmdTxn, Txn: sm.Txn{Then: []sm.Op{smOp}}})
 		if err != nil {
 			return nil, err
 		}
@@ -239,7 +239,7 @@ func (n *Node) List(ctx context.Context, dir string, opts ...OpOption) (*ListRes
 	resp := &ListResponse{}
 	seen := map[string]bool{}
 	for _, s := range shards {
-		v, err := n.read(ctx, s, o.serializable)
+		v, err := s.Read(ctx, o.serializable)
 		if err != nil {
 			return nil, err
 		}
@@ -271,7 +271,7 @@ func (n *Node) Compact(ctx context.Context, shard int, rev Revision) (*CompactRe
 		return nil, fmt.Errorf("%w: shard %d outside 0..%d", ErrInvalidOption, shard, len(n.shards)-1)
 	}
 	s := n.shards[shard]
-	res, err := n.propose(ctx, s, &sm.Command{Kind: sm.CmdCompact, Revision: int64(rev)})
+	res, err := s.Propose(ctx, &sm.Command{Kind: sm.CmdCompact, Revision: int64(rev)})
 	if err != nil {
 		return nil, err
 	}

@@ -106,7 +106,7 @@ func (n *Node) Grant(ctx context.Context, ttl time.Duration) (*LeaseGrantRespons
 	for {
 		id := newLeaseID()
 		s := n.leaseHome(id)
-		res, err := n.propose(ctx, s, &sm.Command{Kind: sm.CmdGrant, LeaseID: int64(id), TTL: ttl.Milliseconds()})
+		res, err := s.Propose(ctx, &sm.Command{Kind: sm.CmdGrant, LeaseID: int64(id), TTL: ttl.Milliseconds()})
 		if err != nil {
 			return nil, err
 		}
@@ -127,7 +127,7 @@ func (n *Node) holders(id LeaseID, home *shard) []*shard {
 		if s == home {
 			continue
 		}
-		if _, ok := s.machine.Load().View().Lease(int64(id)); ok {
+		if _, ok := s.View().Lease(int64(id)); ok {
 			out = append(out, s)
 		}
 	}
@@ -138,7 +138,7 @@ func (n *Node) holders(id LeaseID, home *shard) []*shard {
 // shard). Errors: ErrLeaseNotFound, plus those of Put.
 func (n *Node) Revoke(ctx context.Context, id LeaseID) error {
 	home := n.leaseHome(id)
-	res, err := n.propose(ctx, home, &sm.Command{Kind: sm.CmdRevoke, LeaseID: int64(id)})
+	res, err := home.Propose(ctx, &sm.Command{Kind: sm.CmdRevoke, LeaseID: int64(id)})
 	if err != nil {
 		return err
 	}
@@ -152,7 +152,7 @@ func (n *Node) Revoke(ctx context.Context, id LeaseID) error {
 		if s == home {
 			continue
 		}
-		res, err := n.propose(ctx, s, &sm.Command{Kind: sm.CmdRevoke, LeaseID: int64(id)})
+		res, err := s.Propose(ctx, &sm.Command{Kind: sm.CmdRevoke, LeaseID: int64(id)})
 		if err != nil {
 			errs = append(errs, err)
 		} else if res.Code != sm.CodeOK && res.Code != sm.CodeLeaseNotFound {
@@ -168,7 +168,7 @@ func (n *Node) Revoke(ctx context.Context, id LeaseID) error {
 // when the lease is gone (expired or revoked), plus those of Put.
 func (n *Node) KeepAliveOnce(ctx context.Context, id LeaseID) (*LeaseKeepAliveResponse, error) {
 	home := n.leaseHome(id)
-	res, err := n.propose(ctx, home, &sm.Command{Kind: sm.CmdKeepAlive, LeaseID: int64(id)})
+	res, err := home.Propose(ctx, &sm.Command{Kind: sm.CmdKeepAlive, LeaseID: int64(id)})
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +176,7 @@ func (n *Node) KeepAliveOnce(ctx context.Context, id LeaseID) (*LeaseKeepAliveRe
 		return nil, fmt.Errorf("%w: %d", err, id)
 	}
 	for _, s := range n.holders(id, home) {
-		if _, err := n.propose(ctx, s, &sm.Command{Kind: sm.CmdKeepAlive, LeaseID: int64(id)}); err != nil {
+		if _, err := s.Propose(ctx, &sm.Command{Kind: sm.CmdKeepAlive, LeaseID: int64(id)}); err != nil {
 			return nil, err
 		}
 	}
@@ -207,7 +207,7 @@ func (n *Node) KeepAlive(ctx context.Context, id LeaseID) (<-chan *LeaseKeepAliv
 			select {
 			case <-ctx.Done():
 				return
-			case <-n.stop:
+			case <-n.host.Done():
 				return
 			case <-t.C:
 			}
@@ -248,7 +248,7 @@ func (n *Node) TimeToLive(ctx context.Context, id LeaseID, opts ...OpOption) (*L
 		return nil, err
 	}
 	home := n.leaseHome(id)
-	v, err := n.read(ctx, home, false)
+	v, err := home.Read(ctx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +264,7 @@ func (n *Node) TimeToLive(ctx context.Context, id LeaseID, opts ...OpOption) (*L
 			if s == home {
 				continue
 			}
-			sv, err := n.read(ctx, s, false)
+			sv, err := s.Read(ctx, false)
 			if err != nil {
 				return nil, err
 			}
@@ -279,7 +279,7 @@ func (n *Node) TimeToLive(ctx context.Context, id LeaseID, opts ...OpOption) (*L
 func (n *Node) Leases(ctx context.Context) ([]LeaseStatus, error) {
 	var out []LeaseStatus
 	for _, s := range n.shards {
-		v, err := n.read(ctx, s, false)
+		v, err := s.Read(ctx, false)
 		if err != nil {
 			return nil, err
 		}
@@ -301,7 +301,7 @@ func (n *Node) resolveLease(ctx context.Context, s *shard, op *sm.Op) error {
 	if home == s {
 		return nil
 	}
-	v, err := n.read(ctx, home, false)
+	v, err := home.Read(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -402,13 +402,13 @@ func (k *keeper) run() {
 	lastCompact := time.Now()
 	for {
 		select {
-		case <-n.stop:
+		case <-n.host.Done():
 			return
 		case <-t.C:
 		case <-k.wake:
 		}
-		leader, term, ok, err := n.nh.GetLeaderID(k.s.id)
-		if err != nil || !ok || leader != n.replicaID {
+		leader, term, ok := k.s.Leader()
+		if !ok || leader != n.host.ReplicaID() {
 			k.ready = 0
 			t.Reset(keeperIdleCheck)
 			continue
@@ -418,7 +418,7 @@ func (k *keeper) run() {
 			// Apply everything committed before this term first, so the
 			// deadlines reflect every keep-alive the old leader accepted.
 			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ElectionTimeout)
-			_, err := n.read(ctx, k.s, false)
+			_, err := k.s.Read(ctx, false)
 			cancel()
 			if err != nil {
 				continue
@@ -466,10 +466,10 @@ func (k *keeper) expire() {
 		return
 	}
 	sort.Slice(items, func(i, j int) bool { return items[i].ID < items[j].ID })
-	ctx, cancel := n.bgContext(n.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(n.host.Context(), n.cfg.RequestTimeout)
 	defer cancel()
-	if _, err := n.propose(ctx, k.s, &sm.Command{Kind: sm.CmdExpire, Expire: items}); err != nil && !errors.Is(err, ErrClosed) {
-		n.log.Debug("lease expiry not committed; will retry", "shard", k.s.idx, "leases", len(items), "err", err)
+	if _, err := k.s.Propose(ctx, &sm.Command{Kind: sm.CmdExpire, Expire: items}); err != nil && !errors.Is(err, ErrClosed) {
+		n.log.Debug("lease expiry not committed; will retry", "shard", k.s.Index, "leases", len(items), "err", err)
 	}
 }
 
@@ -479,13 +479,13 @@ func (k *keeper) autoCompact() {
 	if keep < 0 {
 		return
 	}
-	v := k.s.machine.Load().View()
+	v := k.s.View()
 	if v.Revision()-v.CompactRevision() <= keep+keep/10 {
 		return
 	}
-	ctx, cancel := n.bgContext(n.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(n.host.Context(), n.cfg.RequestTimeout)
 	defer cancel()
-	if _, err := n.propose(ctx, k.s, &sm.Command{Kind: sm.CmdCompact, Revision: v.Revision() - keep}); err != nil && !errors.Is(err, ErrClosed) {
-		n.log.Debug("history compaction not committed", "shard", k.s.idx, "err", err)
+	if _, err := k.s.Propose(ctx, &sm.Command{Kind: sm.CmdCompact, Revision: v.Revision() - keep}); err != nil && !errors.Is(err, ErrClosed) {
+		n.log.Debug("history compaction not committed", "shard", k.s.Index, "err", err)
 	}
 }

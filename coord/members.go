@@ -2,15 +2,14 @@ package coord
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"sort"
 	"sync"
 	"time"
 
-	"github.com/lni/dragonboat/v4"
-
+	"github.com/coordkit/coordkit/coord/internal/errdefs"
+	"github.com/coordkit/coordkit/coord/internal/raftnode"
 	"github.com/coordkit/coordkit/coord/internal/sm"
 )
 
@@ -19,13 +18,13 @@ var (
 	// ErrMemberExists: AddMember was given a name or address already in
 	// use, or the name and address of a removed member (Raft IDs are never
 	// reused).
-	ErrMemberExists = errors.New("coord: member exists")
+	ErrMemberExists = errdefs.ErrMemberExists
 	// ErrMemberNotFound: no current member has the name given.
-	ErrMemberNotFound = errors.New("coord: member not found")
+	ErrMemberNotFound = errdefs.ErrMemberNotFound
 	// ErrQuorum: a membership change would leave the voters unable to
 	// reach a quorum with the members reachable now (etcd's strict
 	// reconfiguration check). Force overrides it.
-	ErrQuorum = errors.New("coord: change would lose quorum")
+	ErrQuorum = errdefs.ErrQuorum
 )
 
 // Member describes one member of the cluster.
@@ -73,37 +72,6 @@ func memberOptions(opts []MemberOption) memberConfig {
 	return c
 }
 
-type membership struct {
-	voters, nonVoting, removed map[uint64]string
-}
-
-func (n *Node) membership(ctx context.Context, s *shard) (*membership, error) {
-	timeouts := 0
-	for attempt := 0; ; attempt++ {
-		// Like a linearizable read, this is a ReadIndex round that can be
-		// lost around a leader or membership change: bound each attempt
-		// and retry.
-		actx, acancel := context.WithTimeout(ctx, n.readAttemptTimeout(timeouts))
-		m, err := n.nh.SyncGetShardMembership(actx, s.id)
-		acancel()
-		if errors.Is(err, dragonboat.ErrTimeout) && ctx.Err() == nil {
-			timeouts++
-			continue
-		}
-		if err == nil {
-			removed := map[uint64]string{}
-			for id := range m.Removed {
-				removed[id] = ""
-			}
-			return &membership{voters: m.Nodes, nonVoting: m.NonVotings, removed: removed}, nil
-		}
-		if retryable(err) && n.backoff(ctx, attempt) {
-			continue
-		}
-		return nil, translate(ctx, err, false)
-	}
-}
-
 // names maps replica IDs to member names: founders from this member's
 // InitialCluster, joiners from the member records replicated in shard 0.
 func (n *Node) names(v *sm.View) map[uint64]string {
@@ -123,32 +91,32 @@ func (n *Node) names(v *sm.View) map[uint64]string {
 // concurrently, so the call takes at most about half an election timeout
 // longer than the read. Errors: those of Get.
 func (n *Node) Members(ctx context.Context) ([]Member, error) {
-	if err := n.check(ctx); err != nil {
+	if err := n.host.Check(ctx); err != nil {
 		return nil, err
 	}
-	ctx, cancel := n.withTimeout(ctx)
+	ctx, cancel := n.host.WithTimeout(ctx)
 	defer cancel()
 	_, out, err := n.current(ctx)
 	return out, err
 }
 
 // describe lists m's members (without Reachable), ordered by ID.
-func (n *Node) describe(m *membership) []Member {
-	names := n.names(n.shards[0].machine.Load().View())
+func (n *Node) describe(m *raftnode.Membership) []Member {
+	names := n.names(n.shards[0].View())
 	var out []Member
 	add := func(id uint64, addr string, voter bool) {
 		mb := Member{Name: names[id], ID: id, Address: addr, Voter: voter}
 		for _, s := range n.shards {
-			if l, _, ok, err := n.nh.GetLeaderID(s.id); err == nil && ok && l == id {
-				mb.Leads = append(mb.Leads, s.idx)
+			if l, _, ok := s.Leader(); ok && l == id {
+				mb.Leads = append(mb.Leads, s.Index)
 			}
 		}
 		out = append(out, mb)
 	}
-	for id, addr := range m.voters {
+	for id, addr := range m.Voters {
 		add(id, addr, true)
 	}
-	for id, addr := range m.nonVoting {
+	for id, addr := range m.Observers {
 		add(id, addr, false)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -166,7 +134,7 @@ func (n *Node) describe(m *membership) []Member {
 func (n *Node) probe(ctx context.Context, ms []Member) {
 	var wg sync.WaitGroup
 	for i := range ms {
-		if ms[i].ID == n.replicaID || !ms[i].Voter && n.heard(ms[i].Address) {
+		if ms[i].ID == n.host.ReplicaID() || !ms[i].Voter && n.heard(ms[i].Address) {
 			ms[i].Reachable = true
 			continue
 		}
@@ -183,7 +151,7 @@ func (n *Node) probe(ctx context.Context, ms []Member) {
 // the last two election timeouts: a member answers every heartbeat of the
 // shard leaders it follows, several a timeout.
 func (n *Node) heard(addr string) bool {
-	at, ok := n.peers.Heard(addr)
+	at, ok := n.host.Heard(addr)
 	return ok && time.Since(at) < 2*n.cfg.ElectionTimeout
 }
 
@@ -216,8 +184,8 @@ func quorumAfter(after map[uint64]bool, reach map[uint64]bool) error {
 }
 
 // current reads shard 0's membership and describes it with reachability.
-func (n *Node) current(ctx context.Context) (*membership, []Member, error) {
-	m, err := n.membership(ctx, n.shards[0])
+func (n *Node) current(ctx context.Context) (*raftnode.Membership, []Member, error) {
+	m, err := n.shards[0].Membership(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -273,7 +241,7 @@ func voterSet(ms []Member) (voters, reach map[uint64]bool) {
 // (or a removed member's), ErrInvalidConfig for a bad name or address,
 // ErrQuorum, plus those of Put.
 func (n *Node) AddMember(ctx context.Context, name, addr string, opts ...MemberOption) (*Member, error) {
-	if err := n.check(ctx); err != nil {
+	if err := n.host.Check(ctx); err != nil {
 		return nil, err
 	}
 	if name == "" {
@@ -286,22 +254,22 @@ func (n *Node) AddMember(ctx context.Context, name, addr string, opts ...MemberO
 }
 
 func (n *Node) addMember(ctx context.Context, name, addr string, id uint64, mc memberConfig) (*Member, error) {
-	ctx, cancel := n.withTimeout(ctx)
+	ctx, cancel := n.host.WithTimeout(ctx)
 	defer cancel()
 	s0 := n.shards[0]
-	if _, err := n.read(ctx, s0, false); err != nil {
+	if _, err := s0.Read(ctx, false); err != nil {
 		return nil, err
 	}
 	m, ms, err := n.current(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if _, gone := m.removed[id]; gone {
+	if _, gone := m.Removed[id]; gone {
 		return nil, fmt.Errorf("%w: member %q at %s was removed; Raft IDs are never reused, use another name", ErrMemberExists, name, addr)
 	}
 	if !mc.reuseName {
-		names := n.names(n.shards[0].machine.Load().View())
-		for rid := range m.removed {
+		names := n.names(n.shards[0].View())
+		for rid := range m.Removed {
 			if names[rid] == name {
 				return nil, fmt.Errorf("%w: a removed member was named %q; a name is not reused in a cluster, use another", ErrMemberExists, name)
 			}
@@ -329,20 +297,18 @@ func (n *Node) addMember(ctx context.Context, name, addr string, id uint64, mc m
 	// left, the member simply exists.
 	var todo []*shard
 	for _, s := range n.shards {
-		mm, err := n.membership(ctx, s)
+		mm, err := s.Membership(ctx)
 		if err != nil {
 			return nil, err
 		}
-		_, voter := mm.voters[id]
-		_, observer := mm.nonVoting[id]
-		if !voter && !observer {
+		if !mm.Has(id, true) && !mm.Has(id, false) {
 			todo = append(todo, s)
 		}
 	}
 	if len(todo) == 0 {
 		return nil, fmt.Errorf("%w: name %q", ErrMemberExists, name)
 	}
-	res, err := n.propose(ctx, s0, &sm.Command{Kind: sm.CmdMember, Member: sm.MemberRecord{ID: id, Name: name, Address: addr}})
+	res, err := s0.Propose(ctx, &sm.Command{Kind: sm.CmdMember, Member: sm.MemberRecord{ID: id, Name: name, Address: addr}})
 	if err != nil {
 		return nil, err
 	}
@@ -350,62 +316,11 @@ func (n *Node) addMember(ctx context.Context, name, addr string, id uint64, mc m
 		return nil, err
 	}
 	for _, s := range todo {
-		err := n.configChange(ctx, s, func(m *membership) bool { return m.has(id, !mc.observer) }, func(ctx context.Context) error {
-			if mc.observer {
-				return n.nh.SyncRequestAddNonVoting(ctx, s.id, id, addr, 0)
-			}
-			return n.nh.SyncRequestAddReplica(ctx, s.id, id, addr, 0)
-		})
-		if err != nil {
-			return nil, fmt.Errorf("coord: adding member %q to shard %d: %w", name, s.idx, err)
+		if err := s.AddReplica(ctx, id, addr, !mc.observer); err != nil {
+			return nil, fmt.Errorf("coord: adding member %q to shard %d: %w", name, s.Index, err)
 		}
 	}
 	return &Member{Name: name, ID: id, Address: addr, Voter: !mc.observer}, nil
-}
-
-// configChange runs the membership change f on shard s until done holds
-// for the shard's membership, retrying while another change is in flight
-// or there is no leader yet. Each attempt is bounded like a ReadIndex
-// round: dragonboat's leader drops a change proposed while another is
-// pending, and a member that forwarded it is never told, so it would wait
-// for its whole context (several members admitting observers at once hit
-// this). After an attempt that timed out or was turned away, the
-// membership is read, since the change may have been made after all, and
-// the change is proposed again while ctx lasts.
-func (n *Node) configChange(ctx context.Context, s *shard, done func(*membership) bool, f func(context.Context) error) error {
-	timeouts := 0
-	for attempt := 0; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, n.readAttemptTimeout(timeouts))
-		err := f(actx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		timedOut := errors.Is(err, dragonboat.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
-		if ctx.Err() != nil || !timedOut && !retryable(err) && !errors.Is(err, dragonboat.ErrRejected) {
-			return translate(ctx, err, true)
-		}
-		if timedOut {
-			timeouts++
-		}
-		if m, merr := n.membership(ctx, s); merr == nil && done(m) {
-			return nil
-		}
-		if !n.backoff(ctx, attempt) {
-			return translate(ctx, err, true)
-		}
-	}
-}
-
-// has reports whether replica id is a member: a voter if voter, else an
-// observer.
-func (m *membership) has(id uint64, voter bool) bool {
-	if voter {
-		_, ok := m.voters[id]
-		return ok
-	}
-	_, ok := m.nonVoting[id]
-	return ok
 }
 
 // RemoveMember removes the member named name from every shard, like
@@ -421,11 +336,11 @@ func (m *membership) has(id uint64, voter bool) bool {
 // again to finish an interrupted removal. Errors: ErrMemberNotFound,
 // ErrQuorum, plus those of Put.
 func (n *Node) RemoveMember(ctx context.Context, name string, opts ...MemberOption) error {
-	if err := n.check(ctx); err != nil {
+	if err := n.host.Check(ctx); err != nil {
 		return err
 	}
 	mc := memberOptions(opts)
-	ctx, cancel := n.withTimeout(ctx)
+	ctx, cancel := n.host.WithTimeout(ctx)
 	defer cancel()
 	target, ms, err := n.memberNamed(ctx, name)
 	if err != nil {
@@ -447,12 +362,8 @@ func (n *Node) removeMember(ctx context.Context, target Member, ms []Member, mc 
 		n.handOver(ctx, target.ID, voters, reach)
 	}
 	for _, s := range n.shards {
-		gone := func(m *membership) bool { return !m.has(target.ID, true) && !m.has(target.ID, false) }
-		err := n.configChange(ctx, s, gone, func(ctx context.Context) error {
-			return n.nh.SyncRequestDeleteReplica(ctx, s.id, target.ID, 0)
-		})
-		if err != nil {
-			return fmt.Errorf("coord: removing member %q from shard %d: %w", target.Name, s.idx, err)
+		if err := s.RemoveReplica(ctx, target.ID); err != nil {
+			return fmt.Errorf("coord: removing member %q from shard %d: %w", target.Name, s.Index, err)
 		}
 	}
 	return nil
@@ -473,8 +384,8 @@ func (n *Node) handOver(ctx context.Context, id uint64, to, reach map[uint64]boo
 	}
 	var moving []*shard
 	for _, s := range n.shards {
-		if l, _, ok, err := n.nh.GetLeaderID(s.id); err == nil && ok && l == id {
-			if n.nh.RequestLeaderTransfer(s.id, next) == nil {
+		if l, _, ok := s.Leader(); ok && l == id {
+			if s.TransferLeader(next) == nil {
 				moving = append(moving, s)
 			}
 		}
@@ -482,10 +393,10 @@ func (n *Node) handOver(ctx context.Context, id uint64, to, reach map[uint64]boo
 	deadline := time.Now().Add(n.cfg.ElectionTimeout)
 	for _, s := range moving {
 		for attempt := 0; time.Now().Before(deadline); attempt++ {
-			if l, _, ok, err := n.nh.GetLeaderID(s.id); err != nil || (ok && l != id) {
+			if l, _, ok := s.Leader(); ok && l != id {
 				break
 			}
-			if !n.backoff(ctx, attempt) {
+			if !n.host.Backoff(ctx, attempt) {
 				return
 			}
 		}
@@ -500,11 +411,11 @@ func (n *Node) handOver(ctx context.Context, id uint64, to, reach map[uint64]boo
 // Errors: ErrMemberNotFound, ErrInvalidConfig when the member is already a
 // voter, ErrQuorum, plus those of Put.
 func (n *Node) PromoteMember(ctx context.Context, name string, opts ...MemberOption) error {
-	if err := n.check(ctx); err != nil {
+	if err := n.host.Check(ctx); err != nil {
 		return err
 	}
 	mc := memberOptions(opts)
-	ctx, cancel := n.withTimeout(ctx)
+	ctx, cancel := n.host.WithTimeout(ctx)
 	defer cancel()
 	target, ms, err := n.memberNamed(ctx, name)
 	if err != nil {
@@ -521,11 +432,8 @@ func (n *Node) PromoteMember(ctx context.Context, name string, opts ...MemberOpt
 		}
 	}
 	for _, s := range n.shards {
-		err := n.configChange(ctx, s, func(m *membership) bool { return m.has(target.ID, true) }, func(ctx context.Context) error {
-			return n.nh.SyncRequestAddReplica(ctx, s.id, target.ID, target.Address, 0)
-		})
-		if err != nil {
-			return fmt.Errorf("coord: promoting member %q in shard %d: %w", name, s.idx, err)
+		if err := s.AddReplica(ctx, target.ID, target.Address, true); err != nil {
+			return fmt.Errorf("coord: promoting member %q in shard %d: %w", name, s.Index, err)
 		}
 	}
 	return nil
@@ -538,15 +446,15 @@ func (n *Node) PromoteMember(ctx context.Context, name string, opts ...MemberOpt
 // transfer did not complete in time, for example because the target is
 // down or behind.
 func (n *Node) MoveLeader(ctx context.Context, shard int, name string) error {
-	if err := n.check(ctx); err != nil {
+	if err := n.host.Check(ctx); err != nil {
 		return err
 	}
 	if shard < 0 || shard >= len(n.shards) {
 		return configError("shard", "%d is outside 0..%d", shard, len(n.shards)-1)
 	}
-	ctx, cancel := n.withTimeout(ctx)
+	ctx, cancel := n.host.WithTimeout(ctx)
 	defer cancel()
-	m, err := n.membership(ctx, n.shards[0])
+	m, err := n.shards[0].Membership(ctx)
 	if err != nil {
 		return err
 	}
@@ -560,20 +468,20 @@ func (n *Node) MoveLeader(ctx context.Context, shard int, name string) error {
 	s := n.shards[shard]
 	var asked time.Time
 	for attempt := 0; ; attempt++ {
-		if l, _, ok, err := n.nh.GetLeaderID(s.id); err == nil && ok && l == target.ID {
+		if l, _, ok := s.Leader(); ok && l == target.ID {
 			return nil
 		}
 		if time.Since(asked) > n.cfg.ElectionTimeout {
 			// Asked again each election timeout: a request sent while the
 			// shard had no leader, or that the leader dropped, is lost.
-			n.nh.RequestLeaderTransfer(s.id, target.ID)
+			s.TransferLeader(target.ID)
 			asked = time.Now()
 		}
-		if !n.backoff(ctx, min(attempt, 4)) {
-			if err := n.check(ctx); err != nil {
+		if !n.host.Backoff(ctx, min(attempt, 4)) {
+			if err := n.host.Check(ctx); err != nil {
 				return fmt.Errorf("coord: moving shard %d's leadership to %q: %w", shard, name, err)
 			}
-			return n.errClosed()
+			return n.host.ErrClosed()
 		}
 	}
 }
@@ -603,17 +511,15 @@ type Status struct {
 // Status reports this member's view of every shard, from its own replica;
 // it never blocks on the network.
 func (n *Node) Status(ctx context.Context) (*Status, error) {
-	if err := n.check(ctx); err != nil {
+	if err := n.host.Check(ctx); err != nil {
 		return nil, err
 	}
-	st := &Status{Member: n.cfg.Name, ReplicaID: n.replicaID, DiskLow: n.diskLow.Load()}
+	st := &Status{Member: n.cfg.Name, ReplicaID: n.host.ReplicaID(), DiskLow: n.host.DiskLow()}
 	for _, s := range n.shards {
-		v := s.machine.Load().View()
-		ss := ShardStatus{Shard: s.idx, Revision: Revision(v.Revision()), CompactRevision: Revision(v.CompactRevision()),
+		v := s.View()
+		ss := ShardStatus{Shard: s.Index, Revision: Revision(v.Revision()), CompactRevision: Revision(v.CompactRevision()),
 			AppliedIndex: v.Applied(), Leases: len(v.Leases())}
-		if l, term, ok, err := n.nh.GetLeaderID(s.id); err == nil && ok {
-			ss.Leader, ss.Term = l, term
-		}
+		ss.Leader, ss.Term, _ = s.Leader()
 		st.Shards = append(st.Shards, ss)
 	}
 	return st, nil

@@ -1,15 +1,6 @@
 package coord
 
-import (
-	"sync"
-	"sync/atomic"
-	"time"
-
-	"github.com/lni/dragonboat/v4/raftio"
-	dbsm "github.com/lni/dragonboat/v4/statemachine"
-
-	"github.com/coordkit/coordkit/coord/internal/sm"
-)
+import "github.com/coordkit/coordkit/coord/internal/metric"
 
 // Metrics is a snapshot of a member's counters and gauges, for an exporter
 // such as coord/metrics (Prometheus) to publish. Counters count from Open.
@@ -115,122 +106,10 @@ type Histogram struct {
 	Sum    float64
 }
 
-// latencyBounds spans a local fsync (100µs) to a slow election (5s).
-var latencyBounds = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
-
-type histogram struct {
-	mu     sync.Mutex
-	counts [16]uint64 // per bucket; the last is +Inf
-	n      uint64
-	sum    float64
-}
-
-func (h *histogram) observe(d time.Duration) {
-	s := d.Seconds()
-	i := 0
-	for i < len(latencyBounds) && s > latencyBounds[i] {
-		i++
-	}
-	h.mu.Lock()
-	h.counts[i]++
-	h.n++
-	h.sum += s
-	h.mu.Unlock()
-}
-
-func (h *histogram) snapshot() Histogram {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	out := Histogram{Bounds: append([]float64(nil), latencyBounds...), Counts: make([]uint64, len(latencyBounds)), Count: h.n, Sum: h.sum}
-	var c uint64
-	for i := range latencyBounds {
-		c += h.counts[i]
-		out.Counts[i] = c
-	}
-	return out
-}
-
-// metrics holds a Node's instruments.
-type metrics struct {
-	proposals, failures, retries atomic.Uint64
-	propose, apply, reap         histogram
-}
-
-// shardStats is per-shard state the metrics read.
-type shardStats struct {
-	leaderChanges atomic.Uint64
-	leader        atomic.Uint64 // last leader ID seen, 0 for none
-}
-
-// leaderListener counts leader changes; dragonboat calls it on its own
-// goroutines, so it only updates atomics. dragonboat keeps the first
-// NodeHost of a process reachable after Close (the transport's gauges in
-// github.com/VictoriaMetrics/metrics' global set hold it), and with it this
-// listener: so it reaches the Node through a pointer that Close clears, or
-// a closed Node, store and all, would never be collected.
-type leaderListener struct{ n *atomic.Pointer[Node] }
-
-func (l leaderListener) LeaderUpdated(info raftio.LeaderInfo) {
-	n := l.n.Load()
-	if n == nil || info.ShardID == 0 || info.ShardID > uint64(len(n.stats)) {
-		return
-	}
-	st := &n.stats[info.ShardID-1]
-	if prev := st.leader.Swap(info.LeaderID); info.LeaderID != 0 && prev != info.LeaderID {
-		st.leaderChanges.Add(1)
-		if info.ShardID <= uint64(len(n.shards)) {
-			n.shards[info.ShardID-1].leaderChanged()
-		}
-	}
-	if info.LeaderID == n.replicaID && info.ShardID <= uint64(len(n.shards)) {
-		n.shards[info.ShardID-1].keeper.leading()
-	}
-}
-
-// roleListener tells the Node when a shard's membership changed on this
-// member, so that it refreshes what the peer transport knows of roles
-// (watchRoles). dragonboat calls it on its own goroutine and waits for it:
-// it only signals. It reaches the Node as leaderListener does.
-type roleListener struct{ n *atomic.Pointer[Node] }
-
-func (l roleListener) changed() {
-	if n := l.n.Load(); n != nil {
-		select {
-		case n.rolesChanged <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func (l roleListener) MembershipChanged(raftio.NodeInfo)           { l.changed() }
-func (l roleListener) NodeReady(raftio.NodeInfo)                   { l.changed() }
-func (l roleListener) NodeUnloaded(raftio.NodeInfo)                { l.changed() }
-func (l roleListener) NodeDeleted(raftio.NodeInfo)                 {}
-func (l roleListener) NodeHostShuttingDown()                       {}
-func (l roleListener) ConnectionEstablished(raftio.ConnectionInfo) {}
-func (l roleListener) ConnectionFailed(raftio.ConnectionInfo)      {}
-func (l roleListener) SendSnapshotStarted(raftio.SnapshotInfo)     {}
-func (l roleListener) SendSnapshotCompleted(raftio.SnapshotInfo)   {}
-func (l roleListener) SendSnapshotAborted(raftio.SnapshotInfo)     {}
-func (l roleListener) SnapshotReceived(raftio.SnapshotInfo)        {}
-func (l roleListener) SnapshotRecovered(raftio.SnapshotInfo)       { l.changed() }
-func (l roleListener) SnapshotCreated(raftio.SnapshotInfo)         {}
-func (l roleListener) SnapshotCompacted(raftio.SnapshotInfo)       {}
-func (l roleListener) LogCompacted(raftio.EntryInfo)               {}
-func (l roleListener) LogDBCompacted(raftio.EntryInfo)             {}
-
-// timedMachine measures how long each batch takes to apply; it is what
-// dragonboat drives, the pure state machine sits inside.
-type timedMachine struct {
-	*sm.Machine
-	h *histogram
-}
-
-func (t timedMachine) Update(entries []dbsm.Entry) ([]dbsm.Entry, error) {
-	start := time.Now()
-	out, err := t.Machine.Update(entries)
-	t.h.observe(time.Since(start))
-	return out, err
+// histogram is the public snapshot of h.
+func histogram(h *metric.Histogram) Histogram {
+	counts, n, sum := h.Snapshot()
+	return Histogram{Bounds: append([]float64(nil), metric.Bounds...), Counts: counts, Count: n, Sum: sum}
 }
 
 // Metrics returns a snapshot of this member's metrics. It reads only local
@@ -238,32 +117,28 @@ func (t timedMachine) Update(entries []dbsm.Entry) ([]dbsm.Entry, error) {
 // every scrape. Safe for concurrent use; after Close it reports what was
 // last known.
 func (n *Node) Metrics() Metrics {
-	m := Metrics{Member: n.cfg.Name, Proposals: n.metrics.proposals.Load(), ProposalFailures: n.metrics.failures.Load(),
-		ProposalRetries: n.metrics.retries.Load(),
-		ProposalSeconds: n.metrics.propose.snapshot(), ApplySeconds: n.metrics.apply.snapshot(),
-		ReaperSeconds: n.metrics.reap.snapshot()}
+	hs := n.host.Stats()
+	m := Metrics{Member: n.cfg.Name, Proposals: hs.Proposals, ProposalFailures: hs.Failures, ProposalRetries: hs.Retries,
+		ProposalSeconds: histogram(hs.Propose), ApplySeconds: histogram(hs.Apply), ReaperSeconds: histogram(&n.reapTimes)}
 	n.sessMu.Lock()
 	m.Sessions = len(n.sessions)
-	m.DiskLow = n.diskLow.Load()
+	m.DiskLow = n.host.DiskLow()
 	n.sessMu.Unlock()
-	for i, s := range n.shards {
-		sm := ShardMetrics{Shard: s.idx, LeaderChanges: n.stats[i].leaderChanges.Load()}
-		if mc := s.machine.Load(); mc != nil {
-			v := mc.View()
+	for _, s := range n.shards {
+		sm := ShardMetrics{Shard: s.Index, LeaderChanges: s.LeaderChanges()}
+		if v := s.View(); v != nil {
 			sm.Revision, sm.CompactRevision, sm.AppliedIndex = Revision(v.Revision()), Revision(v.CompactRevision()), v.Applied()
 			sm.Leases = len(v.Leases())
 		}
-		if !n.closed.Load() {
-			if l, _, ok, err := n.nh.GetLeaderID(s.id); err == nil && ok && l != 0 {
-				sm.HasLeader, sm.IsLeader = true, l == n.replicaID
-			}
+		if l, _, ok := s.Leader(); ok && !n.host.Closed() {
+			sm.HasLeader, sm.IsLeader = true, l == n.host.ReplicaID()
 		}
 		s.hub.mu.Lock()
 		sm.Watchers = s.hub.size()
 		s.hub.mu.Unlock()
 		m.Shards = append(m.Shards, sm)
 	}
-	st := n.peers.Stats()
+	st := n.host.TransportStats()
 	m.Transport = TransportMetrics{RefusedConnections: st.RefusedConnections, BadHandshakes: st.BadHandshakes,
 		BadFrames: st.BadFrames, SnapshotChunksReceived: st.ReceivedChunks}
 	for _, p := range st.Peers {

@@ -143,7 +143,7 @@ func (s *Session) keepAlive(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-s.n.stop:
+		case <-s.n.host.Done():
 			s.end(ErrClosed)
 			return
 		case <-t.C:
@@ -178,7 +178,7 @@ func (s *Session) keepAlive(ctx context.Context) {
 			// every countdown, so after an outage longer than the TTL it
 			// lives a TTL more. Revoke it, so that its keys and locks go
 			// as soon as the cluster can commit, within RequestTimeout.
-			rctx, cancel := s.n.bgContext(s.n.cfg.RequestTimeout)
+			rctx, cancel := context.WithTimeout(s.n.host.Context(), s.n.cfg.RequestTimeout)
 			if err := s.n.Revoke(rctx, s.id); err != nil && !errors.Is(err, ErrLeaseNotFound) {
 				s.n.log.Debug("revoking a lost session's lease failed; it expires on its own", "lease", s.id, "err", err)
 			}

@@ -273,7 +273,7 @@ func (t *Txn) Commit() (*TxnResponse, error) {
 			return nil, err
 		}
 	}
-	res, err := n.propose(t.ctx, s, cmd)
+	res, err := s.Propose(t.ctx, cmd)
 	if err != nil {
 		return nil, err
 	}

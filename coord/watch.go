@@ -73,8 +73,8 @@ func (n *Node) Watch(ctx context.Context, key string, opts ...OpOption) WatchCha
 	if si < 0 {
 		return fail(fmt.Errorf("%w: watch on %q", ErrCrossShard, key))
 	}
-	if n.closed.Load() {
-		return fail(n.errClosed())
+	if n.host.Closed() {
+		return fail(n.host.ErrClosed())
 	}
 	s := n.shards[si]
 	w := &watcher{s: s, key: key, end: end, o: o, out: out, signal: make(chan struct{}, 1)}
@@ -140,7 +140,7 @@ type watcher struct {
 func (h *hub) add(w *watcher, rev int64) (compacted int64, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	v := h.s.machine.Load().View()
+	v := h.s.View()
 	switch {
 	case rev == 0:
 		w.next = v.Revision() + 1
@@ -227,7 +227,6 @@ func (s *shard) Applied(rev int64, events []sm.Event) {
 // without events, so every watcher re-reads from history what it has not
 // delivered yet (or ends with ErrCompacted if that history is gone).
 func (s *shard) Recovered(v *sm.View) {
-	s.recovered.Store(true)
 	h := s.hub
 	h.mu.Lock()
 	h.forEach(func(w *watcher) {
@@ -326,7 +325,7 @@ func (w *watcher) run(ctx context.Context) {
 			return true
 		case <-ctx.Done():
 			return false
-		case <-n.stop:
+		case <-n.host.Done():
 			select { // best effort: tell a reader why, never block Close
 			case w.out <- WatchResponse{err: ErrClosed}:
 			default:
@@ -376,7 +375,7 @@ func (w *watcher) run(ctx context.Context) {
 			sentSince = false
 		case <-ctx.Done():
 			return
-		case <-n.stop:
+		case <-n.host.Done():
 			select {
 			case w.out <- WatchResponse{err: ErrClosed}:
 			default:
@@ -392,7 +391,7 @@ func (w *watcher) run(ctx context.Context) {
 func (w *watcher) catchUp(send func(WatchResponse) bool) bool {
 	h := w.s.hub
 	for {
-		v := w.s.machine.Load().View()
+		v := w.s.View()
 		w.mu.Lock()
 		next := w.next
 		w.mu.Unlock()
@@ -408,7 +407,7 @@ func (w *watcher) catchUp(send func(WatchResponse) bool) bool {
 			continue
 		}
 		h.mu.Lock()
-		v = w.s.machine.Load().View()
+		v = w.s.View()
 		if v.Revision() >= next {
 			h.mu.Unlock()
 			continue

@@ -1,10 +1,12 @@
-package coord
+package raftnode
 
 import (
 	"context"
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/coordkit/coordkit/coord/internal/sm"
 )
 
 // A member whose write lane is full (maxInFlight writes in flight) still
@@ -14,32 +16,30 @@ import (
 func TestKeepAliveDoesNotWaitBehindWrites(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n := openOne(t, Config{HeartbeatInterval: 20 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond})
-	defer n.Close()
-	if err := n.Ready(ctx); err != nil {
-		t.Fatal(err)
+	h := startOne(t, Config{})
+	defer h.Close()
+	ready(t, ctx, h)
+	s := h.Shards()[0]
+	put := &sm.Command{Kind: sm.CmdTxn, Txn: sm.Txn{Then: []sm.Op{{Kind: sm.OpPut, Key: "/lane/k", Value: []byte("v")}}}}
+	if res, err := s.Propose(ctx, &sm.Command{Kind: sm.CmdGrant, LeaseID: 7, TTL: 10_000}); err != nil || res.Code != sm.CodeOK {
+		t.Fatalf("grant: %v %v", res, err)
 	}
-	g, err := n.Grant(ctx, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := n.leaseHome(g.ID)
 	held := make([]*requestClient, 0, maxInFlight)
 	for range maxInFlight { // as if maxInFlight writes were in flight
 		held = append(held, <-s.clients)
 	}
 	wctx, wcancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer wcancel()
-	if _, err := n.Put(wctx, "/lane/k", []byte("v")); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := s.Propose(wctx, put); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("put with every write request client busy: %v, want a deadline error", err)
 	}
-	if _, err := n.KeepAliveOnce(ctx, g.ID); err != nil {
-		t.Fatalf("keep-alive with every write request client busy: %v", err)
+	if res, err := s.Propose(ctx, &sm.Command{Kind: sm.CmdKeepAlive, LeaseID: 7}); err != nil || res.Code != sm.CodeOK {
+		t.Fatalf("keep-alive with every write request client busy: %v %v", res, err)
 	}
 	for _, rc := range held {
 		s.clients <- rc
 	}
-	if _, err := n.Put(ctx, "/lane/k", []byte("v")); err != nil {
+	if _, err := s.Propose(ctx, put); err != nil {
 		t.Fatalf("put after the writes finished: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package coord
+package raftnode
 
 import (
 	"context"
@@ -16,14 +16,15 @@ import (
 // as soon as this member learns of a new leader of its shard; a repeated
 // report of the same leader, or of none, does not end it.
 func TestLeaderChangeEndsWaitingRequests(t *testing.T) {
-	n := &Node{replicaID: 1, stats: make([]shardStats, 2)}
+	led := 0
+	n := &Host{cfg: Config{ReplicaID: 1, Leading: func(int) { led++ }}}
 	for i := range 2 {
-		s := &shard{n: n, idx: i, id: uint64(i + 1), keeper: newKeeper(nil)}
+		s := &Shard{h: n, Index: i, id: uint64(i + 1)}
 		epoch := make(chan struct{})
 		s.leaderEpoch.Store(&epoch)
 		n.shards = append(n.shards, s)
 	}
-	self := new(atomic.Pointer[Node])
+	self := new(atomic.Pointer[Host])
 	self.Store(n)
 	l := leaderListener{self}
 
@@ -66,6 +67,16 @@ func TestLeaderChangeEndsWaitingRequests(t *testing.T) {
 	if n.shards[0].epoch() == e {
 		t.Fatal("no new epoch after the leader changed")
 	}
+	if got := n.shards[0].LeaderChanges(); got != 2 {
+		t.Fatalf("%d leader changes counted, want 2 (to 2, then to 3)", got)
+	}
 	// Out-of-range shards are ignored.
-	l.LeaderUpdated(raftio.LeaderInfo{ShardID: 9, LeaderID: 3, Term: 2})
+	l.LeaderUpdated(raftio.LeaderInfo{ShardID: 9, LeaderID: 1, Term: 2})
+	if led != 0 {
+		t.Fatalf("Leading called %d times while this member led nothing", led)
+	}
+	l.LeaderUpdated(raftio.LeaderInfo{ShardID: 2, LeaderID: 1, Term: 3})
+	if led != 1 {
+		t.Fatalf("Leading called %d times after this member took shard 2, want 1", led)
+	}
 }

@@ -1,4 +1,4 @@
-package coord
+package raftnode
 
 import (
 	"context"
@@ -17,7 +17,7 @@ var (
 	dbLogger  atomic.Pointer[slog.Logger]
 )
 
-func routeDragonboatLogs(l *slog.Logger) {
+func routeLogs(l *slog.Logger) {
 	dbLogger.Store(l)
 	dbLogOnce.Do(func() {
 		defer func() { _ = recover() }() // the embedding program set its own factory first
