@@ -718,3 +718,53 @@ func TestWriteRetriedAfterLostAttemptIsAppliedOnce(t *testing.T) {
 		}
 	}
 }
+
+// Shutdown's clean work (revoking the member's sessions, handing over its
+// leadership) is bounded by its context: cut short, the member closes all
+// the same, reports why, and its sessions' keys stay until their leases
+// expire; given time, the keys go at once.
+func TestShutdownBoundsItsCleanWork(t *testing.T) {
+	c := coordtest.New(t, 3)
+	ctx := ctxT(t)
+	session := func(i int, key string) {
+		t.Helper()
+		s, err := c.Node(i).NewSession(ctx, coord.WithTTL(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustPut(t, c.Node(i), key, "v", coord.WithLease(s.Lease()))
+	}
+	count := func(key string) int64 {
+		t.Helper()
+		g, err := c.Node(0).Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g.Count
+	}
+	session(1, "/sd/cut")
+	session(2, "/sd/clean")
+	n1, n2 := c.Node(1), c.Node(2)
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := n1.Shutdown(done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown with its context canceled: %v, want context.Canceled", err)
+	}
+	if _, err := n1.Get(ctx, "/sd/cut"); !errors.Is(err, coord.ErrClosed) {
+		t.Fatalf("Get after Shutdown: %v, want ErrClosed", err)
+	}
+	if err := n1.Shutdown(ctx); err != nil {
+		t.Fatalf("second Shutdown: %v", err)
+	}
+	if count("/sd/cut") != 1 {
+		t.Fatal("a Shutdown cut short revoked its session anyway")
+	}
+	// Members 0 and 2 commit the revoke; member 0 alone then reads it.
+	if err := n2.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown with time: %v", err)
+	}
+	coordtest.Eventually(t, 10*time.Second, func() bool {
+		g, err := c.Node(0).Get(ctx, "/sd/clean", coord.WithSerializable())
+		return err == nil && g.Count == 0
+	}, "a clean Shutdown left its session's key")
+}

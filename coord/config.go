@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/lni/vfs"
+
+	"github.com/coordkit/coordkit/coord/internal/admit"
+	"github.com/coordkit/coordkit/coord/internal/members"
 )
 
 // Config configures a Node. The zero value of every field but DataDir has a
@@ -194,6 +196,14 @@ type TLSConfig struct {
 	CertFile, KeyFile string
 }
 
+// files is t for the admission service; nil when t is.
+func (t *TLSConfig) files() *admit.TLSFiles {
+	if t == nil {
+		return nil
+	}
+	return &admit.TLSFiles{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}
+}
+
 // check loads the files, so that a bad path or certificate is reported by
 // Open naming the field rather than by the first connection.
 func (t *TLSConfig) check() error {
@@ -319,7 +329,7 @@ func (c *Config) validate() error {
 	if c.DataDir == "" {
 		return configError("DataDir", "required")
 	}
-	if err := validAddress(c.RaftAddress); err != nil {
+	if err := members.ValidAddress(c.RaftAddress); err != nil {
 		return configError("RaftAddress", "%v", err)
 	}
 	addr, ok := c.InitialCluster[c.Name]
@@ -334,7 +344,7 @@ func (c *Config) validate() error {
 		if name == "" {
 			return configError("InitialCluster", "empty member name")
 		}
-		if err := validAddress(a); err != nil {
+		if err := members.ValidAddress(a); err != nil {
 			return configError("InitialCluster", "member %q: %v", name, err)
 		}
 		if other, dup := seen[a]; dup {
@@ -356,12 +366,12 @@ func (c *Config) validate() error {
 		return configError("JoinSeeds", "needs Join and Observer: voters are added by an operator with AddMember")
 	}
 	for _, a := range c.JoinSeeds {
-		if err := validAddress(a); err != nil {
+		if err := members.ValidAddress(a); err != nil {
 			return configError("JoinSeeds", "%v", err)
 		}
 	}
 	if c.AdminAddress != "" {
-		if err := validAddress(c.AdminAddress); err != nil {
+		if err := members.ValidAddress(c.AdminAddress); err != nil {
 			return configError("AdminAddress", "%v", err)
 		}
 		if c.TLS == nil && !c.InsecurePeers && !loopback(c.AdminAddress) {
@@ -390,21 +400,6 @@ func (c *Config) validate() error {
 	}
 	if c.MaxKeyBytes+c.MaxValueBytes > c.MaxRequestBytes {
 		return configError("MaxRequestBytes", "%d cannot hold a key of MaxKeyBytes and a value of MaxValueBytes", c.MaxRequestBytes)
-	}
-	return nil
-}
-
-func validAddress(a string) error {
-	host, port, err := net.SplitHostPort(a)
-	if err != nil {
-		return fmt.Errorf("%q is not host:port: %v", a, err)
-	}
-	if host == "" {
-		return fmt.Errorf("%q has no host", a)
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p <= 0 || p > 65535 {
-		return fmt.Errorf("%q has a bad port", a)
 	}
 	return nil
 }

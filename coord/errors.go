@@ -1,6 +1,10 @@
 package coord
 
-import "github.com/coordkit/coordkit/coord/internal/errdefs"
+import (
+	"fmt"
+
+	"github.com/coordkit/coordkit/coord/internal/errdefs"
+)
 
 // Sentinel errors. Match them with errors.Is: the errors returned by this
 // package wrap them with the context of the failure. (They are defined in
@@ -24,7 +28,9 @@ var (
 	ErrDuplicateKey = errdefs.ErrDuplicateKey
 	// ErrCrossShard: a Txn or Watch names keys in more than one shard.
 	ErrCrossShard = errdefs.ErrCrossShard
-	// ErrCompacted: the requested revision was removed by compaction.
+	// ErrCompacted: the requested revision was removed by compaction. Reads
+	// and watches return it as a *CompactedError, which says the oldest
+	// revision still available.
 	ErrCompacted = errdefs.ErrCompacted
 	// ErrFutureRevision: the requested revision is newer than the shard's.
 	ErrFutureRevision = errdefs.ErrFutureRevision
@@ -71,3 +77,26 @@ var (
 	// itself.
 	ErrNoSpace = errdefs.ErrNoSpace
 )
+
+// CompactedError is the error of a read or watch at a revision that
+// compaction removed: errors.Is(err, ErrCompacted) holds, and errors.As
+// gives the oldest revision still available, from which to read or watch
+// again.
+type CompactedError struct {
+	// Revision is the revision asked for.
+	Revision Revision
+	// Oldest is the oldest revision still available in the shard: its
+	// compaction point.
+	Oldest Revision
+}
+
+func (e *CompactedError) Error() string {
+	return fmt.Sprintf("%v: revision %d, oldest available %d", ErrCompacted, e.Revision, e.Oldest)
+}
+
+// Is reports whether target is ErrCompacted.
+func (e *CompactedError) Is(target error) bool { return target == ErrCompacted }
+
+func compactedError(rev Revision, oldest int64) error {
+	return &CompactedError{Revision: rev, Oldest: Revision(oldest)}
+}

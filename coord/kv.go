@@ -82,6 +82,9 @@ func (n *Node) Get(ctx context.Context, key string, opts ...OpOption) (*GetRespo
 			return nil, err
 		}
 		r, code := v.Range(&smOp)
+		if code == sm.CodeCompacted {
+			return nil, compactedError(o.rev, v.CompactRevision())
+		}
 		if err := codeErr(code); err != nil {
 			return nil, fmt.Errorf("%w (shard %d at revision %d)", err, s.Index, v.Revision())
 		}
@@ -264,16 +267,20 @@ func (n *Node) List(ctx context.Context, dir string, opts ...OpOption) (*ListRes
 // Compact removes the history of one shard before rev: reads and watches at
 // older revisions then fail with ErrCompacted. The latest version of every
 // key stays. shard is the shard's index (see ShardOf); revisions are per
-// shard. Errors: ErrCompacted when rev is not above the shard's compaction
-// point, ErrFutureRevision, plus those of Put.
+// shard. Errors: ErrInvalidArgument for a shard out of range, ErrCompacted
+// (a *CompactedError) when rev is not above the shard's compaction point,
+// ErrFutureRevision, plus those of Put.
 func (n *Node) Compact(ctx context.Context, shard int, rev Revision) (*CompactResponse, error) {
 	if shard < 0 || shard >= len(n.shards) {
-		return nil, fmt.Errorf("%w: shard %d outside 0..%d", ErrInvalidOption, shard, len(n.shards)-1)
+		return nil, fmt.Errorf("%w: shard %d outside 0..%d", ErrInvalidArgument, shard, len(n.shards)-1)
 	}
 	s := n.shards[shard]
 	res, err := s.Propose(ctx, &sm.Command{Kind: sm.CmdCompact, Revision: int64(rev)})
 	if err != nil {
 		return nil, err
+	}
+	if res.Code == sm.CodeCompacted {
+		return nil, fmt.Errorf("coord: compact shard %d: %w", shard, compactedError(rev, s.View().CompactRevision()))
 	}
 	if err := codeErr(res.Code); err != nil {
 		return nil, fmt.Errorf("%w: compact shard %d to %d", err, shard, rev)

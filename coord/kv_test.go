@@ -71,7 +71,7 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		{"keepalive unknown", func() error { _, err := n.KeepAliveOnce(ctx, 424242); return err }, coord.ErrLeaseNotFound},
 		{"ttl unknown", func() error { _, err := n.TimeToLive(ctx, 424242); return err }, coord.ErrLeaseNotFound},
 		{"compact future", func() error { _, err := n.Compact(ctx, 0, before+100); return err }, coord.ErrFutureRevision},
-		{"compact bad shard", func() error { _, err := n.Compact(ctx, 5, 1); return err }, coord.ErrInvalidOption},
+		{"compact bad shard", func() error { _, err := n.Compact(ctx, 5, 1); return err }, coord.ErrInvalidArgument},
 		{"session bad ttl", func() error { _, err := n.NewSession(ctx, coord.WithTTL(0)); return err }, coord.ErrInvalidTTL},
 	}
 	for _, tc := range cases {
@@ -330,8 +330,13 @@ func TestWatchCompactedAndSlowConsumer(t *testing.T) {
 	if _, err := n.Get(ctx, "/slow/k", coord.WithRev(first)); !errors.Is(err, coord.ErrCompacted) {
 		t.Fatalf("get at compacted revision: %v", err)
 	}
-	if _, err := n.Compact(ctx, 0, first+5); !errors.Is(err, coord.ErrCompacted) {
-		t.Fatalf("compact below compaction point: %v", err)
+	// Each error says which revision is the oldest still available.
+	var ce *coord.CompactedError
+	for _, err := range []error{r.Err(), func() error { _, err := n.Get(ctx, "/slow/k", coord.WithRev(first)); return err }(),
+		func() error { _, err := n.Compact(ctx, 0, first+5); return err }()} {
+		if !errors.Is(err, coord.ErrCompacted) || !errors.As(err, &ce) || ce.Oldest != first+10 {
+			t.Fatalf("below the compaction point: %v, want a *CompactedError with Oldest %d", err, first+10)
+		}
 	}
 	// A lagging watcher that compaction overtakes ends with ErrCompacted.
 	start := mustPut(t, n, "/slow/k", "x").Header.Revision

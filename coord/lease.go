@@ -6,30 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/coordkit/coordkit/coord/internal/lease"
 	"github.com/coordkit/coordkit/coord/internal/sm"
 )
 
-// How lease expiry works. Every replica of a shard tracks, for each lease, a
-// deadline: the moment it applied the lease's grant or last keep-alive, plus
-// the TTL. Apply happens after the client sent the request, so no replica's
-// deadline is ever earlier than the one the client can count on; a replica
-// that restarted tracks from the time it replayed the renewal, which only
-// extends. Only the shard's leader acts on deadlines: once it has applied
-// everything committed before its term (a ReadIndex round), it restarts
-// every lease's countdown at its full TTL, as etcd's lessor does on
-// promotion, and from then on proposes an expiry for each lease past its
-// deadline, guarded by the Raft index of the lease's last renewal so that a
-// keep-alive committed first wins. The restart is what keeps an election
-// from expiring leases: while a shard has no leader no keep-alive can
-// commit, and a lease whose holder is alive would otherwise be lost to an
-// election slower than the time its holder had left. The price is that a
-// lease whose holder is gone lives up to one TTL longer after each change of
-// leader.
+// How lease expiry works: see coord/internal/lease.
 //
 // A lease lives in its home shard (derived from its ID) and is materialised
 // in another shard the first time a key there is attached to it, with the
@@ -200,35 +185,18 @@ func (n *Node) KeepAlive(ctx context.Context, id LeaseID) (<-chan *LeaseKeepAliv
 	go func() {
 		defer n.wg.Done()
 		defer close(out)
-		every := first.TTL / 3
-		t := time.NewTimer(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-n.host.Done():
-				return
-			case <-t.C:
+		lease.KeepAlive(ctx, n.host.Done(), first.TTL, func(ctx context.Context) error {
+			r, err := n.KeepAliveOnce(ctx, id)
+			if err == nil {
+				select {
+				case out <- r:
+				default:
+				}
 			}
-			cctx, cancel := context.WithTimeout(ctx, every)
-			r, err := n.KeepAliveOnce(cctx, id)
-			cancel()
-			if errors.Is(err, ErrLeaseNotFound) || errors.Is(err, ErrClosed) {
-				return
-			}
-			if err != nil {
-				// A leader change: try again soon rather than a period
-				// later, while the lease still has slack.
-				t.Reset(every / 5)
-				continue
-			}
-			t.Reset(every)
-			select {
-			case out <- r:
-			default:
-			}
-		}
+			return err
+		}, func(err error) bool {
+			return errors.Is(err, ErrLeaseNotFound) || errors.Is(err, ErrClosed) || ctx.Err() != nil
+		})
 	}()
 	return out, nil
 }
@@ -257,7 +225,7 @@ func (n *Node) TimeToLive(ctx context.Context, id LeaseID, opts ...OpOption) (*L
 		return nil, fmt.Errorf("%w: %d", ErrLeaseNotFound, id)
 	}
 	resp := &LeaseTimeToLiveResponse{Header: n.header(home, v.Revision()), ID: id,
-		GrantedTTL: time.Duration(l.TTL) * time.Millisecond, TTL: home.keeper.remaining(int64(id), l.TTL)}
+		GrantedTTL: time.Duration(l.TTL) * time.Millisecond, TTL: home.keeper.Remaining(int64(id), l.TTL)}
 	if o.attachedKeys {
 		resp.Keys = append(resp.Keys, v.LeaseKeys(int64(id))...)
 		for _, s := range n.shards {
@@ -311,181 +279,4 @@ func (n *Node) resolveLease(ctx context.Context, s *shard, op *sm.Op) error {
 	}
 	op.LeaseTTL = l.TTL
 	return nil
-}
-
-// keeper tracks lease deadlines for one shard replica and, while this
-// replica leads the shard, expires leases and compacts history.
-type keeper struct {
-	s     *shard
-	mu    sync.Mutex
-	dl    map[int64]*leaseDeadline
-	ready uint64 // the term in which this replica, as leader, caught up
-	// restarted is the term in which this replica, as leader, restarted
-	// every countdown: once per term, even if ready is lost and regained
-	// (a failed leader lookup) within it.
-	restarted uint64
-	// wake is signalled when this replica becomes the shard's leader
-	// (leaderListener), so that a keeper that does not lead sleeps.
-	wake chan struct{}
-}
-
-// keeperIdleCheck is how often a keeper that does not lead looks whether it
-// does, besides being woken when it becomes leader: a safety net only.
-const keeperIdleCheck = time.Second
-
-type leaseDeadline struct {
-	ttl      int64 // ms
-	renew    uint64
-	deadline time.Time
-	proposed time.Time // when an expiry was last proposed
-}
-
-func newKeeper(s *shard) *keeper {
-	return &keeper{s: s, dl: map[int64]*leaseDeadline{}, wake: make(chan struct{}, 1)}
-}
-
-// leading wakes the keeper: this replica became the shard's leader.
-func (k *keeper) leading() {
-	select {
-	case k.wake <- struct{}{}:
-	default:
-	}
-}
-
-// LeaseRenewed implements sm.Listener.
-func (s *shard) LeaseRenewed(id, ttl int64, renew uint64) {
-	k := s.keeper
-	k.mu.Lock()
-	k.dl[id] = &leaseDeadline{ttl: ttl, renew: renew, deadline: time.Now().Add(time.Duration(ttl) * time.Millisecond)}
-	k.mu.Unlock()
-}
-
-// LeaseGone implements sm.Listener.
-func (s *shard) LeaseGone(id int64) {
-	k := s.keeper
-	k.mu.Lock()
-	delete(k.dl, id)
-	k.mu.Unlock()
-}
-
-// LeasesReset implements sm.Listener.
-func (s *shard) LeasesReset(leases []sm.LeaseInfo) {
-	k := s.keeper
-	now := time.Now()
-	k.mu.Lock()
-	k.dl = make(map[int64]*leaseDeadline, len(leases))
-	for _, l := range leases {
-		k.dl[l.ID] = &leaseDeadline{ttl: l.TTL, renew: l.Renew, deadline: now.Add(time.Duration(l.TTL) * time.Millisecond)}
-	}
-	k.mu.Unlock()
-}
-
-func (k *keeper) remaining(id, ttl int64) time.Duration {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	d, ok := k.dl[id]
-	if !ok {
-		return time.Duration(ttl) * time.Millisecond
-	}
-	return max(time.Until(d.deadline), 0)
-}
-
-func (k *keeper) run() {
-	n := k.s.n
-	defer n.wg.Done()
-	period := min(n.cfg.HeartbeatInterval, 100*time.Millisecond)
-	// Only the leader has work, every period; the others sleep until
-	// leaderListener says this replica leads (an idle observer or follower
-	// would otherwise wake 10 times a second for nothing).
-	t := time.NewTimer(period)
-	defer t.Stop()
-	lastCompact := time.Now()
-	for {
-		select {
-		case <-n.host.Done():
-			return
-		case <-t.C:
-		case <-k.wake:
-		}
-		leader, term, ok := k.s.Leader()
-		if !ok || leader != n.host.ReplicaID() {
-			k.ready = 0
-			t.Reset(keeperIdleCheck)
-			continue
-		}
-		t.Reset(period)
-		if k.ready != term {
-			// Apply everything committed before this term first, so the
-			// deadlines reflect every keep-alive the old leader accepted.
-			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ElectionTimeout)
-			_, err := k.s.Read(ctx, false)
-			cancel()
-			if err != nil {
-				continue
-			}
-			k.ready = term
-			if k.restarted != term {
-				k.restarted = term
-				k.restartCountdowns()
-			}
-		}
-		k.expire()
-		if time.Since(lastCompact) >= 5*time.Second {
-			lastCompact = time.Now()
-			k.autoCompact()
-		}
-	}
-}
-
-// restartCountdowns moves every lease's deadline to a full TTL from now,
-// unless it is later already.
-func (k *keeper) restartCountdowns() {
-	now := time.Now()
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	for _, d := range k.dl {
-		if full := now.Add(time.Duration(d.ttl) * time.Millisecond); full.After(d.deadline) {
-			d.deadline = full
-		}
-	}
-}
-
-func (k *keeper) expire() {
-	n := k.s.n
-	now := time.Now()
-	var items []sm.ExpireItem
-	k.mu.Lock()
-	for id, d := range k.dl {
-		if now.After(d.deadline) && now.Sub(d.proposed) > n.cfg.ElectionTimeout {
-			d.proposed = now
-			items = append(items, sm.ExpireItem{ID: id, Renew: d.renew})
-		}
-	}
-	k.mu.Unlock()
-	if len(items) == 0 {
-		return
-	}
-	sort.Slice(items, func(i, j int) bool { return items[i].ID < items[j].ID })
-	ctx, cancel := context.WithTimeout(n.host.Context(), n.cfg.RequestTimeout)
-	defer cancel()
-	if _, err := k.s.Propose(ctx, &sm.Command{Kind: sm.CmdExpire, Expire: items}); err != nil && !errors.Is(err, ErrClosed) {
-		n.log.Debug("lease expiry not committed; will retry", "shard", k.s.Index, "leases", len(items), "err", err)
-	}
-}
-
-func (k *keeper) autoCompact() {
-	n := k.s.n
-	keep := n.cfg.HistoryRetention
-	if keep < 0 {
-		return
-	}
-	v := k.s.View()
-	if v.Revision()-v.CompactRevision() <= keep+keep/10 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(n.host.Context(), n.cfg.RequestTimeout)
-	defer cancel()
-	if _, err := k.s.Propose(ctx, &sm.Command{Kind: sm.CmdCompact, Revision: v.Revision() - keep}); err != nil && !errors.Is(err, ErrClosed) {
-		n.log.Debug("history compaction not committed", "shard", k.s.Index, "err", err)
-	}
 }

@@ -92,8 +92,8 @@ func TestPromoteObserverAndItRestartsAsAVoter(t *testing.T) {
 	if m, _ := memberNamed(t, c.Node(1), name); !m.Voter {
 		t.Fatalf("after promotion: %+v, want a voter", m)
 	}
-	if err := c.Node(0).PromoteMember(ctx, name); !errors.Is(err, coord.ErrInvalidConfig) {
-		t.Fatalf("promoting a voter: %v, want ErrInvalidConfig", err)
+	if err := c.Node(0).PromoteMember(ctx, name); !errors.Is(err, coord.ErrInvalidArgument) {
+		t.Fatalf("promoting a voter: %v, want ErrInvalidArgument", err)
 	}
 	// It counts now: with it, 3 of 4 voters form a quorum after one stops,
 	// and it restarts as a voter (its Config still says Observer).

@@ -133,9 +133,7 @@ func (n *Node) Metrics() Metrics {
 		if l, _, ok := s.Leader(); ok && !n.host.Closed() {
 			sm.HasLeader, sm.IsLeader = true, l == n.host.ReplicaID()
 		}
-		s.hub.mu.Lock()
-		sm.Watchers = s.hub.size()
-		s.hub.mu.Unlock()
+		sm.Watchers = s.hub.Len()
 		m.Shards = append(m.Shards, sm)
 	}
 	st := n.host.TransportStats()

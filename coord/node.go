@@ -5,19 +5,25 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/lni/dragonboat/v4/config"
 	"github.com/lni/vfs"
 
+	"github.com/coordkit/coordkit/coord/internal/admit"
+	"github.com/coordkit/coordkit/coord/internal/compactor"
 	"github.com/coordkit/coordkit/coord/internal/hooks"
+	"github.com/coordkit/coordkit/coord/internal/lease"
+	"github.com/coordkit/coordkit/coord/internal/members"
+	"github.com/coordkit/coordkit/coord/internal/meta"
 	"github.com/coordkit/coordkit/coord/internal/metric"
 	"github.com/coordkit/coordkit/coord/internal/raftnode"
 	"github.com/coordkit/coordkit/coord/internal/sm"
+	"github.com/coordkit/coordkit/coord/internal/watch"
 )
 
 func init() {
@@ -26,7 +32,7 @@ func init() {
 	}
 	hooks.SetFS = func(cfg any, fs vfs.FS) { cfg.(*Config).testFS = fs }
 	hooks.SetDiskFree = func(cfg any, free func() (uint64, error)) { cfg.(*Config).testDiskFree = free }
-	hooks.Crash = func(node any) { node.(*Node).shutdown(false) }
+	hooks.Crash = func(node any) { node.(*Node).crash() }
 	hooks.StateHashes = func(node any) (revs []int64, hashes []uint64) {
 		for _, s := range node.(*Node).shards {
 			v := s.View()
@@ -44,15 +50,15 @@ func init() {
 // the shard's Raft leader and return once applied on this member, so a read
 // here right after a write sees it.
 type Node struct {
-	cfg    Config
-	log    *slog.Logger
-	host   *raftnode.Host // the Raft side: NodeHost, requests, the member's life
-	meta   *memberMeta
-	shards []*shard
+	cfg     Config
+	log     *slog.Logger
+	host    *raftnode.Host   // the Raft side: NodeHost, requests, the member's life
+	member  *meta.Member     // the member file
+	members *members.Manager // membership reads and changes
+	shards  []*shard
 
-	admin     *http.Server  // the admission service, when AdminAddress is set
-	admitting chan struct{} // held by the admission under way (admit)
-	key       []byte        // the cluster key: see clusterKey
+	admin     *admit.Server // the admission service, when AdminAddress is set
+	key       []byte        // the cluster key: see meta.ClusterKey
 	reapTimes metric.Histogram
 
 	sessMu   sync.Mutex
@@ -68,9 +74,18 @@ type Node struct {
 type shard struct {
 	*raftnode.Shard
 	n      *Node
-	hub    *hub
-	keeper *keeper
+	hub    *watch.Hub
+	keeper *lease.Keeper
 }
+
+// The shard's sm.Listener: watchers follow its events, the keeper its
+// leases.
+
+func (s *shard) Applied(rev int64, events []sm.Event)     { s.hub.Applied(rev, events) }
+func (s *shard) Recovered(v *sm.View)                     { s.hub.Recovered(v) }
+func (s *shard) LeaseRenewed(id, ttl int64, renew uint64) { s.keeper.LeaseRenewed(id, ttl, renew) }
+func (s *shard) LeaseGone(id int64)                       { s.keeper.LeaseGone(id) }
+func (s *shard) LeasesReset(leases []sm.LeaseInfo)        { s.keeper.LeasesReset(leases) }
 
 // Open starts this member. A new DataDir founds a cluster with
 // InitialCluster (or joins none: a single member); an existing DataDir
@@ -94,25 +109,26 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := mkdirAllSynced(c.fs(), c.DataDir, 0o750); err != nil {
+	if err := meta.MkdirAllSynced(c.fs(), c.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("coord: DataDir: %w", err)
 	}
-	meta, key, err := c.member(ctx, cfg)
+	mf, key, err := c.member(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	fresh := meta.Version == 0 // not saved yet
+	fresh := mf.Version == 0 // not saved yet
 
-	n := &Node{cfg: c, log: c.Logger.With("member", c.Name), meta: meta, key: key, admitting: make(chan struct{}, 1)}
-	for range meta.Shards {
+	n := &Node{cfg: c, log: c.Logger.With("member", c.Name), member: mf, key: key}
+	for range mf.Shards {
 		s := &shard{n: n}
-		s.hub = newHub(s)
-		s.keeper = newKeeper(s)
+		s.hub = watch.NewHub(c.Name, func() *sm.View { return s.View() })
+		s.keeper = lease.NewKeeper(s, lease.Config{Self: mf.ReplicaID, Period: min(c.HeartbeatInterval, 100*time.Millisecond),
+			ElectionTimeout: c.ElectionTimeout, RequestTimeout: c.RequestTimeout, Logger: n.log.With("shard", len(n.shards))})
 		n.shards = append(n.shards, s)
 	}
 	initial := map[uint64]string{}
 	if fresh && !c.Join {
-		for _, m := range meta.Members {
+		for _, m := range mf.Members {
 			initial[m.ReplicaID] = m.Address
 		}
 	}
@@ -121,13 +137,15 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.host = host
+	n.members = members.New(host, mf.Members, c.ElectionTimeout)
+	n.members = members.New(host, mf.Members, c.ElectionTimeout)
 	for i, s := range host.Shards() {
 		n.shards[i].Shard = s
 	}
 	if fresh {
 		// Written only once every shard started, so a failed first Open
 		// leaves a DataDir that the next Open treats as new again.
-		err = saveMeta(c.fs(), c.DataDir, meta)
+		err = meta.Save(c.fs(), c.DataDir, mf)
 		if err != nil {
 			err = fmt.Errorf("coord: DataDir: %w", err)
 		}
@@ -135,7 +153,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		err = host.Recover(ctx)
 	}
 	if err == nil && c.AdminAddress != "" {
-		err = n.serveAdmissions()
+		n.admin, err = admit.Listen(admit.ServerConfig{Address: c.AdminAddress, TLS: c.TLS.files(), Key: key,
+			Token: c.ClusterToken, RequestTimeout: c.RequestTimeout, Members: n.members, Shards: len(n.shards), Logger: n.log})
 	}
 	if err != nil {
 		host.Close()
@@ -146,20 +165,41 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	for _, s := range n.shards {
 		n.wg.Add(1)
-		go s.keeper.run()
+		go func() {
+			defer n.wg.Done()
+			s.keeper.Run(host.Context())
+		}()
+		if c.HistoryRetention >= 0 {
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				compactor.Run(host.Context(), s, c.HistoryRetention, c.RequestTimeout, n.log.With("shard", s.Index))
+			}()
+		}
+	}
+	if n.admin != nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.admin.Serve()
+		}()
 	}
 	if c.ObserverGracePeriod > 0 {
 		n.wg.Add(1)
-		go n.reap()
+		go func() {
+			defer n.wg.Done()
+			admit.Reap(host.Context(), admit.ReapConfig{Grace: c.ObserverGracePeriod, RequestTimeout: c.RequestTimeout,
+				Shard0: n.shards[0].Shard, Members: n.members, Heard: host.Heard, Times: &n.reapTimes, Logger: n.log})
+		}()
 	}
 	// A joiner is never the only voter of a shard: it was admitted by the
 	// shard's leader; so only a founder or a restarted member campaigns
 	// alone.
 	if err := host.Run(!fresh || !c.Join, uint64(len(initial))); err != nil { // found during Open
-		n.shutdown(false)
+		n.crash()
 		return nil, err
 	}
-	n.log.Debug("member started", "replica_id", meta.ReplicaID, "shards", meta.Shards, "fresh", fresh)
+	n.log.Debug("member started", "replica_id", mf.ReplicaID, "shards", mf.Shards, "fresh", fresh)
 	return n, nil
 }
 
@@ -168,49 +208,51 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 // made from c (unsaved: Version 0), after asking JoinSeeds for admission
 // when c says so. c gets the shard count, and a restarted member's name,
 // token and address.
-func (c *Config) member(ctx context.Context, cfg Config) (*memberMeta, []byte, error) {
-	meta, err := loadMeta(c.fs(), c.DataDir)
+func (c *Config) member(ctx context.Context, cfg Config) (*meta.Member, []byte, error) {
+	mf, err := meta.Load(c.fs(), c.DataDir)
 	if err != nil {
 		return nil, nil, err
 	}
-	if meta != nil {
-		if err := checkRaftDir(c.fs(), filepath.Join(c.DataDir, "raft")); err != nil {
+	if mf != nil {
+		if err := meta.CheckRaftDir(c.fs(), filepath.Join(c.DataDir, "raft")); err != nil {
 			return nil, nil, err
 		}
 	}
 	alone, token := !c.Join && len(c.InitialCluster) == 1, c.ClusterToken
-	if meta != nil {
-		alone, token = !meta.Joined && len(meta.Members) == 1, meta.ClusterToken
+	if mf != nil {
+		alone, token = !mf.Joined && len(mf.Members) == 1, mf.ClusterToken
 	}
-	key, err := clusterKey(c, token, alone)
+	key, err := meta.ClusterKey(meta.KeyConfig{Secret: c.ClusterSecret, DataDir: c.DataDir, FS: c.fs(), TLS: c.TLS != nil, Logger: c.Logger},
+		token, alone)
 	if err != nil {
 		return nil, nil, err
 	}
-	if meta != nil && meta.Seeded && len(c.JoinSeeds) > 0 {
-		if meta, err = rejoin(ctx, c, key, meta); err != nil {
+	if mf != nil && mf.Seeded && len(c.JoinSeeds) > 0 {
+		if mf, err = admit.Rejoin(ctx, c.admitClient(), key, mf); err != nil {
 			return nil, nil, err
 		}
 	}
-	if meta == nil {
-		meta, err = c.newMember(ctx, key)
+	if mf == nil {
+		mf, err = c.newMember(ctx, key)
 	} else {
-		err = c.resume(cfg, meta)
+		err = c.resume(cfg, mf)
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	c.Shards = meta.Shards
-	return meta, key, nil
+	c.Shards = mf.Shards
+	return mf, key, nil
 }
 
 // newMember is the metadata of a new member: a founder's replica ID from
 // InitialCluster, a joiner's from its name and address, or the one the
 // seeds that admitted it gave.
-func (c *Config) newMember(ctx context.Context, key []byte) (*memberMeta, error) {
-	var admitted *admitResponse
+func (c *Config) newMember(ctx context.Context, key []byte) (*meta.Member, error) {
+	var admitted *admit.Response
 	if c.Join && len(c.JoinSeeds) > 0 {
+		ac := c.admitClient()
 		var err error
-		if admitted, err = askSeeds(ctx, c, key, 0, true); err != nil {
+		if admitted, err = admit.Ask(ctx, &ac, key, 0, true); err != nil {
 			return nil, err
 		}
 		if c.Shards != 0 && c.Shards != admitted.Shards {
@@ -222,17 +264,17 @@ func (c *Config) newMember(ctx context.Context, key []byte) (*memberMeta, error)
 	if shards == 0 {
 		shards = defaultShards
 	}
-	members := foundingMembers(c.InitialCluster)
+	members := meta.Founders(c.InitialCluster)
 	id := members[c.Name].ReplicaID
 	if c.Join {
-		id = joinedReplicaID(c.ClusterToken, c.Name, c.RaftAddress)
+		id = meta.JoinedReplicaID(c.ClusterToken, c.Name, c.RaftAddress)
 		if admitted != nil {
 			id, _ = strconv.ParseUint(admitted.ReplicaID, 10, 64)
-			members = map[string]member{}
+			members = map[string]meta.Peer{}
 		}
-		members[c.Name] = member{ReplicaID: id, Address: c.RaftAddress}
+		members[c.Name] = meta.Peer{ReplicaID: id, Address: c.RaftAddress}
 	}
-	return &memberMeta{
+	return &meta.Member{
 		Name: c.Name, ReplicaID: id, Joined: c.Join, Observer: c.Observer, Seeded: admitted != nil,
 		ClusterToken: c.ClusterToken, Shards: shards, RaftAddress: c.RaftAddress, Members: members,
 		LogDBShards: 1,
@@ -242,48 +284,54 @@ func (c *Config) newMember(ctx context.Context, key []byte) (*memberMeta, error)
 // resume checks the Config as given (cfg) against the metadata of the
 // member DataDir holds, and takes the member's name, token and address
 // from it; a file of an older format is rewritten in the current one.
-func (c *Config) resume(cfg Config, meta *memberMeta) error {
-	if cfg.Name != "" && cfg.Name != meta.Name {
-		return configError("Name", "%q, but DataDir holds member %q", cfg.Name, meta.Name)
+func (c *Config) resume(cfg Config, mf *meta.Member) error {
+	if cfg.Name != "" && cfg.Name != mf.Name {
+		return configError("Name", "%q, but DataDir holds member %q", cfg.Name, mf.Name)
 	}
-	if c.Shards != 0 && c.Shards != meta.Shards {
-		return configError("Shards", "%d, but the cluster was created with %d", c.Shards, meta.Shards)
+	if c.Shards != 0 && c.Shards != mf.Shards {
+		return configError("Shards", "%d, but the cluster was created with %d", c.Shards, mf.Shards)
 	}
-	if cfg.ClusterToken != "" && cfg.ClusterToken != meta.ClusterToken {
-		return configError("ClusterToken", "%q, but DataDir belongs to cluster %q", cfg.ClusterToken, meta.ClusterToken)
+	if cfg.ClusterToken != "" && cfg.ClusterToken != mf.ClusterToken {
+		return configError("ClusterToken", "%q, but DataDir belongs to cluster %q", cfg.ClusterToken, mf.ClusterToken)
 	}
-	if cfg.RaftAddress != "" && cfg.RaftAddress != meta.RaftAddress {
-		return configError("RaftAddress", "%q, but this member was created with %q", cfg.RaftAddress, meta.RaftAddress)
+	if cfg.RaftAddress != "" && cfg.RaftAddress != mf.RaftAddress {
+		return configError("RaftAddress", "%q, but this member was created with %q", cfg.RaftAddress, mf.RaftAddress)
 	}
-	c.Name, c.ClusterToken, c.RaftAddress = meta.Name, meta.ClusterToken, meta.RaftAddress
-	if meta.Version < metaVersion { // gains its checksum
-		if err := saveMeta(c.fs(), c.DataDir, meta); err != nil {
+	c.Name, c.ClusterToken, c.RaftAddress = mf.Name, mf.ClusterToken, mf.RaftAddress
+	if mf.Version < meta.Version { // gains its checksum
+		if err := meta.Save(c.fs(), c.DataDir, mf); err != nil {
 			return fmt.Errorf("coord: DataDir: %w", err)
 		}
 	}
 	return nil
 }
 
+// admitClient is what Open needs to ask JoinSeeds for admission.
+func (c *Config) admitClient() admit.ClientConfig {
+	return admit.ClientConfig{Seeds: c.JoinSeeds, TLS: c.TLS.files(), Token: c.ClusterToken, Name: c.Name,
+		Address: c.RaftAddress, RequestTimeout: c.RequestTimeout, Logger: c.Logger, DataDir: c.DataDir, FS: c.fs()}
+}
+
 // hostConfig is the Raft side's configuration.
 func (n *Node) hostConfig() raftnode.Config {
-	c, meta := &n.cfg, n.meta
+	c, mf := &n.cfg, n.member
 	hc := raftnode.Config{
 		Name: c.Name, DataDir: c.DataDir, RaftAddress: c.RaftAddress, ClusterToken: c.ClusterToken,
-		ReplicaID: meta.ReplicaID, Shards: meta.Shards, LogDBShards: meta.LogDBShards, Observer: meta.Observer,
+		ReplicaID: mf.ReplicaID, Shards: mf.Shards, LogDBShards: mf.LogDBShards, Observer: mf.Observer,
 		HeartbeatInterval: c.HeartbeatInterval, ElectionTimeout: c.ElectionTimeout, RequestTimeout: c.RequestTimeout,
 		SnapshotEntries: c.SnapshotEntries, CompactionOverhead: c.CompactionOverhead,
 		MaxRequestBytes: c.MaxRequestBytes, DiskReserve: c.DiskReserve,
 		Key: n.key, FS: c.testFS, DiskFree: c.testDiskFree, Logger: c.Logger,
 		Listener: func(i int) sm.Listener { return n.shards[i] },
-		Leading:  func(i int) { n.shards[i].keeper.leading() },
+		Leading:  func(i int) { n.shards[i].keeper.Leading() },
 		Promoted: func() error {
-			meta.Observer = false
-			if err := saveMeta(c.fs(), c.DataDir, meta); err != nil {
+			mf.Observer = false
+			if err := meta.Save(c.fs(), c.DataDir, mf); err != nil {
 				return fmt.Errorf("coord: DataDir: %w", err)
 			}
 			return nil
 		},
-		Failed: func(error) { n.shutdown(false) },
+		Failed: func(error) { n.crash() },
 	}
 	if c.TLS != nil {
 		hc.TLS = &raftnode.TLSFiles{CAFile: c.TLS.CAFile, CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile}
@@ -378,34 +426,54 @@ func codeErr(c sm.Code) error {
 	return fmt.Errorf("coord: request refused by the state machine (code %d)", c)
 }
 
-// Close stops this member: its live Sessions are revoked first (best
-// effort, within Config.RequestTimeout), so their keys and locks are
-// released at once rather than after their TTL; background work ends, watch
-// channels close with ErrClosed, and calls in flight return ErrClosed (or
-// ErrOutcomeUnknown for writes already proposed). Where this member leads a
-// shard it then hands leadership to another voter, so the others do not wait
-// for an election timeout. Close blocks until every goroutine it started has
-// ended. It is idempotent; later calls of other methods return ErrClosed.
-func (n *Node) Close() error {
-	n.shutdown(true)
-	return nil
+// Shutdown stops this member cleanly: its live Sessions are revoked first,
+// so their keys and locks are released at once rather than after their TTL;
+// where it leads a shard it then hands the leadership to another voter, so
+// the others do not wait for an election timeout. Then background work
+// ends, watch channels close with ErrClosed, and calls in flight return
+// ErrClosed (or ErrOutcomeUnknown for writes already proposed).
+//
+// ctx bounds the clean part: revokes take at most Config.RequestTimeout
+// and handovers an ElectionTimeout, or less when ctx ends first; what is
+// left undone then happens as after a crash (leases expire after their
+// TTL, an election follows). Shutdown blocks until every goroutine the Node
+// started has ended, and returns an error wrapping ctx's when ctx cut the
+// clean part short. The Node is closed either way. Later calls return nil;
+// later calls of other methods return ErrClosed.
+func (n *Node) Shutdown(ctx context.Context) error {
+	var err error
+	n.closeOnce.Do(func() {
+		n.revokeSessions(ctx)
+		n.host.TransferLeadership(ctx)
+		if ctx.Err() != nil {
+			err = fmt.Errorf("coord: shutdown cut short: %w", ctx.Err())
+		}
+		n.stop()
+	})
+	return err
 }
 
-// shutdown is Close; unless clean, without the work that tells the cluster
+// Close is Shutdown with no bound but the configured timeouts (at most
+// Config.RequestTimeout for the revokes, an ElectionTimeout for the
+// handovers), for io.Closer. It is idempotent, and returns nil.
+func (n *Node) Close() error {
+	return n.Shutdown(context.Background())
+}
+
+// crash closes the member without the work that tells the cluster
 // (sessions revoked, leadership handed over): what a crash leaves.
-func (n *Node) shutdown(clean bool) {
-	n.closeOnce.Do(func() {
-		if clean {
-			n.revokeSessions()
-			n.host.TransferLeadership()
-		}
-		n.host.Stop()
-		if n.admin != nil {
-			n.admin.Close()
-		}
-		n.wg.Wait()
-		n.host.Close()
-	})
+func (n *Node) crash() {
+	n.closeOnce.Do(n.stop)
+}
+
+// stop ends the member's work and waits for its goroutines.
+func (n *Node) stop() {
+	n.host.Stop()
+	if n.admin != nil {
+		n.admin.Close()
+	}
+	n.wg.Wait()
+	n.host.Close()
 }
 
 // Err returns nil while this member runs, and after Close. When the member

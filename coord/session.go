@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/coordkit/coordkit/coord/internal/lease"
 )
 
 // SessionOption configures NewSession.
@@ -73,15 +75,15 @@ func (n *Node) NewSession(ctx context.Context, opts ...SessionOption) (*Session,
 }
 
 // revokeSessions revokes every live session of the Node, concurrently,
-// within the request timeout; used by Close.
-func (n *Node) revokeSessions() {
+// within the request timeout or ctx; used by Shutdown.
+func (n *Node) revokeSessions(ctx context.Context) {
 	n.sessMu.Lock()
 	live := make([]*Session, 0, len(n.sessions))
 	for s := range n.sessions {
 		live = append(live, s)
 	}
 	n.sessMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, s := range live {
@@ -135,56 +137,36 @@ func (s *Session) end(err error) {
 
 func (s *Session) keepAlive(ctx context.Context) {
 	defer s.n.wg.Done()
-	every := s.ttl / 3
 	lastOK := time.Now()
-	t := time.NewTimer(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.n.host.Done():
-			s.end(ErrClosed)
-			return
-		case <-t.C:
-		}
-		// Renew with a deadline inside the TTL the server side still grants.
+	err := lease.KeepAlive(ctx, s.n.host.Done(), s.ttl, func(rctx context.Context) error {
+		// Renewed with a deadline inside the TTL the server side still grants.
 		sent := time.Now()
-		rctx, cancel := context.WithTimeout(ctx, every)
 		_, err := s.n.KeepAliveOnce(rctx, s.id)
-		cancel()
-		// After a failure (a leader change, most often) try again soon
-		// rather than a period later, while the lease still has slack.
 		if err == nil {
-			t.Reset(every)
-		} else {
-			t.Reset(every / 5)
-		}
-		switch {
-		case err == nil:
 			lastOK = sent
-		case errors.Is(err, ErrLeaseNotFound):
-			s.end(fmt.Errorf("%w: lease %d: %w", ErrSessionExpired, s.id, ErrLeaseNotFound))
-			return
-		case errors.Is(err, ErrClosed):
-			s.end(ErrClosed)
-			return
-		case ctx.Err() != nil:
-			return
 		}
-		if time.Since(lastOK) >= s.ttl {
-			s.end(fmt.Errorf("%w: lease %d not renewed for %v: %w", ErrSessionExpired, s.id, s.ttl, err))
-			// The cluster may still count the lease: a new leader restarts
-			// every countdown, so after an outage longer than the TTL it
-			// lives a TTL more. Revoke it, so that its keys and locks go
-			// as soon as the cluster can commit, within RequestTimeout.
-			rctx, cancel := context.WithTimeout(s.n.host.Context(), s.n.cfg.RequestTimeout)
-			if err := s.n.Revoke(rctx, s.id); err != nil && !errors.Is(err, ErrLeaseNotFound) {
-				s.n.log.Debug("revoking a lost session's lease failed; it expires on its own", "lease", s.id, "err", err)
-			}
-			cancel()
-			return
+		return err
+	}, func(err error) bool {
+		return errors.Is(err, ErrLeaseNotFound) || errors.Is(err, ErrClosed) || ctx.Err() != nil ||
+			time.Since(lastOK) >= s.ttl
+	})
+	switch {
+	case errors.Is(err, ErrLeaseNotFound):
+		s.end(fmt.Errorf("%w: lease %d: %w", ErrSessionExpired, s.id, ErrLeaseNotFound))
+	case errors.Is(err, ErrClosed):
+		s.end(ErrClosed)
+	case ctx.Err() != nil: // Close
+	default:
+		s.end(fmt.Errorf("%w: lease %d not renewed for %v: %w", ErrSessionExpired, s.id, s.ttl, err))
+		// The cluster may still count the lease: a new leader restarts
+		// every countdown, so after an outage longer than the TTL it
+		// lives a TTL more. Revoke it, so that its keys and locks go as
+		// soon as the cluster can commit, within RequestTimeout.
+		rctx, cancel := context.WithTimeout(s.n.host.Context(), s.n.cfg.RequestTimeout)
+		if err := s.n.Revoke(rctx, s.id); err != nil && !errors.Is(err, ErrLeaseNotFound) {
+			s.n.log.Debug("revoking a lost session's lease failed; it expires on its own", "lease", s.id, "err", err)
 		}
+		cancel()
 	}
 }
 

@@ -89,6 +89,7 @@ var errorTable = []struct {
 	{coord.ErrCrossShard, http.StatusBadRequest, codeInvalidArgument},
 	{coord.ErrInvalidOption, http.StatusBadRequest, codeInvalidArgument},
 	{coord.ErrInvalidConfig, http.StatusBadRequest, codeInvalidArgument},
+	{coord.ErrInvalidArgument, http.StatusBadRequest, codeInvalidArgument},
 	{coord.ErrInvalidTTL, http.StatusBadRequest, codeInvalidArgument},
 	{coord.ErrFutureRevision, http.StatusBadRequest, codeInvalidArgument},
 	{registry.ErrInvalid, http.StatusBadRequest, codeInvalidArgument},

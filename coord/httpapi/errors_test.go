@@ -43,6 +43,7 @@ func TestClassify(t *testing.T) {
 		{wrap(coord.ErrCrossShard), 400, "invalid_argument", false},
 		{wrap(coord.ErrInvalidOption), 400, "invalid_argument", false},
 		{wrap(coord.ErrInvalidConfig), 400, "invalid_argument", false},
+		{wrap(coord.ErrInvalidArgument), 400, "invalid_argument", false},
 		{wrap(coord.ErrInvalidTTL), 400, "invalid_argument", false},
 		{wrap(coord.ErrFutureRevision), 400, "invalid_argument", false},
 		{wrap(coord.ErrLeaseNotFound), 404, "not_found", false},

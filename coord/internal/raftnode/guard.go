@@ -170,7 +170,7 @@ func (h *Host) watchDisk() {
 			}
 		}
 		if low {
-			h.TransferLeadership()
+			h.TransferLeadership(h.ctx)
 		}
 		select {
 		case <-h.ctx.Done():

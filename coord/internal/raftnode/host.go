@@ -444,17 +444,18 @@ func (h *Host) Close() {
 }
 
 // TransferLeadership hands every shard this member leads to another voter
-// and waits, for at most one election timeout, for the handovers.
-func (h *Host) TransferLeadership() {
+// and waits, for at most one election timeout or until ctx ends, for the
+// handovers.
+func (h *Host) TransferLeadership(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.ElectionTimeout)
+	defer cancel()
 	var led []*Shard
 	for _, s := range h.shards {
 		leader, _, ok := s.Leader()
 		if !ok || leader != h.cfg.ReplicaID {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ElectionTimeout)
 		m, err := h.nh.SyncGetShardMembership(ctx, s.id)
-		cancel()
 		if err != nil {
 			continue
 		}
@@ -467,14 +468,14 @@ func (h *Host) TransferLeadership() {
 			}
 		}
 	}
-	deadline := time.Now().Add(h.cfg.ElectionTimeout)
 	for _, s := range led {
-		for time.Now().Before(deadline) {
-			leader, _, ok := s.Leader()
-			if ok && leader != h.cfg.ReplicaID {
+		for attempt := 0; ; attempt++ {
+			if leader, _, ok := s.Leader(); ok && leader != h.cfg.ReplicaID {
 				break
 			}
-			time.Sleep(5 * time.Millisecond)
+			if !h.Backoff(ctx, min(attempt, 2)) {
+				return
+			}
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package coord
+package meta
 
 import (
 	"bytes"
@@ -20,6 +20,8 @@ import (
 	pvfs "github.com/cockroachdb/pebble/vfs"
 	pb "github.com/lni/dragonboat/v4/raftpb"
 	"github.com/lni/vfs"
+
+	"github.com/coordkit/coordkit/coord/internal/errdefs"
 )
 
 // corruptError names the file that failed a check.
@@ -32,7 +34,7 @@ func (e *corruptError) Error() string {
 	return fmt.Sprintf("coord: DataDir file %s is corrupt: %s", e.path, e.what)
 }
 
-func (e *corruptError) Unwrap() error { return ErrCorrupt }
+func (e *corruptError) Unwrap() error { return errdefs.ErrCorrupt }
 
 func corrupt(path, format string, args ...any) error {
 	return &corruptError{path: path, what: fmt.Sprintf(format, args...)}
@@ -42,19 +44,19 @@ func corrupt(path, format string, args ...any) error {
 // directory; those being written or received carry a suffix.
 var snapshotDirName = regexp.MustCompile(`^snapshot-[0-9A-F]{16}$`)
 
-// checkRaftDir reads every file of dragonboat's directory that a restart
+// CheckRaftDir reads every file of dragonboat's directory that a restart
 // depends on and checks it: its flag files (the NodeHost's ID and settings,
 // each snapshot's metadata), each LogDB (its sstables' block checksums, its
 // WAL records, its MANIFEST, and that the latest snapshot it records for
 // each replica has its file) and each finished snapshot (header and block
-// checksums, length). It returns an error wrapping ErrCorrupt that names the
+// checksums, length). It returns an error wrapping errdefs.ErrCorrupt that names the
 // first bad file, or another error when a file cannot be read at all. It
 // reads the whole log and every snapshot once.
 //
 // What a check of files cannot see is a log cut at a record's boundary: it
 // reads as a log that ends there. A member that lost acknowledged entries
 // that way is stopped by its leader's first heartbeat (screen).
-func checkRaftDir(fsys vfs.FS, dir string) error {
+func CheckRaftDir(fsys vfs.FS, dir string) error {
 	if _, err := fsys.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -209,7 +211,7 @@ func pebbleError(dir string, err error) error {
 // if no whole record of this log follows it, in its block or a later one;
 // one that does is corruption.
 func checkWAL(fsys vfs.FS, path string, num uint64) error {
-	b, err := readFile(fsys, path)
+	b, err := ReadFile(fsys, path)
 	if err != nil {
 		return err
 	}
@@ -367,7 +369,7 @@ func checkSnapshot(fsys vfs.FS, path string) error {
 // checkFlagFile checks one of dragonboat's small "flag" files: 8 bytes of
 // an MD5 of the rest, then the rest.
 func checkFlagFile(fsys vfs.FS, path string) error {
-	b, err := readFile(fsys, path)
+	b, err := ReadFile(fsys, path)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package coord
+package meta_test
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/lni/vfs"
 
+	"github.com/coordkit/coordkit/coord"
+	"github.com/coordkit/coordkit/coord/internal/meta"
 	"github.com/coordkit/coordkit/internal/freeport"
 )
 
@@ -24,18 +26,18 @@ func TestCheckSnapshotOfSeveralBlocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{DataDir: dir, RaftAddress: addr, SnapshotEntries: 20, CompactionOverhead: 5}
+	cfg := coord.Config{DataDir: dir, RaftAddress: addr, SnapshotEntries: 20, CompactionOverhead: 5}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	n, err := Open(ctx, cfg)
+	n, err := coord.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	val := make([]byte, 1000)
 	for i := range 60 { // 6 MB of values, in 60 entries
-		ops := make([]Op, 0, 100)
+		ops := make([]coord.Op, 0, 100)
 		for j := range 100 {
-			ops = append(ops, OpPut(fmt.Sprintf("/k/%05d", i*100+j), val))
+			ops = append(ops, coord.OpPut(fmt.Sprintf("/k/%05d", i*100+j), val))
 		}
 		if _, err := n.Txn(ctx).Then(ops...).Commit(); err != nil {
 			t.Fatal(err)
@@ -43,7 +45,7 @@ func TestCheckSnapshotOfSeveralBlocks(t *testing.T) {
 	}
 	n.Close()
 	raft := filepath.Join(dir, "raft")
-	if err := checkRaftDir(vfs.Default, raft); err != nil {
+	if err := meta.CheckRaftDir(vfs.Default, raft); err != nil {
 		t.Fatalf("a sound DataDir: %v", err)
 	}
 	snap, good := readFileUnder(t, raft, ".gbsnap", 1024+snap2MiB+4+200, 1<<40)
@@ -62,9 +64,9 @@ func TestCheckSnapshotOfSeveralBlocks(t *testing.T) {
 		if err := os.WriteFile(snap, tc.bad, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		err := checkRaftDir(vfs.Default, raft)
-		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), filepath.Base(snap)) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: %v; want ErrCorrupt naming %s and %q", tc.name, err, filepath.Base(snap), tc.want)
+		err := meta.CheckRaftDir(vfs.Default, raft)
+		if !errors.Is(err, coord.ErrCorrupt) || !strings.Contains(err.Error(), filepath.Base(snap)) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want coord.ErrCorrupt naming %s and %q", tc.name, err, filepath.Base(snap), tc.want)
 		}
 	}
 }
@@ -84,7 +86,7 @@ func TestCheckWALWithinOneBlock(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	n, err := Open(ctx, Config{DataDir: dir, RaftAddress: addr})
+	n, err := coord.Open(ctx, coord.Config{DataDir: dir, RaftAddress: addr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,13 +102,13 @@ func TestCheckWALWithinOneBlock(t *testing.T) {
 	if err := os.WriteFile(wal, flipped, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkRaftDir(vfs.Default, filepath.Join(dir, "raft")); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), filepath.Base(wal)) {
-		t.Fatalf("a bit flipped in the first record of a %d-byte WAL: %v; want ErrCorrupt naming it", len(good), err)
+	if err := meta.CheckRaftDir(vfs.Default, filepath.Join(dir, "raft")); !errors.Is(err, coord.ErrCorrupt) || !strings.Contains(err.Error(), filepath.Base(wal)) {
+		t.Fatalf("a bit flipped in the first record of a %d-byte WAL: %v; want coord.ErrCorrupt naming it", len(good), err)
 	}
 	if err := os.WriteFile(wal, good[:len(good)-3], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkRaftDir(vfs.Default, filepath.Join(dir, "raft")); err != nil {
+	if err := meta.CheckRaftDir(vfs.Default, filepath.Join(dir, "raft")); err != nil {
 		t.Fatalf("a WAL torn inside its last record: %v; want it to pass", err)
 	}
 }

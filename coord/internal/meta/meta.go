@@ -1,4 +1,21 @@
-package coord
+// Package meta keeps what a member stores in its DataDir besides
+// dragonboat's files, and checks dragonboat's before they are used:
+//
+//   - the member file (FileName): the member's identity and its cluster's,
+//     so that a restart needs only the DataDir, written atomically and
+//     durably with a checksum (Load, Save);
+//   - the cluster secret a member that founds a cluster alone generates
+//     (ClusterKey);
+//   - CheckRaftDir, which reads every file of dragonboat's directory and
+//     checks what can be checked (checksums, lengths, the LogDB's record of
+//     its snapshots) before dragonboat opens it, so that a corrupt file is
+//     reported by name instead of ending the process or being trusted;
+//   - durable file helpers (WriteFileSynced, MkdirAllSynced).
+//
+// Every function takes the filesystem that holds DataDir (a test's, or
+// vfs.Default). Errors about file contents wrap errdefs.ErrCorrupt and name
+// the file.
+package meta
 
 import (
 	"encoding/json"
@@ -14,11 +31,12 @@ import (
 	"github.com/lni/vfs"
 )
 
-const metaFile = "coordkit-member.json"
+// FileName is the member file's name in DataDir.
+const FileName = "coordkit-member.json"
 
-// memberMeta is what a member remembers about itself and its cluster, so a
+// Member is what a member remembers about itself and its cluster, so a
 // restart needs only the DataDir.
-type memberMeta struct {
+type Member struct {
 	Version      int    `json:"version"`
 	Name         string `json:"name"`
 	ReplicaID    uint64 `json:"replica_id"`
@@ -32,38 +50,38 @@ type memberMeta struct {
 	// format with the step worker count (engineConfig of Shards): 1 for
 	// DataDirs created since it was recorded; when absent, both are
 	// dragonboat's defaults (16), used before.
-	LogDBShards uint64            `json:"logdb_shards,omitempty"`
-	Members     map[string]member `json:"members"`
+	LogDBShards uint64          `json:"logdb_shards,omitempty"`
+	Members     map[string]Peer `json:"members"`
 	// Checksum guards the rest (sum): a bit flipped in a replica ID would
 	// still be valid JSON. Version 1 files have none.
 	Checksum string `json:"checksum,omitempty"`
 }
 
-type member struct {
+type Peer struct {
 	ReplicaID uint64 `json:"replica_id"`
 	Address   string `json:"address"`
 }
 
-// foundingMembers assigns Raft replica IDs from the sorted names, so every
+// Founders assigns Raft replica IDs from the sorted names, so every
 // founding member derives the same IDs from the same InitialCluster.
-func foundingMembers(ic map[string]string) map[string]member {
+func Founders(ic map[string]string) map[string]Peer {
 	names := make([]string, 0, len(ic))
 	for n := range ic {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	out := make(map[string]member, len(names))
+	out := make(map[string]Peer, len(names))
 	for i, n := range names {
-		out[n] = member{ReplicaID: uint64(i + 1), Address: ic[n]}
+		out[n] = Peer{ReplicaID: uint64(i + 1), Address: ic[n]}
 	}
 	return out
 }
 
-// joinedReplicaID derives the Raft replica ID of a member added at run time
+// JoinedReplicaID derives the Raft replica ID of a member added at run time
 // from what both AddMember and the joining member know. Founders use 1..N;
 // these IDs are above 2^32. A removed ID is never reused: AddMember refuses
 // a name and address whose ID was removed.
-func joinedReplicaID(token, name, addr string) uint64 {
+func JoinedReplicaID(token, name, addr string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(token))
 	h.Write([]byte{0})
@@ -73,22 +91,22 @@ func joinedReplicaID(token, name, addr string) uint64 {
 	return h.Sum64()>>1 | 1<<32
 }
 
-func loadMeta(fsys vfs.FS, dir string) (*memberMeta, error) {
-	path := filepath.Join(dir, metaFile)
-	b, err := readFile(fsys, path)
+func Load(fsys vfs.FS, dir string) (*Member, error) {
+	path := filepath.Join(dir, FileName)
+	b, err := ReadFile(fsys, path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	m := &memberMeta{}
+	m := &Member{}
 	if err := json.Unmarshal(b, m); err != nil {
 		return nil, corrupt(path, "%v", err)
 	}
 	switch {
 	case m.Version == 1 && m.Checksum == "": // written before the checksum
-	case m.Version == metaVersion:
+	case m.Version == Version:
 		if sum := m.sum(); m.Checksum != sum {
 			return nil, corrupt(path, "checksum %q, content sums to %q", m.Checksum, sum)
 		}
@@ -101,12 +119,12 @@ func loadMeta(fsys vfs.FS, dir string) (*memberMeta, error) {
 	return m, nil
 }
 
-// metaVersion is the member file's format: version 2 holds a checksum.
-const metaVersion = 2
+// Version is the member file's format: version 2 holds a checksum.
+const Version = 2
 
 // sum is the checksum of m's content: a CRC-32C of its JSON encoding
 // without the checksum, in hex.
-func (m *memberMeta) sum() string {
+func (m *Member) sum() string {
 	c := *m
 	c.Checksum = ""
 	b, err := json.Marshal(&c)
@@ -116,22 +134,22 @@ func (m *memberMeta) sum() string {
 	return fmt.Sprintf("%08x", crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
 }
 
-// saveMeta writes atomically: a crash leaves the old file or the new one.
+// Save writes atomically: a crash leaves the old file or the new one.
 // It writes the current version, with m's checksum.
-func saveMeta(fsys vfs.FS, dir string, m *memberMeta) error {
-	m.Version = metaVersion
+func Save(fsys vfs.FS, dir string, m *Member) error {
+	m.Version = Version
 	m.Checksum = m.sum()
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFileSynced(fsys, dir, metaFile, b, 0o666)
+	return WriteFileSynced(fsys, dir, FileName, b, 0o666)
 }
 
-// writeFileSynced replaces dir/name with data atomically and durably: the
+// WriteFileSynced replaces dir/name with data atomically and durably: the
 // file and the directory entry are synced before it returns. perm applies
 // on the operating system's filesystem (vfs.Default) only.
-func writeFileSynced(fsys vfs.FS, dir, name string, data []byte, perm os.FileMode) error {
+func WriteFileSynced(fsys vfs.FS, dir, name string, data []byte, perm os.FileMode) error {
 	tmp := filepath.Join(dir, name+".tmp")
 	var f vfs.File
 	var err error
@@ -165,10 +183,10 @@ func writeFileSynced(fsys vfs.FS, dir, name string, data []byte, perm os.FileMod
 	return d.Sync()
 }
 
-// mkdirAllSynced is MkdirAll, made durable: each directory it creates is
+// MkdirAllSynced is MkdirAll, made durable: each directory it creates is
 // synced into its parent, or a power loss soon after could take DataDir,
 // and everything acknowledged from it, away.
-func mkdirAllSynced(fsys vfs.FS, dir string, perm os.FileMode) error {
+func MkdirAllSynced(fsys vfs.FS, dir string, perm os.FileMode) error {
 	// The directories missing, from dir up to the first that exists (the
 	// root, or ".", always does).
 	var missing []string
@@ -200,8 +218,8 @@ func mkdirAllSynced(fsys vfs.FS, dir string, perm os.FileMode) error {
 	return nil
 }
 
-// readFile is os.ReadFile on fsys.
-func readFile(fsys vfs.FS, path string) ([]byte, error) {
+// ReadFile is os.ReadFile on fsys.
+func ReadFile(fsys vfs.FS, path string) ([]byte, error) {
 	f, err := fsys.Open(path)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package coord
+package meta
 
 import (
 	"errors"
@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/lni/vfs"
+
+	"github.com/coordkit/coordkit/coord/internal/errdefs"
 )
 
 // FuzzLoadMeta: the member file in DataDir is input from disk; whatever it
@@ -20,14 +22,14 @@ func FuzzLoadMeta(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, metaFile), b, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, FileName), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		m, err := loadMeta(vfs.Default, dir)
+		m, err := Load(vfs.Default, dir)
 		if err != nil {
 			return
 		}
-		if m == nil || (m.Version != 1 && m.Version != metaVersion) || m.ReplicaID == 0 || m.Shards <= 0 {
+		if m == nil || (m.Version != 1 && m.Version != Version) || m.ReplicaID == 0 || m.Shards <= 0 {
 			t.Fatalf("accepted an unusable member file: %+v", m)
 		}
 	})
@@ -35,41 +37,41 @@ func FuzzLoadMeta(f *testing.F) {
 
 func TestSaveLoadMetaRoundTrip(t *testing.T) {
 	dir := t.TempDir()
-	want := &memberMeta{Version: 1, Name: "a", ReplicaID: 7, ClusterToken: "t", Shards: 3, RaftAddress: "127.0.0.1:9",
-		Members: map[string]member{"a": {ReplicaID: 7, Address: "127.0.0.1:9"}}}
-	if err := saveMeta(vfs.Default, dir, want); err != nil {
+	want := &Member{Version: 1, Name: "a", ReplicaID: 7, ClusterToken: "t", Shards: 3, RaftAddress: "127.0.0.1:9",
+		Members: map[string]Peer{"a": {ReplicaID: 7, Address: "127.0.0.1:9"}}}
+	if err := Save(vfs.Default, dir, want); err != nil {
 		t.Fatal(err)
 	}
-	got, err := loadMeta(vfs.Default, dir)
+	got, err := Load(vfs.Default, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.Name != want.Name || got.ReplicaID != want.ReplicaID || got.Shards != want.Shards || got.Members["a"] != want.Members["a"] {
 		t.Fatalf("round trip: %+v, want %+v", got, want)
 	}
-	if m, err := loadMeta(vfs.Default, t.TempDir()); m != nil || err != nil {
+	if m, err := Load(vfs.Default, t.TempDir()); m != nil || err != nil {
 		t.Fatalf("missing file: %v %v, want nil nil", m, err)
 	}
 }
 
 // The member file holds a checksum: a bit flipped anywhere in it, even in a
 // digit of a replica ID, where the JSON stays valid, makes loading it fail
-// with ErrCorrupt naming the file, unless the content is unchanged (Go's
+// with errdefs.ErrCorrupt naming the file, unless the content is unchanged (Go's
 // JSON decoder reads a key's letters in either case). A version 1 file,
 // which has no checksum, still loads.
 func TestEveryBitFlipOfTheMemberFileIsCaught(t *testing.T) {
 	dir := t.TempDir()
-	m := &memberMeta{Name: "a", ReplicaID: 7, ClusterToken: "t", Shards: 3, RaftAddress: "127.0.0.1:9",
-		Members: map[string]member{"a": {ReplicaID: 7, Address: "127.0.0.1:9"}, "b": {ReplicaID: 12, Address: "127.0.0.1:10"}}}
-	if err := saveMeta(vfs.Default, dir, m); err != nil {
+	m := &Member{Name: "a", ReplicaID: 7, ClusterToken: "t", Shards: 3, RaftAddress: "127.0.0.1:9",
+		Members: map[string]Peer{"a": {ReplicaID: 7, Address: "127.0.0.1:9"}, "b": {ReplicaID: 12, Address: "127.0.0.1:10"}}}
+	if err := Save(vfs.Default, dir, m); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, metaFile)
+	path := filepath.Join(dir, FileName)
 	good, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := loadMeta(vfs.Default, dir)
+	want, err := Load(vfs.Default, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,13 +82,13 @@ func TestEveryBitFlipOfTheMemberFileIsCaught(t *testing.T) {
 		if err := os.WriteFile(path, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		got, err := loadMeta(vfs.Default, dir)
+		got, err := Load(vfs.Default, dir)
 		if err == nil && reflect.DeepEqual(got, want) {
 			same++
 			continue
 		}
-		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) {
-			t.Fatalf("bit %d of byte %d (%q) flipped: loaded %+v, error %v; want ErrCorrupt naming the file", i%8, i/8, good[i/8], got, err)
+		if !errors.Is(err, errdefs.ErrCorrupt) || !strings.Contains(err.Error(), path) {
+			t.Fatalf("bit %d of byte %d (%q) flipped: loaded %+v, error %v; want errdefs.ErrCorrupt naming the file", i%8, i/8, good[i/8], got, err)
 		}
 	}
 	if same > len(good) {
@@ -96,7 +98,7 @@ func TestEveryBitFlipOfTheMemberFileIsCaught(t *testing.T) {
 	if err := os.WriteFile(path, legacy, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := loadMeta(vfs.Default, dir); err != nil || got.ReplicaID != 7 {
+	if got, err := Load(vfs.Default, dir); err != nil || got.ReplicaID != 7 {
 		t.Fatalf("version 1 file: %+v, %v", got, err)
 	}
 }
@@ -114,10 +116,10 @@ func TestDataDirCreationIsDurable(t *testing.T) {
 	} else if err := d.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	if err := mkdirAllSynced(fs, "/var/lib/coord/a", 0o750); err != nil {
+	if err := MkdirAllSynced(fs, "/var/lib/coord/a", 0o750); err != nil {
 		t.Fatal(err)
 	}
-	if err := mkdirAllSynced(fs, "/var/lib/coord/a", 0o750); err != nil { // exists: nothing to do
+	if err := MkdirAllSynced(fs, "/var/lib/coord/a", 0o750); err != nil { // exists: nothing to do
 		t.Fatal(err)
 	}
 	fs.ResetToSyncedState()

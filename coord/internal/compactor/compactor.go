@@ -1,0 +1,66 @@
+// Package compactor keeps a shard's history (old versions of keys, and
+// deletes, kept for watches and reads at past revisions) to a number of
+// revisions: while this member leads the shard, it proposes a compaction
+// whenever the history grew a tenth past what is kept. Every replica applies
+// the compaction, so history is bounded on all of them.
+package compactor
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/coordkit/coordkit/coord/internal/errdefs"
+	"github.com/coordkit/coordkit/coord/internal/sm"
+)
+
+// Shard is what the compactor needs of its shard replica (a
+// raftnode.Shard).
+type Shard interface {
+	// Leads reports whether this member leads the shard.
+	Leads() bool
+	// View returns the replica's latest state.
+	View() *sm.View
+	// Propose commits a command and returns its result.
+	Propose(ctx context.Context, cmd *sm.Command) (*sm.Result, error)
+}
+
+// Every is how often the compactor looks at the history.
+const Every = 5 * time.Second
+
+// Run compacts s's history to keep revisions, every Every while this member
+// leads the shard, until ctx ends. Each proposal is bounded by timeout.
+func Run(ctx context.Context, s Shard, keep int64, timeout time.Duration, log *slog.Logger) {
+	t := time.NewTicker(Every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !s.Leads() {
+			continue
+		}
+		rev, ok := Due(s.View(), keep)
+		if !ok {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, timeout)
+		_, err := s.Propose(pctx, &sm.Command{Kind: sm.CmdCompact, Revision: rev})
+		cancel()
+		if err != nil && !errors.Is(err, errdefs.ErrClosed) {
+			log.Debug("history compaction not committed", "err", err)
+		}
+	}
+}
+
+// Due reports whether v's history holds more than keep revisions and a
+// tenth, and the revision to compact to, which leaves keep.
+func Due(v *sm.View, keep int64) (rev int64, ok bool) {
+	if v.Revision()-v.CompactRevision() <= keep+keep/10 {
+		return 0, false
+	}
+	return v.Revision() - keep, true
+}
