@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -22,29 +21,6 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// The handler is an ordinary client of coord's public API and of the
-// primitives built on it: it may import those and the standard library only.
-func TestImportsOnlyCoordAndTheStandardLibrary(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("go command not on PATH")
-	}
-	const pkg = "github.com/coordkit/coordkit/coord/httpapi"
-	allowed := map[string]bool{}
-	for _, p := range []string{"", "/lock", "/election", "/registry", "/pubsub"} {
-		allowed["github.com/coordkit/coordkit/coord"+p] = true
-	}
-	out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, pkg).CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
-	}
-	for _, imp := range strings.Fields(string(out)) {
-		first, _, _ := strings.Cut(imp, "/")
-		if !allowed[imp] && strings.Contains(first, ".") {
-			t.Errorf("%s imports %s", pkg, imp)
-		}
-	}
-}
 
 // client talks to one handler over a real loopback listener.
 type client struct {
