@@ -13,6 +13,8 @@ import (
 //     the module but the error definitions;
 //   - the internal parts (coord/internal/...) never import the facade
 //     (coord) or anything built on it: facade → parts → sm, one way;
+//     except the fair queue under lock and election (coord/internal/queue),
+//     which is built, like them, on coord's public API only;
 //   - the facade (coord) leaves dragonboat's NodeHost to the parts;
 //   - the primitives (lock, election, registry, pubsub) are ordinary
 //     clients of coord's public API, like etcd's concurrency package over
@@ -48,6 +50,11 @@ func TestLayering(t *testing.T) {
 			return rule{"the state machine imports no other coordkit package but errdefs", func(imp string) bool {
 				p, ok := own(imp)
 				return !ok || p == "coord/internal/errdefs"
+			}}, true
+		case pkg == "coord/internal/queue":
+			return rule{"the fair queue of lock and election is built on coord's public API only", func(imp string) bool {
+				p, ok := own(imp)
+				return std(imp) || ok && p == "coord"
 			}}, true
 		case strings.HasPrefix(pkg, "coord/internal/") && pkg != "coord/internal/robustness":
 			return rule{"internal parts never import the facade or what is built on it", func(imp string) bool {

@@ -485,3 +485,14 @@ func Session(tb testing.TB, n *coord.Node, ttl time.Duration) *coord.Session {
 	tb.Cleanup(func() { s.Close(context.Background()) })
 	return s
 }
+
+// Count returns the number of keys under prefix, read linearizably on n,
+// failing the test on error.
+func Count(tb testing.TB, n *coord.Node, prefix string) int64 {
+	tb.Helper()
+	g, err := n.Get(Context(tb, 30*time.Second), prefix, coord.WithPrefix(), coord.WithCountOnly())
+	if err != nil {
+		tb.Fatalf("coordtest: count %s: %v", prefix, err)
+	}
+	return g.Count
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/coordkit/coordkit/coord"
+	"github.com/coordkit/coordkit/coord/internal/queue"
 )
 
 // Errors. Match them with errors.Is.
@@ -37,16 +38,22 @@ var (
 // released when its session's TTL runs out; a holder that closes its
 // session (or its Node) releases at once.
 type Mutex struct {
-	s   *coord.Session
-	dir string
-	slot
+	s    *coord.Session
+	dir  string
+	slot queue.Slot
 }
+
+// errs are the errors the queue reports for the package's locks.
+var errs = &queue.Errors{Lost: ErrLost, NotHeld: ErrNotHeld, Locked: ErrLocked}
+
+// newSlot is a lock value's slot.
+func newSlot() queue.Slot { return queue.Slot{E: errs, Busy: ErrAlreadyHeld} }
 
 // NewMutex returns a Mutex for name (a key directory; keep it under the
 // top-level directory of the data it guards, so guarded transactions stay in
 // one shard). It does no I/O.
 func NewMutex(s *coord.Session, name string) *Mutex {
-	return &Mutex{s: s, dir: dirOf(name)}
+	return &Mutex{s: s, dir: queue.DirOf(name), slot: newSlot()}
 }
 
 // Lock blocks until this Mutex holds the lock, ctx ends, or the session
@@ -55,49 +62,49 @@ func NewMutex(s *coord.Session, name string) *Mutex {
 // context errors, coord.ErrSessionExpired, ErrLost (the waiter's key was
 // deleted while waiting), and those of coord's Put and Get.
 func (m *Mutex) Lock(ctx context.Context) error {
-	return m.acquireWith(func() (*hold, error) { return acquire(ctx, m.s, m.dir, m.dir, nil) })
+	return m.slot.Acquire(func() (*queue.Hold, error) { return queue.Acquire(ctx, m.s, m.dir, m.dir, nil, errs) })
 }
 
 // TryLock takes the lock only if nobody holds or waits for it, and returns
 // ErrLocked at once otherwise. Other errors as for Lock.
 func (m *Mutex) TryLock(ctx context.Context) error {
-	return m.acquireWith(func() (*hold, error) { return tryAcquire(ctx, m.s, m.dir, m.dir) })
+	return m.slot.Acquire(func() (*queue.Hold, error) { return queue.TryAcquire(ctx, m.s, m.dir, m.dir, errs) })
 }
 
 // Unlock releases the lock. It deletes the lock key only if it is still
 // this acquisition's, so it can never release a newer holder. ErrNotHeld
 // when this Mutex does not hold the lock, or lost it before the call (the
 // Mutex is then free to Lock again).
-func (m *Mutex) Unlock(ctx context.Context) error { return m.release(ctx) }
+func (m *Mutex) Unlock(ctx context.Context) error { return m.slot.Release(ctx) }
 
 // Fence returns the fencing token of the current hold: the create revision
 // of its key, which strictly increases with every new holder of the lock
 // (across members, restarts and leader changes). 0 when not held. Pass it to
 // the resource the lock guards, which must refuse tokens older than the
 // newest it has seen.
-func (m *Mutex) Fence() coord.Revision { return m.fence() }
+func (m *Mutex) Fence() coord.Revision { return m.slot.Fence() }
 
 // IsOwner returns a compare that holds only while this hold's key exists:
 // put it in a Txn's If so the Txn's writes happen only while the lock is
 // held. When the Mutex holds nothing, the compare never holds.
-func (m *Mutex) IsOwner() coord.Cmp { return m.owner(m.dir) }
+func (m *Mutex) IsOwner() coord.Cmp { return m.slot.Owner(m.dir) }
 
 // Key returns the current hold's key, or "".
 func (m *Mutex) Key() string {
-	if h := m.held(); h != nil {
-		return h.key
+	if h := m.slot.Held(); h != nil {
+		return h.Key()
 	}
 	return ""
 }
 
 // Done returns a channel closed when the current hold ends: by Unlock
 // (Err is then nil) or by losing the lock (Err says why). nil when not held.
-func (m *Mutex) Done() <-chan struct{} { return m.done() }
+func (m *Mutex) Done() <-chan struct{} { return m.slot.Done() }
 
 // Err returns why the current hold ended: nil while held or after Unlock,
 // an error wrapping ErrLost after a loss.
 func (m *Mutex) Err() error {
-	if h := m.held(); h != nil {
+	if h := m.slot.Held(); h != nil {
 		return h.Err()
 	}
 	return nil

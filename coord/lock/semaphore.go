@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/coordkit/coordkit/coord"
+	"github.com/coordkit/coordkit/coord/internal/queue"
 )
 
 // Semaphore admits at most Permits holders at once, in arrival order. Every
@@ -17,7 +18,7 @@ type Semaphore struct {
 	s       *coord.Session
 	dir     string
 	permits int
-	slot
+	slot    queue.Slot
 }
 
 // NewSemaphore returns a Semaphore for name with the given permit count
@@ -26,23 +27,23 @@ func NewSemaphore(s *coord.Session, name string, permits int) (*Semaphore, error
 	if permits < 1 {
 		return nil, fmt.Errorf("lock: semaphore needs at least one permit, got %d", permits)
 	}
-	return &Semaphore{s: s, dir: dirOf(name), permits: permits}, nil
+	return &Semaphore{s: s, dir: queue.DirOf(name), permits: permits, slot: newSlot()}, nil
 }
 
 // Acquire blocks until this value holds a permit: fewer than Permits keys
 // were queued before its own. Errors as for Mutex.Lock.
 func (m *Semaphore) Acquire(ctx context.Context) error {
-	return m.acquireWith(func() (*hold, error) { return m.acquire(ctx) })
+	return m.slot.Acquire(func() (*queue.Hold, error) { return m.acquire(ctx) })
 }
 
-func (m *Semaphore) acquire(ctx context.Context) (*hold, error) {
+func (m *Semaphore) acquire(ctx context.Context) (*queue.Hold, error) {
 	if err := m.s.Err(); err != nil {
-		return nil, sessionErr(m.s)
+		return nil, queue.SessionErr(m.s)
 	}
 	n := m.s.Node()
-	key := waiterKey(m.dir, m.s.Lease())
+	key := queue.WaiterKey(m.dir, m.s.Lease())
 	// The count read with the enqueue includes the waiter's own key.
-	rev, g, err := enqueue(ctx, m.s, key, nil, coord.OpGet(m.dir, coord.WithPrefix(), coord.WithCountOnly()))
+	rev, g, err := queue.Enqueue(ctx, m.s, key, nil, coord.OpGet(m.dir, coord.WithPrefix(), coord.WithCountOnly()))
 	if err != nil {
 		return nil, err
 	}
@@ -55,14 +56,14 @@ func (m *Semaphore) acquire(ctx context.Context) (*hold, error) {
 			break
 		}
 		queued, at = g.Count, g.Header.Revision
-		if err = stillQueued(ctx, m.s, key, rev, at); err != nil {
+		if err = queue.StillQueued(ctx, m.s, key, rev, at, errs); err != nil {
 			break
 		}
 	}
 	if err == nil {
-		return startHold(m.s, key, rev, at), nil
+		return queue.StartHold(m.s, key, rev, at, errs), nil
 	}
-	removeKey(m.s, key)
+	queue.RemoveKey(m.s, key)
 	return nil, err
 }
 
@@ -86,11 +87,10 @@ func (m *Semaphore) waitRelease(ctx context.Context, rev coord.Revision) error {
 				return err
 			}
 			if len(r.Events) > 0 {
-				wakeups.Add(1)
 				return nil
 			}
 		case <-m.s.Done():
-			return sessionErr(m.s)
+			return queue.SessionErr(m.s)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -98,12 +98,12 @@ func (m *Semaphore) waitRelease(ctx context.Context, rev coord.Revision) error {
 }
 
 // Release gives the permit back. Errors as for Mutex.Unlock.
-func (m *Semaphore) Release(ctx context.Context) error { return m.release(ctx) }
+func (m *Semaphore) Release(ctx context.Context) error { return m.slot.Release(ctx) }
 
 // Fence returns the current permit's fencing token (its key's create
 // revision), 0 when none is held.
-func (m *Semaphore) Fence() coord.Revision { return m.fence() }
+func (m *Semaphore) Fence() coord.Revision { return m.slot.Fence() }
 
 // Done is closed when the current permit ends (Release, or loss: see
 // Mutex.Done); nil when none is held.
-func (m *Semaphore) Done() <-chan struct{} { return m.done() }
+func (m *Semaphore) Done() <-chan struct{} { return m.slot.Done() }
