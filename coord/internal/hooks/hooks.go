@@ -1,6 +1,10 @@
 // Package hooks lets coord's test harness and robustness suite reach into
 // coord without widening the public API. Production code never sets these;
 // each is a nil check on its path when unset.
+//
+// The hooks that plant bugs (a stale read, a lost watch event) exist only
+// in builds with the coordkit_faults tag (faults.go): without it, the code
+// paths they would change carry no check at all.
 package hooks
 
 import (
@@ -44,13 +48,3 @@ var Crash func(node any)
 // StateHashes returns, for a *coord.Node, the revision and state hash of
 // each of its shard replicas. Set by package coord at init.
 var StateHashes func(node any) (revs []int64, hashes []uint64)
-
-// SkipReadIndex, when set and returning true for a member's name, makes that
-// member serve linearizable reads from its replica without a ReadIndex
-// round: a deliberate stale-read bug, to prove the checker catches it.
-var SkipReadIndex atomic.Pointer[func(member string) bool]
-
-// DropWatchEvent, when set and returning true for a member's name and an
-// event's revision, makes that member's watchers skip the event: a
-// deliberate lost-event bug, to prove the watch checker catches it.
-var DropWatchEvent atomic.Pointer[func(member string, rev int64) bool]

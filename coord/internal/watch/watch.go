@@ -21,7 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coordkit/coordkit/coord/internal/hooks"
 	"github.com/coordkit/coordkit/coord/internal/sm"
 )
 
@@ -208,13 +207,6 @@ func (h *Hub) Recovered(v *sm.View) {
 	})
 	h.latest.Store(v.Revision())
 	h.mu.Unlock()
-}
-
-// dropped reports whether the robustness suite's lost-event bug is on for
-// this event (hooks.DropWatchEvent).
-func (h *Hub) dropped(rev int64) bool {
-	drop := hooks.DropWatchEvent.Load()
-	return drop != nil && (*drop)(h.member, rev)
 }
 
 // push queues the events w wants and wakes it.
