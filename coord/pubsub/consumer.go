@@ -117,7 +117,7 @@ type Consumer struct {
 	out    chan Delivery
 	t      *tracker
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ended  chan struct{} // closed with out, once the consumer's goroutines ended
 }
 
 // Consumer starts (or resumes) the durable consumer name on topic. ctx
@@ -146,7 +146,8 @@ func (p *PubSub) Consumer(ctx context.Context, topic, name string, opts ...Consu
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	cs := &Consumer{p: p, topic: topic, key: key, out: make(chan Delivery, 64), t: newTracker(), cancel: cancel}
+	cs := &Consumer{p: p, topic: topic, key: key, out: make(chan Delivery, 64), t: newTracker(), cancel: cancel,
+		ended: make(chan struct{})}
 	send := func(m Message) bool {
 		cs.t.delivered(m, c.ackWait)
 		select {
@@ -156,21 +157,38 @@ func (p *PubSub) Consumer(ctx context.Context, topic, name string, opts ...Consu
 			return false
 		}
 	}
-	cs.wg.Add(2)
+	deliver(rctx, cancel, cs.out, cs.ended, func(ctx context.Context) error { return p.stream(ctx, topic, from, send) },
+		func(ctx context.Context) { redeliver(ctx, cs.t, c.ackWait, send) })
+	return cs, nil
+}
+
+// deliver runs a consumer's or group member's work until ctx ends or run
+// fails: run delivers new messages on out, again redelivers overdue ones.
+// run's error goes out as a last item; then both stop, and out is closed,
+// and ended after it.
+func deliver(ctx context.Context, cancel context.CancelFunc, out chan Delivery, ended chan struct{},
+	run func(context.Context) error, again func(context.Context)) {
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
-		defer cs.wg.Done()
-		if err := p.stream(rctx, topic, from, send); err != nil && rctx.Err() == nil {
+		defer wg.Done()
+		if err := run(ctx); err != nil && ctx.Err() == nil {
 			select {
-			case cs.out <- Delivery{Err: err}:
-			case <-rctx.Done():
+			case out <- Delivery{Err: err}:
+			case <-ctx.Done():
 			}
 		}
+		cancel()
 	}()
 	go func() {
-		defer cs.wg.Done()
-		redeliver(rctx, cs.t, c.ackWait, send)
+		defer wg.Done()
+		again(ctx)
 	}()
-	return cs, nil
+	go func() {
+		wg.Wait()
+		close(out)
+		close(ended)
+	}()
 }
 
 func redeliver(ctx context.Context, t *tracker, wait time.Duration, send func(Message) bool) {
@@ -190,7 +208,9 @@ func redeliver(ctx context.Context, t *tracker, wait time.Duration, send func(Me
 	}
 }
 
-// Messages delivers the consumer's messages; an item with Err ends it.
+// Messages delivers the consumer's messages. It is closed when the
+// consumer ends: after Close, or after an item with Err (the Node closed,
+// the consumer's position is no longer retained, ...).
 func (c *Consumer) Messages() <-chan Delivery { return c.out }
 
 // Ack acknowledges m and, when that completes a contiguous run, saves the
@@ -204,8 +224,15 @@ func (c *Consumer) Ack(ctx context.Context, m Message) error {
 	return err
 }
 
-// Close stops the consumer; its saved position stays.
-func (c *Consumer) Close() {
+// Close stops the consumer and closes Messages; its saved position stays.
+// It blocks until the consumer's goroutines ended, or ctx ends (ctx's
+// error). It is idempotent.
+func (c *Consumer) Close(ctx context.Context) error {
 	c.cancel()
-	c.wg.Wait()
+	select {
+	case <-c.ended:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/coordkit/coordkit/coord"
@@ -32,7 +31,7 @@ type GroupMember struct {
 	t      *tracker
 	acks   chan struct{}
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ended  chan struct{} // closed with out, once the member's goroutines ended
 }
 
 type batch struct {
@@ -60,7 +59,7 @@ func (p *PubSub) JoinGroup(ctx context.Context, topic, group string, opts ...Con
 	rctx, cancel := context.WithCancel(context.Background())
 	gm := &GroupMember{p: p, topic: topic, dir: p.meta(topic) + "groups/" + group + "/", s: s,
 		id: fmt.Sprintf("%016x", uint64(s.Lease())), out: make(chan Delivery, 64), t: newTracker(),
-		acks: make(chan struct{}, 1), cancel: cancel}
+		acks: make(chan struct{}, 1), cancel: cancel, ended: make(chan struct{})}
 	send := func(m Message) bool {
 		gm.t.delivered(m, c.ackWait)
 		select {
@@ -70,24 +69,14 @@ func (p *PubSub) JoinGroup(ctx context.Context, topic, group string, opts ...Con
 			return false
 		}
 	}
-	gm.wg.Add(2)
-	go func() {
-		defer gm.wg.Done()
-		if err := gm.run(rctx, send); err != nil && rctx.Err() == nil {
-			select {
-			case gm.out <- Delivery{Err: err}:
-			case <-rctx.Done():
-			}
-		}
-	}()
-	go func() {
-		defer gm.wg.Done()
-		redeliver(rctx, gm.t, c.ackWait, send)
-	}()
+	deliver(rctx, cancel, gm.out, gm.ended, func(ctx context.Context) error { return gm.run(ctx, send) },
+		func(ctx context.Context) { redeliver(ctx, gm.t, c.ackWait, send) })
 	return gm, nil
 }
 
-// Messages delivers the member's messages; an item with Err ends it.
+// Messages delivers the member's messages. It is closed when the member
+// ends: after Close, or after an item with Err (its session expired, the
+// Node closed, ...).
 func (gm *GroupMember) Messages() <-chan Delivery { return gm.out }
 
 // Ack acknowledges m. When the member's current batch is all acknowledged,
@@ -102,11 +91,17 @@ func (gm *GroupMember) Ack(ctx context.Context, m Message) error {
 	return nil
 }
 
-// Close leaves the group: the member's session is closed, so a batch it had
-// not finished goes to another member at once.
+// Close leaves the group and closes Messages: the member's session is
+// closed, so a batch it had not finished goes to another member at once.
+// It blocks until the member's goroutines ended and its session's lease is
+// revoked, or ctx ends. Errors: ctx's, those of coord's Revoke.
 func (gm *GroupMember) Close(ctx context.Context) error {
 	gm.cancel()
-	gm.wg.Wait()
+	select {
+	case <-gm.ended:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	return gm.s.Close(ctx)
 }
 

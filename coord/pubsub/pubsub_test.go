@@ -154,14 +154,19 @@ func TestDurableConsumerResumesAfterLastAckAcrossRestart(t *testing.T) {
 		}
 	}
 	d5 := <-cons.Messages() // delivered, never acknowledged
-	cons.Close()
+	if err := cons.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := drain(t, cons.Messages()); err != nil {
+		t.Fatalf("after Close: %v", err)
+	}
 	c.Stop(1)
 	n := c.Restart(1)
 	cons, err = New(n, "/topics").Consumer(ctx, "jobs", "worker")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cons.Close()
+	defer cons.Close(ctx)
 	d := <-cons.Messages()
 	if d.Err != nil || d.Offset != offs[4] || d.Offset != d5.Offset {
 		t.Fatalf("after restart the consumer resumed at %+v, want offset %d (the first unacknowledged)", d, offs[4])
@@ -171,7 +176,7 @@ func TestDurableConsumerResumesAfterLastAckAcrossRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer quick.Close()
+	defer quick.Close(ctx)
 	first := <-quick.Messages()
 	for {
 		d := <-quick.Messages()
@@ -180,6 +185,35 @@ func TestDurableConsumerResumesAfterLastAckAcrossRestart(t *testing.T) {
 		}
 		if d.Offset == first.Offset {
 			break // redelivered
+		}
+	}
+	// The Node's closing ends both consumers: an item with its error, then
+	// their channels close.
+	c.Stop(1)
+	for _, ch := range []<-chan Delivery{cons.Messages(), quick.Messages()} {
+		if err := drain(t, ch); !errors.Is(err, coord.ErrClosed) {
+			t.Fatalf("consumer on a closed Node ended with %v, want coord.ErrClosed", err)
+		}
+	}
+}
+
+// drain reads ch until it is closed, within 10 s, and returns the error of
+// its last item with one.
+func drain(t *testing.T, ch <-chan Delivery) error {
+	t.Helper()
+	var last error
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case d, ok := <-ch:
+			if !ok {
+				return last
+			}
+			if d.Err != nil {
+				last = d.Err
+			}
+		case <-timeout:
+			t.Fatal("Messages was not closed within 10 s")
 		}
 	}
 }
@@ -286,8 +320,13 @@ func runGroup(t *testing.T, closeOne bool) (map[Offset]int, []int) {
 		t.Fatalf("group processed %d of %d messages; member errors: %v", len(seen), total, errs)
 	}
 	wg.Wait()
-	for _, m := range members {
-		m.Close(context.Background())
+	for i, m := range members {
+		if err := m.Close(ctx); err != nil && i != victim {
+			t.Fatalf("member %d: Close: %v", i, err)
+		}
+		if err := drain(t, m.Messages()); err != nil && i != victim {
+			t.Fatalf("member %d: after Close: %v", i, err)
+		}
 	}
 	for _, o := range all {
 		if seen[o] == 0 {
