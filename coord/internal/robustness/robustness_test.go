@@ -1,9 +1,14 @@
 package robustness
 
 import (
+	"errors"
 	"flag"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +21,7 @@ var (
 	scenarios = flag.Int("robustness.scenarios", 120, "scenarios in the long profile")
 	duration  = flag.Duration("robustness.duration", 4*time.Second, "traffic time per scenario")
 	seed      = flag.Int64("robustness.seed", 1, "first seed of the long profile")
+	record    = flag.String("robustness.record", "", "append a record of the run (date, commit, machine, totals) to this file, e.g. RESULTS.md")
 )
 
 // shortProfile covers every fault kind with fixed seeds; it runs in CI.
@@ -39,7 +45,12 @@ func TestRobustness(t *testing.T) {
 		list = shortProfile()
 	}
 	var total Report
+	serial, lost, threeVoters := 0, 0, 0
+	start := time.Now()
 	for _, sc := range list {
+		if sc.Members == 3 {
+			threeVoters++
+		}
 		t.Run(sc.Name, func(t *testing.T) {
 			rep := run(t, sc)
 			t.Logf("%s: ops=%d unknown=%d serializable=%d watch-events=%d faults=%d linearizable=%s violations=%d",
@@ -48,8 +59,10 @@ func TestRobustness(t *testing.T) {
 			total.Unknown += rep.Unknown
 			total.WatchEvents += rep.WatchEvents
 			total.FaultsInjected += rep.FaultsInjected
+			serial += rep.SerialReads
 			total.Violations = append(total.Violations, rep.Violations...)
 			if rep.Linearizable == porcupine.Unknown {
+				lost++
 				t.Logf("%s: linearizability check timed out (inconclusive)", sc.Name)
 			}
 			if len(rep.Violations) > 0 {
@@ -60,6 +73,56 @@ func TestRobustness(t *testing.T) {
 	}
 	t.Logf("SUMMARY scenarios=%d ops=%d unknown=%d watch-events=%d faults=%d violations=%d",
 		len(list), total.Ops, total.Unknown, total.WatchEvents, total.FaultsInjected, len(total.Violations))
+	if *record != "" {
+		kinds := map[string]int{}
+		for _, sc := range list {
+			for _, f := range sc.Faults {
+				kinds[f.String()]++
+			}
+		}
+		var drawn []string
+		for k, n := range kinds {
+			drawn = append(drawn, fmt.Sprintf("%s %d", k, n))
+		}
+		sort.Strings(drawn)
+		profile := "the short profile"
+		if *long {
+			profile = fmt.Sprintf("`-robustness.long -robustness.scenarios %d -robustness.duration %v -robustness.seed %d`", *scenarios, *duration, *seed)
+		}
+		checks := "every linearizability check completed"
+		if lost > 0 {
+			checks = fmt.Sprintf("%d linearizability checks timed out (inconclusive)", lost)
+		}
+		entry := fmt.Sprintf("\n### %s\n\nAt commit `%s`, on %s (%d CPUs), with %s:\n\n"+
+			"| scenarios | 3 voters / 1 voter | operations | of unknown outcome | serializable reads | faults injected | watch events checked | violations |\n"+
+			"|---:|---:|---:|---:|---:|---:|---:|---:|\n| %d | %d / %d | %d | %d | %d | %d | %d | %d |\n\n"+
+			"Fault kinds drawn: %s; %s. %.0f s in all.\n",
+			time.Now().UTC().Format("2006-01-02 15:04 UTC"), commit(), runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), profile,
+			len(list), threeVoters, len(list)-threeVoters, total.Ops, total.Unknown, serial, total.FaultsInjected, total.WatchEvents,
+			len(total.Violations), strings.Join(drawn, ", "), checks, time.Since(start).Seconds())
+		f, err := os.OpenFile(*record, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+		if err == nil {
+			_, err = f.WriteString(entry)
+			err = errors.Join(err, f.Close())
+		}
+		if err != nil {
+			t.Errorf("recording the run in %s: %v", *record, err)
+		}
+	}
+}
+
+// commit names the checked-out commit, with "+changes" when the tree has
+// uncommitted changes to Go files; "unknown" without git.
+func commit() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	c := strings.TrimSpace(string(out))
+	if diff, err := exec.Command("git", "status", "--porcelain", "--", "*.go").Output(); err == nil && len(diff) > 0 {
+		c += "+changes"
+	}
+	return c
 }
 
 // visualize writes porcupine's HTML view of the history under results/.
