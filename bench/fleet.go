@@ -21,7 +21,7 @@ import (
 )
 
 // -workload fleet runs a service's fleet the way coordkit means it to run:
-// 3 voters and N observers, each a process of examples/member on
+// 3 voters and N observers, each a process of cmd/coordkit on
 // 127.0.0.1, the observers started together and admitted through
 // --join-seeds. For each N it measures the join, the idle cost of every
 // process, a paced write load watched from every observer, closed-loop
@@ -910,7 +910,7 @@ func procCPUSplit(pid int) (user, sys time.Duration, err error) {
 
 // writeFleet prints the tables and the extrapolation.
 func writeFleet(out io.Writer, cfg fleetConfig, rows []fleetRow, version string) {
-	fmt.Fprintf(out, "A fleet: 3 voters and N observers, each a process of examples/member (%s) on 127.0.0.1; the observers started together, admitted through --join-seeds.\n", version)
+	fmt.Fprintf(out, "A fleet: 3 voters and N observers, each a process of cmd/coordkit (%s) on 127.0.0.1; the observers started together, admitted through --join-seeds.\n", version)
 	fmt.Fprintf(out, "One run on a shared %d-core machine: every member process and this one (its load and N watchers) share its cores.\n\n", runtime.NumCPU())
 	var base *fleetRow
 	for i := range rows {

@@ -56,7 +56,7 @@ func main() {
 	flag.IntVar(&fc.startups, "startups", fc.startups, "fleet: start-ups measured of a fresh single member and of an observer joining an idle cluster (0: none)")
 	flag.IntVar(&pc.rate, "rate", pc.rate, "peers: writes per second, paced")
 	flag.StringVar(&pc.profileDir, "leader-cpuprofile-dir", "", "peers: write the leader's CPU profile over each measured window to this directory, as leader-cpu-N.pprof for N observers")
-	flag.StringVar(&pc.memberBin, "member-bin", "", "peers: a built examples/member to run (default: build one, which needs the go command and bench/ as working directory)")
+	flag.StringVar(&pc.memberBin, "member-bin", "", "peers: a built cmd/coordkit to run (default: build one, which needs the go command and bench/ as working directory)")
 	sameProcess := flag.Bool("same-process", false, "run every case in this process, one after another, instead of each in a child process of its own (implied by -cpuprofile, -memprofile and -trace)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: bench [flags]\n\nworkloads:\n")

@@ -26,7 +26,7 @@ import (
 
 // -workload peers measures what each observer costs the Raft leader, the
 // way a fleet runs: 3 voters and N observers, each member a process of
-// examples/member on 127.0.0.1, observers admitted through --join-seeds.
+// cmd/coordkit on 127.0.0.1, observers admitted through --join-seeds.
 // For each N it reads the leader's heap (right after a forced GC) idle and
 // under a paced write load, and the leader process's CPU time per write
 // acknowledged. coordkit only.
@@ -37,7 +37,7 @@ type peersConfig struct {
 	duration  time.Duration // measured load window
 	rate      int           // writes per second, paced
 	valueSize int           // bytes per value
-	memberBin string        // a built examples/member, or "" to build one
+	memberBin string        // a built cmd/coordkit, or "" to build one
 	// profileDir, if set, receives the leader's CPU profile over each
 	// measured window, as leader-cpu-N.pprof for N observers.
 	profileDir string
@@ -142,19 +142,19 @@ func peersWorkload(cfg peersConfig, out io.Writer) ([]peersRow, error) {
 	return rows, err
 }
 
-// buildMember builds examples/member into dir. It runs the go command in
+// buildMember builds cmd/coordkit into dir. It runs the go command in
 // the current directory, which must be in the bench module (as for go run
 // . and go test).
 func buildMember(dir string) (string, error) {
 	bin := filepath.Join(dir, "member")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/coordkit/coordkit/examples/member")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/coordkit/coordkit/cmd/coordkit")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building examples/member (run from bench/, or pass -member-bin): %w: %s", err, out)
+		return "", fmt.Errorf("building cmd/coordkit (run from bench/, or pass -member-bin): %w: %s", err, out)
 	}
 	return bin, nil
 }
 
-// ensureMember returns bin, or, if it is empty, builds examples/member into
+// ensureMember returns bin, or, if it is empty, builds cmd/coordkit into
 // a temporary directory that cleanup removes.
 func ensureMember(bin, kind string, progress io.Writer) (_ string, cleanup func(), err error) {
 	if bin != "" {
@@ -164,7 +164,7 @@ func ensureMember(bin, kind string, progress io.Writer) (_ string, cleanup func(
 	if err != nil {
 		return "", nil, err
 	}
-	fmt.Fprintf(progress, "%s: building examples/member\n", kind)
+	fmt.Fprintf(progress, "%s: building cmd/coordkit\n", kind)
 	if bin, err = buildMember(dir); err != nil {
 		os.RemoveAll(dir)
 		return "", nil, err
@@ -899,7 +899,7 @@ func httpPut(c *http.Client, url, key string, value []byte) error {
 
 // writePeers prints the table of rows.
 func writePeers(out io.Writer, cfg peersConfig, rows []peersRow, version string) {
-	fmt.Fprintf(out, "What each observer costs the Raft leader: 3 voters and N observers, each member a process of examples/member (%s) on 127.0.0.1, observers admitted through --join-seeds.\n", version)
+	fmt.Fprintf(out, "What each observer costs the Raft leader: 3 voters and N observers, each member a process of cmd/coordkit (%s) on 127.0.0.1, observers admitted through --join-seeds.\n", version)
 	fmt.Fprintf(out, "Load: %d B values put at %d/s (paced, to the leader's HTTP API, 1,000 keys) for %s after a %s warm-up.\n",
 		cfg.valueSize, cfg.rate, cfg.duration, cfg.warmup())
 	fmt.Fprintf(out, "One run on a shared %d-core machine: every member process and this one share its cores. Indicative figures, not precise ones.\n\n", runtime.NumCPU())

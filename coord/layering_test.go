@@ -21,8 +21,9 @@ import (
 //     clientv3: coord, their own internal helpers and the standard library
 //     only (Go's internal/ rule alone would let them reach inside coord);
 //   - the HTTP API is built on the public API and the primitives only;
-//   - no production package imports the test harness (coordtest) or the
-//     test helpers (internal/proctest).
+//   - no production package (coord and its packages, the programs under
+//     cmd/) imports the test harness (coordtest) or the test helpers
+//     (internal/proctest).
 func TestLayering(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("go command not on PATH")
@@ -82,7 +83,8 @@ func TestLayering(t *testing.T) {
 	for pkg, imps := range imports {
 		for _, imp := range imps {
 			if p, ok := own(imp); ok && (p == "coord/coordtest" || p == "internal/proctest") &&
-				(pkg == "coord" || strings.HasPrefix(pkg, "coord/") && !strings.HasPrefix(pkg, "coord/internal/robustness") && pkg != "coord/coordtest") {
+				(pkg == "coord" || strings.HasPrefix(pkg, "cmd/") ||
+					strings.HasPrefix(pkg, "coord/") && !strings.HasPrefix(pkg, "coord/internal/robustness") && pkg != "coord/coordtest") {
 				t.Errorf("%s imports %s: production packages never import the test harness", pkg, p)
 			}
 		}

@@ -1,6 +1,6 @@
 // Package httpapi serves a coord.Node over HTTP with JSON bodies, for
 // clients that are not written in Go or do not embed a member: shell scripts
-// with curl, the coordctl command (examples/coordctl), health checks of a
+// with curl, the coordctl command (cmd/coordctl), health checks of a
 // load balancer. It is the API v1 contract shared with those clients. It
 // imports coord, the primitives built on it (coord/lock, coord/election,
 // coord/registry, coord/pubsub) and the standard library only.
@@ -261,7 +261,7 @@
 //
 // The handler does no TLS of its own: TLS, and client certificates if you
 // want them, are configured by the application on the http.Server or its
-// listener (examples/member does it). Without BearerToken, anyone who can
+// listener (cmd/coordkit does it). Without BearerToken, anyone who can
 // reach the handler can read and write every key, hold every lock and change
 // the cluster's membership: serve it on loopback only, or behind TLS and
 // authentication:

@@ -33,7 +33,7 @@ const (
 	pollEvery = 100 * time.Millisecond
 )
 
-// TestCluster runs members of examples/member as separate processes on
+// TestCluster runs members of cmd/coordkit as separate processes on
 // loopback and drives them over the HTTP API, as an operator would with
 // coordctl.
 func TestCluster(t *testing.T) {
@@ -42,7 +42,7 @@ func TestCluster(t *testing.T) {
 	}
 	start := time.Now()
 	dir := t.TempDir()
-	bin := proctest.Build(t, dir, "github.com/coordkit/coordkit/examples/member")[0]
+	bin := proctest.Build(t, dir, "github.com/coordkit/coordkit/cmd/coordkit")[0]
 	t.Logf("built %s in %v", bin, time.Since(start).Round(time.Millisecond))
 
 	ms := make([]*member, 4)

@@ -1,4 +1,4 @@
-// Package cluster holds the scripts that deploy examples/member the way an
+// Package cluster holds the scripts that deploy cmd/coordkit the way an
 // etcd cluster is deployed (single.sh, three.sh; see README.md), and a
 // multi-process test of such a cluster: members killed, restarted, an
 // observer added and removed, and the whole cluster stopped and started

@@ -2,7 +2,7 @@
 #
 # Layout of the work directory $DIR (default /tmp/coordkit-cluster, set with
 # COORDKIT_CLUSTER_DIR; never inside the repository):
-#   $DIR/bin/member, $DIR/bin/coordctl   built from this repository
+#   $DIR/bin/coordkit, $DIR/bin/coordctl   built from this repository
 #   $DIR/data/NAME                       a member's --data-dir
 #   $DIR/logs/NAME.log                   a member's stdout and stderr
 #   $DIR/run/NAME.pid                    a running member's process ID
@@ -20,7 +20,7 @@ case "$DIR/" in
 	exit 1
 	;;
 esac
-MEMBER=$DIR/bin/member
+MEMBER=$DIR/bin/coordkit
 COORDCTL=$DIR/bin/coordctl
 
 say() { echo "+ $*"; }
@@ -30,11 +30,11 @@ die() {
 	exit 1
 }
 
-# build compiles the member and coordctl binaries into $DIR/bin.
+# build compiles the coordkit (member) and coordctl binaries into $DIR/bin.
 build() {
-	say "building member and coordctl into $DIR/bin"
+	say "building coordkit and coordctl into $DIR/bin"
 	mkdir -p "$DIR/bin" "$DIR/data" "$DIR/logs" "$DIR/run"
-	(cd "$REPO" && go build -o "$MEMBER" ./examples/member && go build -o "$COORDCTL" ./examples/coordctl)
+	(cd "$REPO" && go build -o "$MEMBER" ./cmd/coordkit && go build -o "$COORDCTL" ./cmd/coordctl)
 }
 
 # alive PID: the process exists and is not a zombie (a member started by an
@@ -63,7 +63,7 @@ pid_of() {
 	return 1
 }
 
-# start_member NAME ARGS...: starts bin/member ARGS in the background, unless
+# start_member NAME ARGS...: starts bin/coordkit ARGS in the background, unless
 # NAME runs already.
 start_member() {
 	local name=$1 pid
@@ -73,7 +73,7 @@ start_member() {
 		return 0
 	fi
 	mkdir -p "$DIR/data" "$DIR/logs" "$DIR/run"
-	say "starting $name: member $*"
+	say "starting $name: coordkit $*"
 	echo "=== $(date '+%F %T') start: member $*" >>"$DIR/logs/$name.log"
 	nohup "$MEMBER" "$@" >>"$DIR/logs/$name.log" 2>&1 </dev/null &
 	echo $! >"$DIR/run/$name.pid"

@@ -8,7 +8,7 @@ import (
 )
 
 // programs are the packages of the programs coordkit ships.
-var programs = []string{"github.com/coordkit/coordkit/examples/member", "github.com/coordkit/coordkit/examples/coordctl"}
+var programs = []string{"github.com/coordkit/coordkit/cmd/coordkit", "github.com/coordkit/coordkit/cmd/coordctl"}
 
 // The hooks that plant bugs exist only in builds with the coordkit_faults
 // tag: the programs coordkit ships, built as users build them, do not hold

@@ -30,7 +30,7 @@ func TestMemberProcessSurvivesCraftedPeerTraffic(t *testing.T) {
 		t.Skip("builds and runs a member process")
 	}
 	dir := t.TempDir()
-	bin := proctest.Build(t, dir, "github.com/coordkit/coordkit/examples/member")[0]
+	bin := proctest.Build(t, dir, "github.com/coordkit/coordkit/cmd/coordkit")[0]
 	raft, client, admin := proctest.FreeAddr(t), proctest.FreeAddr(t), proctest.FreeAddr(t)
 	data := filepath.Join(dir, "data")
 	p := &proctest.Proc{Name: "default", Bin: bin, Log: filepath.Join(dir, "member.log"), Args: []string{"--data-dir", data,

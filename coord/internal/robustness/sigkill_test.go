@@ -26,7 +26,7 @@ import (
 	"github.com/coordkit/coordkit/internal/proctest"
 )
 
-// The SIGKILL scenario runs members of examples/member as processes, drives
+// The SIGKILL scenario runs members of cmd/coordkit as processes, drives
 // them over the HTTP API (coord/httpapi) and kills them with SIGKILL while
 // the traffic runs. Its history goes through the checks of the in-process
 // scenarios.
@@ -63,8 +63,8 @@ func TestMembersKilledWithSIGKILL(t *testing.T) {
 		}
 	}
 	began := time.Now()
-	bin := proctest.Build(t, t.TempDir(), "github.com/coordkit/coordkit/examples/member")[0]
-	t.Logf("built examples/member in %v", time.Since(began).Round(time.Millisecond))
+	bin := proctest.Build(t, t.TempDir(), "github.com/coordkit/coordkit/cmd/coordkit")[0]
+	t.Logf("built cmd/coordkit in %v", time.Since(began).Round(time.Millisecond))
 	var total Report
 	for _, r := range runs {
 		name := fmt.Sprintf("seed%d", r.seed)

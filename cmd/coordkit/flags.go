@@ -46,10 +46,10 @@ func usagef(format string, args ...any) error {
 // name the flag. For -h it writes the usage text to stderr and returns
 // flag.ErrHelp.
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
-	fs := flag.NewFlagSet("member", flag.ContinueOnError)
+	fs := flag.NewFlagSet("coordkit", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported once, by the caller
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: member [flags]\n\nRuns one coordkit member, configured like an etcd member.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: coordkit [flags]\n\nRuns one coordkit member, configured like an etcd member.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	var (

@@ -23,7 +23,7 @@ import (
 // run of the coordctl binary.
 const e2eWait = 30 * time.Second
 
-// TestEndToEnd builds examples/member and coordctl, starts three member
+// TestEndToEnd builds cmd/coordkit and coordctl, starts three member
 // processes on loopback, and drives them with the coordctl binary, as an
 // operator would.
 func TestEndToEnd(t *testing.T) {
@@ -33,7 +33,7 @@ func TestEndToEnd(t *testing.T) {
 	began := time.Now()
 	step := func(what string) { t.Logf("%5.1fs %s", time.Since(began).Seconds(), what) }
 	dir := t.TempDir()
-	bins := proctest.Build(t, dir, "github.com/coordkit/coordkit/examples/member", "github.com/coordkit/coordkit/examples/coordctl")
+	bins := proctest.Build(t, dir, "github.com/coordkit/coordkit/cmd/coordkit", "github.com/coordkit/coordkit/cmd/coordctl")
 	member, coordctl := bins[0], bins[1]
 	step("built member and coordctl")
 

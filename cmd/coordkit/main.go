@@ -1,15 +1,15 @@
-// Command member runs one coordkit member as a process, configured with
+// Command coordkit runs one coordkit member as a process, configured with
 // etcd's member flags, and serves the HTTP API (coord/httpapi) that
-// examples/coordctl talks to. It is what examples/cluster deploys.
+// cmd/coordctl talks to. It is what examples/cluster deploys.
 //
 // One member with the defaults (Raft on 127.0.0.1:2380, HTTP on
 // 127.0.0.1:2379, data in ./default.coordkit):
 //
-//	go run ./examples/member
+//	go run ./cmd/coordkit
 //
 // One of three members founding a cluster:
 //
-//	go run ./examples/member --name m1 --data-dir data/m1 \
+//	go run ./cmd/coordkit --name m1 --data-dir data/m1 \
 //		--listen-peer-urls http://127.0.0.1:12380 \
 //		--listen-client-urls http://127.0.0.1:12379 \
 //		--initial-cluster m1=http://127.0.0.1:12380,m2=http://127.0.0.1:22380,m3=http://127.0.0.1:32380 \
@@ -19,7 +19,7 @@
 // with --initial-cluster-state existing (and --observer for an observer).
 // A restart with the same --data-dir resumes the member with its data.
 //
-// The flags, as in etcd (member -h describes them): --name, --data-dir,
+// The flags, as in etcd (coordkit -h describes them): --name, --data-dir,
 // --listen-peer-urls (the Raft address, which peers also dial),
 // --listen-client-urls (the HTTP API; empty for none), --initial-cluster,
 // --initial-cluster-token, --initial-cluster-state new|existing, --observer,
