@@ -15,7 +15,7 @@ import (
 // startupResult is what -workload fleet measures of start-up, which every
 // rolling deploy of a fleet pays per instance.
 type startupResult struct {
-	exec        dist // running "member -h": what starting a process costs, Open aside
+	exec        dist // running "coordkit -h": what starting a process costs, Open aside
 	singleReady dist // a fresh single member: process start to "member NAME ready"
 	singlePut   dist // the same, to its first acknowledged put
 	observer    dist // an observer joining an idle 3-voter cluster: process start to ready
@@ -182,7 +182,7 @@ func startSingle(f *fleet, name string) (m *memberProc, stop func(), err error) 
 
 // writeStartup writes the start-up table.
 func writeStartup(out io.Writer, cfg fleetConfig, r startupResult) {
-	fmt.Fprintf(out, "\nStart-up, %d runs each, from starting the process (`member -h` takes %.0f ms p50 here):\n\n", cfg.startups, r.exec.p50)
+	fmt.Fprintf(out, "\nStart-up, %d runs each, from starting the process (`coordkit -h` takes %.0f ms p50 here):\n\n", cfg.startups, r.exec.p50)
 	row := func(what string, d dist) []string {
 		return []string{what, fmt.Sprintf("%.0f ms", d.p50), fmt.Sprintf("%.0f ms", d.max)}
 	}

@@ -1,58 +1,22 @@
 package coord
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"time"
 
+	"github.com/coordkit/coordkit/coord/internal/backup"
+	"github.com/coordkit/coordkit/coord/internal/errdefs"
 	"github.com/coordkit/coordkit/coord/internal/sm"
 )
 
 // ErrNotEmpty: Restore was asked to load a backup into a cluster that
 // already holds keys.
-var ErrNotEmpty = errors.New("coord: cluster not empty")
+var ErrNotEmpty = errdefs.ErrNotEmpty
 
 // ErrBadBackup: Restore was given something that is not a complete,
 // intact backup written by Snapshot.
-var ErrBadBackup = errors.New("coord: bad backup")
-
-// The backup format is JSON lines, so that it can be inspected with a text
-// tool: a header, then per shard a shard line and its keys, then the
-// SHA-256 of every byte before the last line. Keys and values are JSON
-// byte strings (base64), so binary keys survive.
-const backupFormat = "coordkit-backup"
-
-type backupHeader struct {
-	Format  string    `json:"format"`
-	Version int       `json:"version"`
-	Token   string    `json:"cluster_token"`
-	Shards  int       `json:"shards"`
-	Member  string    `json:"member"`
-	Created time.Time `json:"created"`
-}
-
-type backupShard struct {
-	Shard    int   `json:"shard"`
-	Revision int64 `json:"revision"`
-	Keys     int   `json:"keys"`
-}
-
-type backupKey struct {
-	Key   []byte `json:"k"`
-	Value []byte `json:"v"`
-	Lease int64  `json:"l,omitempty"`
-}
-
-type backupTrailer struct {
-	SHA256 string `json:"sha256"`
-}
+var ErrBadBackup = errdefs.ErrBadBackup
 
 // Snapshot writes a backup of every shard's keys to w, like etcdctl
 // snapshot save. Each shard is read at one revision after a linearizable
@@ -75,40 +39,22 @@ func (n *Node) Snapshot(ctx context.Context, w io.Writer, opts ...OpOption) erro
 	}
 	ctx, cancel := n.host.WithTimeout(ctx)
 	defer cancel()
-	h := sha256.New()
-	bw := bufio.NewWriter(w)
-	enc := json.NewEncoder(io.MultiWriter(bw, h))
-	err = enc.Encode(backupHeader{Format: backupFormat, Version: 1, Token: n.cfg.ClusterToken,
-		Shards: len(n.shards), Member: n.cfg.Name, Created: time.Now().UTC()})
+	b := backup.NewWriter(w, backup.Header{Token: n.cfg.ClusterToken, Shards: len(n.shards), Member: n.cfg.Name})
 	for _, s := range n.shards {
+		v, err := s.Read(ctx, o.serializable)
 		if err != nil {
-			break
-		}
-		var v *sm.View
-		if v, err = s.Read(ctx, o.serializable); err != nil {
-			break
+			return fmt.Errorf("coord: snapshot: %w", err)
 		}
 		all := sm.Op{Kind: sm.OpRange, Key: "\x00", End: "\x00"}
 		r, code := v.Range(&all)
-		if err = codeErr(code); err != nil {
-			break
+		if err := codeErr(code); err != nil {
+			return fmt.Errorf("coord: snapshot: %w", err)
 		}
-		if err = enc.Encode(backupShard{Shard: s.Index, Revision: v.Revision(), Keys: len(r.KVs)}); err != nil {
-			break
-		}
-		for _, kv := range r.KVs {
-			if err = enc.Encode(backupKey{Key: []byte(kv.Key), Value: kv.Value, Lease: kv.Lease}); err != nil {
-				break
-			}
+		if err := b.Shard(s.Index, v.Revision(), r.KVs); err != nil {
+			return fmt.Errorf("coord: snapshot: %w", err)
 		}
 	}
-	if err == nil {
-		err = json.NewEncoder(bw).Encode(backupTrailer{SHA256: hex.EncodeToString(h.Sum(nil))})
-	}
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err != nil {
+	if err := b.Close(); err != nil {
 		return fmt.Errorf("coord: snapshot: %w", err)
 	}
 	return nil
@@ -138,9 +84,20 @@ func (n *Node) Restore(ctx context.Context, r io.Reader) (*RestoreResult, error)
 	if err := n.host.Check(ctx); err != nil {
 		return nil, err
 	}
-	keys, err := readBackup(r)
+	keys, err := backup.Read(r)
 	if err != nil {
 		return nil, err
+	}
+	for _, k := range keys {
+		if k.Lease != 0 {
+			continue // skipped
+		}
+		if err := n.checkKey(string(k.Key)); err != nil {
+			return nil, fmt.Errorf("%w: key %q: %w", ErrBadBackup, k.Key, err)
+		}
+		if err := n.checkValue(k.Value); err != nil {
+			return nil, fmt.Errorf("%w: value of key %q: %w", ErrBadBackup, k.Key, err)
+		}
 	}
 	g, err := n.Get(ctx, "\x00", WithFromKey(), WithCountOnly())
 	if err != nil {
@@ -149,103 +106,17 @@ func (n *Node) Restore(ctx context.Context, r io.Reader) (*RestoreResult, error)
 	if g.Count > 0 {
 		return nil, fmt.Errorf("%w: it holds %d keys; restore into a new cluster", ErrNotEmpty, g.Count)
 	}
-	res := &RestoreResult{}
-	batches := map[int][]backupKey{}
-	var order []int
-	flush := func(shard int) error {
-		b := batches[shard]
-		if len(b) == 0 {
-			return nil
-		}
-		ops := make([]Op, len(b))
-		for i, k := range b {
+	txns, skipped := backup.Plan(keys, n.ShardOf, n.cfg.MaxTxnOps, n.cfg.MaxRequestBytes/2)
+	res := &RestoreResult{SkippedLease: skipped}
+	for _, txn := range txns {
+		ops := make([]Op, len(txn))
+		for i, k := range txn {
 			ops[i] = OpPut(string(k.Key), k.Value)
 		}
 		if _, err := n.Txn(ctx).Then(ops...).Commit(); err != nil {
-			return fmt.Errorf("coord: restore after %d keys: %w", res.Keys, err)
+			return res, fmt.Errorf("coord: restore after %d keys: %w", res.Keys, err)
 		}
-		res.Keys += len(b)
-		batches[shard] = b[:0]
-		return nil
-	}
-	size := map[int]int{}
-	for _, k := range keys {
-		if k.Lease != 0 {
-			res.SkippedLease++
-			continue
-		}
-		if err := n.checkKey(string(k.Key)); err != nil {
-			return nil, fmt.Errorf("%w: key %q: %w", ErrBadBackup, k.Key, err)
-		}
-		if err := n.checkValue(k.Value); err != nil {
-			return nil, fmt.Errorf("%w: value of key %q: %w", ErrBadBackup, k.Key, err)
-		}
-		s := n.ShardOf(string(k.Key))
-		sz := len(k.Key) + len(k.Value) + 16
-		if len(batches[s]) >= n.cfg.MaxTxnOps || size[s]+sz > n.cfg.MaxRequestBytes/2 {
-			if err := flush(s); err != nil {
-				return res, err
-			}
-			size[s] = 0
-		}
-		if _, ok := batches[s]; !ok {
-			order = append(order, s)
-		}
-		batches[s] = append(batches[s], k)
-		size[s] += sz
-	}
-	for _, s := range order {
-		if err := flush(s); err != nil {
-			return res, err
-		}
+		res.Keys += len(txn)
 	}
 	return res, nil
-}
-
-// readBackup reads and verifies a whole backup.
-func readBackup(r io.Reader) ([]backupKey, error) {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("coord: reading backup: %w", err)
-	}
-	body := bytes.TrimRight(data, "\n")
-	cut := bytes.LastIndexByte(body, '\n')
-	if cut < 0 {
-		return nil, fmt.Errorf("%w: too short", ErrBadBackup)
-	}
-	var tr backupTrailer
-	if err := json.Unmarshal(body[cut+1:], &tr); err != nil || tr.SHA256 == "" {
-		return nil, fmt.Errorf("%w: no checksum line at the end (truncated?)", ErrBadBackup)
-	}
-	sum := sha256.Sum256(data[:cut+1])
-	if hex.EncodeToString(sum[:]) != tr.SHA256 {
-		return nil, fmt.Errorf("%w: checksum mismatch (corrupt or truncated)", ErrBadBackup)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data[:cut+1]))
-	dec.DisallowUnknownFields()
-	var hdr backupHeader
-	if err := dec.Decode(&hdr); err != nil || hdr.Format != backupFormat {
-		return nil, fmt.Errorf("%w: not a coordkit backup", ErrBadBackup)
-	}
-	if hdr.Version != 1 {
-		return nil, fmt.Errorf("%w: version %d, this build reads version 1", ErrBadBackup, hdr.Version)
-	}
-	var keys []backupKey
-	for s := 0; s < hdr.Shards; s++ {
-		var sh backupShard
-		if err := dec.Decode(&sh); err != nil || sh.Shard != s {
-			return nil, fmt.Errorf("%w: shard %d's line is missing or bad", ErrBadBackup, s)
-		}
-		for i := 0; i < sh.Keys; i++ {
-			var k backupKey
-			if err := dec.Decode(&k); err != nil {
-				return nil, fmt.Errorf("%w: shard %d key %d: %v", ErrBadBackup, s, i, err)
-			}
-			keys = append(keys, k)
-		}
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: data after the last shard", ErrBadBackup)
-	}
-	return keys, nil
 }

@@ -3,7 +3,6 @@ package coord
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"github.com/lni/vfs"
 
 	"github.com/coordkit/coordkit/coord/internal/admit"
+	"github.com/coordkit/coordkit/coord/internal/errdefs"
 	"github.com/coordkit/coordkit/coord/internal/members"
 )
 
@@ -208,17 +208,17 @@ func (t *TLSConfig) files() *admit.TLSFiles {
 // Open naming the field rather than by the first connection.
 func (t *TLSConfig) check() error {
 	if t.CAFile == "" || t.CertFile == "" || t.KeyFile == "" {
-		return configError("TLS", "CAFile, CertFile and KeyFile are all required")
+		return errdefs.Config("TLS", "CAFile, CertFile and KeyFile are all required")
 	}
 	ca, err := os.ReadFile(t.CAFile)
 	if err != nil {
-		return configError("TLS.CAFile", "%v", err)
+		return errdefs.Config("TLS.CAFile", "%v", err)
 	}
 	if !x509.NewCertPool().AppendCertsFromPEM(ca) {
-		return configError("TLS.CAFile", "%s holds no PEM certificate", t.CAFile)
+		return errdefs.Config("TLS.CAFile", "%s holds no PEM certificate", t.CAFile)
 	}
 	if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
-		return configError("TLS.CertFile", "%v", err)
+		return errdefs.Config("TLS.CertFile", "%v", err)
 	}
 	return nil
 }
@@ -255,10 +255,6 @@ const (
 	defaultObserverGrace     = time.Minute
 	defaultDiskReserve       = 64 << 20
 )
-
-func configError(field, format string, args ...any) error {
-	return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
-}
 
 // withDefaults returns a copy of c with every zero field filled.
 func (c Config) withDefaults() Config {
@@ -327,28 +323,28 @@ func (c Config) withDefaults() Config {
 // against the persisted count separately.
 func (c *Config) validate() error {
 	if c.DataDir == "" {
-		return configError("DataDir", "required")
+		return errdefs.Config("DataDir", "required")
 	}
 	if err := members.ValidAddress(c.RaftAddress); err != nil {
-		return configError("RaftAddress", "%v", err)
+		return errdefs.Config("RaftAddress", "%v", err)
 	}
 	addr, ok := c.InitialCluster[c.Name]
 	if !ok {
-		return configError("InitialCluster", "does not name this member %q", c.Name)
+		return errdefs.Config("InitialCluster", "does not name this member %q", c.Name)
 	}
 	if addr != c.RaftAddress {
-		return configError("InitialCluster", "gives member %q address %q, but RaftAddress is %q", c.Name, addr, c.RaftAddress)
+		return errdefs.Config("InitialCluster", "gives member %q address %q, but RaftAddress is %q", c.Name, addr, c.RaftAddress)
 	}
 	seen := map[string]string{}
 	for name, a := range c.InitialCluster {
 		if name == "" {
-			return configError("InitialCluster", "empty member name")
+			return errdefs.Config("InitialCluster", "empty member name")
 		}
 		if err := members.ValidAddress(a); err != nil {
-			return configError("InitialCluster", "member %q: %v", name, err)
+			return errdefs.Config("InitialCluster", "member %q: %v", name, err)
 		}
 		if other, dup := seen[a]; dup {
-			return configError("InitialCluster", "members %q and %q share address %q", other, name, a)
+			return errdefs.Config("InitialCluster", "members %q and %q share address %q", other, name, a)
 		}
 		seen[a] = name
 	}
@@ -357,49 +353,49 @@ func (c *Config) validate() error {
 			return err
 		}
 	} else if !c.InsecurePeers && !loopback(c.RaftAddress) {
-		return configError("RaftAddress", "%q is not loopback and TLS is not set: plaintext peer traffic can be read and altered on the way; set TLS, or InsecurePeers on a network only members reach", c.RaftAddress)
+		return errdefs.Config("RaftAddress", "%q is not loopback and TLS is not set: plaintext peer traffic can be read and altered on the way; set TLS, or InsecurePeers on a network only members reach", c.RaftAddress)
 	}
 	if c.Observer && !c.Join {
-		return configError("Observer", "needs Join: a cluster is founded by voters")
+		return errdefs.Config("Observer", "needs Join: a cluster is founded by voters")
 	}
 	if len(c.JoinSeeds) > 0 && !(c.Join && c.Observer) {
-		return configError("JoinSeeds", "needs Join and Observer: voters are added by an operator with AddMember")
+		return errdefs.Config("JoinSeeds", "needs Join and Observer: voters are added by an operator with AddMember")
 	}
 	for _, a := range c.JoinSeeds {
 		if err := members.ValidAddress(a); err != nil {
-			return configError("JoinSeeds", "%v", err)
+			return errdefs.Config("JoinSeeds", "%v", err)
 		}
 	}
 	if c.AdminAddress != "" {
 		if err := members.ValidAddress(c.AdminAddress); err != nil {
-			return configError("AdminAddress", "%v", err)
+			return errdefs.Config("AdminAddress", "%v", err)
 		}
 		if c.TLS == nil && !c.InsecurePeers && !loopback(c.AdminAddress) {
-			return configError("AdminAddress", "%q is not loopback and TLS is not set: plaintext admission traffic can be read and altered on the way; set TLS, or InsecurePeers", c.AdminAddress)
+			return errdefs.Config("AdminAddress", "%q is not loopback and TLS is not set: plaintext admission traffic can be read and altered on the way; set TLS, or InsecurePeers", c.AdminAddress)
 		}
 	}
 	if c.Shards < 0 || c.Shards > maxShards {
-		return configError("Shards", "%d is outside 1..%d", c.Shards, maxShards)
+		return errdefs.Config("Shards", "%d is outside 1..%d", c.Shards, maxShards)
 	}
 	if c.RequestTimeout < 0 {
-		return configError("RequestTimeout", "negative")
+		return errdefs.Config("RequestTimeout", "negative")
 	}
 	if c.HeartbeatInterval < time.Millisecond {
-		return configError("HeartbeatInterval", "%v is below 1ms", c.HeartbeatInterval)
+		return errdefs.Config("HeartbeatInterval", "%v is below 1ms", c.HeartbeatInterval)
 	}
 	if c.ElectionTimeout < 5*c.HeartbeatInterval {
-		return configError("ElectionTimeout", "%v is below 5 heartbeats (%v)", c.ElectionTimeout, 5*c.HeartbeatInterval)
+		return errdefs.Config("ElectionTimeout", "%v is below 5 heartbeats (%v)", c.ElectionTimeout, 5*c.HeartbeatInterval)
 	}
 	for _, f := range []struct {
 		name string
 		v    int
 	}{{"MaxKeyBytes", c.MaxKeyBytes}, {"MaxValueBytes", c.MaxValueBytes}, {"MaxTxnOps", c.MaxTxnOps}, {"MaxRequestBytes", c.MaxRequestBytes}} {
 		if f.v < 0 {
-			return configError(f.name, "negative")
+			return errdefs.Config(f.name, "negative")
 		}
 	}
 	if c.MaxKeyBytes+c.MaxValueBytes > c.MaxRequestBytes {
-		return configError("MaxRequestBytes", "%d cannot hold a key of MaxKeyBytes and a value of MaxValueBytes", c.MaxRequestBytes)
+		return errdefs.Config("MaxRequestBytes", "%d cannot hold a key of MaxKeyBytes and a value of MaxValueBytes", c.MaxRequestBytes)
 	}
 	return nil
 }

@@ -69,12 +69,7 @@ func (n *Node) Get(ctx context.Context, key string, opts ...OpOption) (*GetRespo
 		return nil, err
 	}
 	end := o.rangeEnd(key)
-	smOp := sm.Op{Kind: sm.OpRange, Key: key, End: end, Range: sm.RangeOpts{
-		Limit: o.limit, Revision: int64(o.rev), KeysOnly: o.keysOnly, CountOnly: o.countOnly,
-		SortTarget: uint8(o.sortTarget), SortDesc: o.sortOrder == SortDescend,
-		Sorted:    o.sorted && !(o.sortTarget == SortByKey && o.sortOrder == SortAscend),
-		MinCreate: int64(o.minCreate), MaxCreate: int64(o.maxCreate),
-	}}
+	smOp := sm.Op{Kind: sm.OpRange, Key: key, End: end, Range: o.rangeOpts()}
 	if si := n.rangeShard(key, end); si >= 0 {
 		s := n.shards[si]
 		v, err := s.Read(ctx, o.serializable)

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"github.com/lni/vfs"
 
 	"github.com/coordkit/coordkit/coord/internal/admit"
+	"github.com/coordkit/coordkit/coord/internal/boot"
 	"github.com/coordkit/coordkit/coord/internal/compactor"
 	"github.com/coordkit/coordkit/coord/internal/hooks"
 	"github.com/coordkit/coordkit/coord/internal/lease"
@@ -112,10 +111,15 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err := meta.MkdirAllSynced(c.fs(), c.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("coord: DataDir: %w", err)
 	}
-	mf, key, err := c.member(ctx, cfg)
+	id := boot.Config{Name: c.Name, DataDir: c.DataDir, RaftAddress: c.RaftAddress, ClusterToken: c.ClusterToken,
+		InitialCluster: c.InitialCluster, Join: c.Join, Observer: c.Observer, JoinSeeds: c.JoinSeeds, Shards: c.Shards,
+		DefaultShards: defaultShards, ClusterSecret: c.ClusterSecret, TLS: c.TLS.files(), RequestTimeout: c.RequestTimeout,
+		FS: c.fs(), Logger: c.Logger, GivenName: cfg.Name, GivenToken: cfg.ClusterToken, GivenAddress: cfg.RaftAddress}
+	mf, key, err := boot.Resolve(ctx, &id)
 	if err != nil {
 		return nil, err
 	}
+	c.Name, c.ClusterToken, c.RaftAddress, c.Shards = id.Name, id.ClusterToken, id.RaftAddress, id.Shards
 	fresh := mf.Version == 0 // not saved yet
 
 	n := &Node{cfg: c, log: c.Logger.With("member", c.Name), member: mf, key: key}
@@ -201,115 +205,6 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.log.Debug("member started", "replica_id", mf.ReplicaID, "shards", mf.Shards, "fresh", fresh)
 	return n, nil
-}
-
-// member returns the member's metadata and cluster key: read from DataDir
-// and checked against cfg (the Config as given), or, for a new DataDir,
-// made from c (unsaved: Version 0), after asking JoinSeeds for admission
-// when c says so. c gets the shard count, and a restarted member's name,
-// token and address.
-func (c *Config) member(ctx context.Context, cfg Config) (*meta.Member, []byte, error) {
-	mf, err := meta.Load(c.fs(), c.DataDir)
-	if err != nil {
-		return nil, nil, err
-	}
-	if mf != nil {
-		if err := meta.CheckRaftDir(c.fs(), filepath.Join(c.DataDir, "raft")); err != nil {
-			return nil, nil, err
-		}
-	}
-	alone, token := !c.Join && len(c.InitialCluster) == 1, c.ClusterToken
-	if mf != nil {
-		alone, token = !mf.Joined && len(mf.Members) == 1, mf.ClusterToken
-	}
-	key, err := meta.ClusterKey(meta.KeyConfig{Secret: c.ClusterSecret, DataDir: c.DataDir, FS: c.fs(), TLS: c.TLS != nil, Logger: c.Logger},
-		token, alone)
-	if err != nil {
-		return nil, nil, err
-	}
-	if mf != nil && mf.Seeded && len(c.JoinSeeds) > 0 {
-		if mf, err = admit.Rejoin(ctx, c.admitClient(), key, mf); err != nil {
-			return nil, nil, err
-		}
-	}
-	if mf == nil {
-		mf, err = c.newMember(ctx, key)
-	} else {
-		err = c.resume(cfg, mf)
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	c.Shards = mf.Shards
-	return mf, key, nil
-}
-
-// newMember is the metadata of a new member: a founder's replica ID from
-// InitialCluster, a joiner's from its name and address, or the one the
-// seeds that admitted it gave.
-func (c *Config) newMember(ctx context.Context, key []byte) (*meta.Member, error) {
-	var admitted *admit.Response
-	if c.Join && len(c.JoinSeeds) > 0 {
-		ac := c.admitClient()
-		var err error
-		if admitted, err = admit.Ask(ctx, &ac, key, 0, true); err != nil {
-			return nil, err
-		}
-		if c.Shards != 0 && c.Shards != admitted.Shards {
-			return nil, configError("Shards", "%d, but the cluster has %d", c.Shards, admitted.Shards)
-		}
-		c.Shards = admitted.Shards
-	}
-	shards := c.Shards
-	if shards == 0 {
-		shards = defaultShards
-	}
-	members := meta.Founders(c.InitialCluster)
-	id := members[c.Name].ReplicaID
-	if c.Join {
-		id = meta.JoinedReplicaID(c.ClusterToken, c.Name, c.RaftAddress)
-		if admitted != nil {
-			id, _ = strconv.ParseUint(admitted.ReplicaID, 10, 64)
-			members = map[string]meta.Peer{}
-		}
-		members[c.Name] = meta.Peer{ReplicaID: id, Address: c.RaftAddress}
-	}
-	return &meta.Member{
-		Name: c.Name, ReplicaID: id, Joined: c.Join, Observer: c.Observer, Seeded: admitted != nil,
-		ClusterToken: c.ClusterToken, Shards: shards, RaftAddress: c.RaftAddress, Members: members,
-		LogDBShards: 1,
-	}, nil
-}
-
-// resume checks the Config as given (cfg) against the metadata of the
-// member DataDir holds, and takes the member's name, token and address
-// from it; a file of an older format is rewritten in the current one.
-func (c *Config) resume(cfg Config, mf *meta.Member) error {
-	if cfg.Name != "" && cfg.Name != mf.Name {
-		return configError("Name", "%q, but DataDir holds member %q", cfg.Name, mf.Name)
-	}
-	if c.Shards != 0 && c.Shards != mf.Shards {
-		return configError("Shards", "%d, but the cluster was created with %d", c.Shards, mf.Shards)
-	}
-	if cfg.ClusterToken != "" && cfg.ClusterToken != mf.ClusterToken {
-		return configError("ClusterToken", "%q, but DataDir belongs to cluster %q", cfg.ClusterToken, mf.ClusterToken)
-	}
-	if cfg.RaftAddress != "" && cfg.RaftAddress != mf.RaftAddress {
-		return configError("RaftAddress", "%q, but this member was created with %q", cfg.RaftAddress, mf.RaftAddress)
-	}
-	c.Name, c.ClusterToken, c.RaftAddress = mf.Name, mf.ClusterToken, mf.RaftAddress
-	if mf.Version < meta.Version { // gains its checksum
-		if err := meta.Save(c.fs(), c.DataDir, mf); err != nil {
-			return fmt.Errorf("coord: DataDir: %w", err)
-		}
-	}
-	return nil
-}
-
-// admitClient is what Open needs to ask JoinSeeds for admission.
-func (c *Config) admitClient() admit.ClientConfig {
-	return admit.ClientConfig{Seeds: c.JoinSeeds, TLS: c.TLS.files(), Token: c.ClusterToken, Name: c.Name,
-		Address: c.RaftAddress, RequestTimeout: c.RequestTimeout, Logger: c.Logger, DataDir: c.DataDir, FS: c.fs()}
 }
 
 // hostConfig is the Raft side's configuration.

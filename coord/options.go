@@ -3,6 +3,8 @@ package coord
 import (
 	"fmt"
 	"time"
+
+	"github.com/coordkit/coordkit/coord/internal/sm"
 )
 
 type opKind uint16
@@ -338,4 +340,13 @@ func (o *op) rangeEnd(key string) string {
 		return "\x00"
 	}
 	return o.end
+}
+
+// rangeOpts is what the options of a Get ask of the state machine's range
+// read (the one mapping, for Get and a Txn's OpGet alike).
+func (o *op) rangeOpts() sm.RangeOpts {
+	return sm.RangeOpts{Limit: o.limit, Revision: int64(o.rev), KeysOnly: o.keysOnly, CountOnly: o.countOnly,
+		SortTarget: uint8(o.sortTarget), SortDesc: o.sortOrder == SortDescend,
+		Sorted:    o.sorted && !(o.sortTarget == SortByKey && o.sortOrder == SortAscend),
+		MinCreate: int64(o.minCreate), MaxCreate: int64(o.maxCreate)}
 }

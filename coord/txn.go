@@ -237,10 +237,7 @@ func (t *Txn) Commit() (*TxnResponse, error) {
 					if op.o.rev != 0 {
 						return nil, fmt.Errorf("%w: WithRev inside a Txn", ErrInvalidOption)
 					}
-					so.Range = sm.RangeOpts{Limit: op.o.limit, KeysOnly: op.o.keysOnly, CountOnly: op.o.countOnly,
-						SortTarget: uint8(op.o.sortTarget), SortDesc: op.o.sortOrder == SortDescend,
-						Sorted:    op.o.sorted && !(op.o.sortTarget == SortByKey && op.o.sortOrder == SortAscend),
-						MinCreate: int64(op.o.minCreate), MaxCreate: int64(op.o.maxCreate)}
+					so.Range = op.o.rangeOpts()
 				}
 			}
 			if err := use(so.Key, so.End); err != nil {

@@ -45,7 +45,7 @@ func run(out io.Writer) error {
 		initial[names[i]] = addr
 	}
 	// Members prove to each other that they hold the same secret; a real
-	// cluster reads it from a file (member --cluster-secret-file).
+	// cluster reads it from a file (coordkit --cluster-secret-file).
 	secret := rand.Text()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	nodes := make([]*coord.Node, len(names))

@@ -56,7 +56,7 @@ func FreeAddr(t testing.TB) string {
 }
 
 // SecretFile writes a random cluster secret into a new file under dir and
-// returns the file's path, for member --cluster-secret-file.
+// returns the file's path, for coordkit --cluster-secret-file.
 func SecretFile(t testing.TB, dir string) string {
 	t.Helper()
 	f := filepath.Join(dir, "cluster-secret")

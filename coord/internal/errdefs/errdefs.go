@@ -5,7 +5,10 @@
 // Match them with errors.Is.
 package errdefs
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors of the data API and of the member's life. Each is documented
 // where package coord exports it.
@@ -34,9 +37,20 @@ var (
 // ErrInvalidArgument is coord.ErrInvalidArgument.
 var ErrInvalidArgument = errors.New("coord: invalid argument")
 
+// Backup errors, documented where package coord exports them.
+var (
+	ErrNotEmpty  = errors.New("coord: cluster not empty")
+	ErrBadBackup = errors.New("coord: bad backup")
+)
+
 // Membership errors, documented where package coord exports them.
 var (
 	ErrMemberExists   = errors.New("coord: member exists")
 	ErrMemberNotFound = errors.New("coord: member not found")
 	ErrQuorum         = errors.New("coord: change would lose quorum")
 )
+
+// Config is ErrInvalidConfig naming a field of coord.Config, with why.
+func Config(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
+}

@@ -41,7 +41,7 @@ type KeyConfig struct {
 func ClusterKey(k KeyConfig, token string, alone bool) ([]byte, error) {
 	if k.Secret != "" {
 		if len(k.Secret) < minSecretBytes {
-			return nil, configError("ClusterSecret", "%d bytes; at least %d are required", len(k.Secret), minSecretBytes)
+			return nil, errdefs.Config("ClusterSecret", "%d bytes; at least %d are required", len(k.Secret), minSecretBytes)
 		}
 		return []byte(k.Secret), nil
 	}
@@ -61,7 +61,7 @@ func ClusterKey(k KeyConfig, token string, alone bool) ([]byte, error) {
 		return []byte(token), nil
 	}
 	if !alone {
-		return nil, configError("ClusterSecret", "required for plaintext peer traffic between members: give every member the same secret (member --cluster-secret-file), or set TLS")
+		return nil, errdefs.Config("ClusterSecret", "required for plaintext peer traffic between members: give every member the same secret (coordkit --cluster-secret-file), or set TLS")
 	}
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
@@ -71,10 +71,6 @@ func ClusterKey(k KeyConfig, token string, alone bool) ([]byte, error) {
 	if err := WriteFileSynced(k.FS, k.DataDir, secretFile, []byte(s+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("coord: DataDir: %w", err)
 	}
-	k.Logger.Info("generated the cluster secret; members added later need it (member --cluster-secret-file)", "file", path)
+	k.Logger.Info("generated the cluster secret; members added later need it (coordkit --cluster-secret-file)", "file", path)
 	return []byte(s), nil
-}
-
-func configError(field, format string, args ...any) error {
-	return fmt.Errorf("%w: %s: %s", errdefs.ErrInvalidConfig, field, fmt.Sprintf(format, args...))
 }
