@@ -86,7 +86,7 @@ func TestEndToEnd(t *testing.T) {
 	// await polls f, giving up early if a member exits.
 	await := func(what string, f func() error) {
 		t.Helper()
-		eventuallyFor(t, e2eWait, what, func() error {
+		proctest.Eventually(t, e2eWait, 20*time.Millisecond, what, func() error {
 			for _, p := range members {
 				if !p.Running() {
 					t.Fatalf("%s: %s exited: %v", what, p.Name, p.ExitErr())
@@ -281,13 +281,6 @@ func runBinary(t *testing.T, bin string, args ...string) (code int, stdout, stde
 		t.Fatalf("%s %q: no exit within %v; stdout %q, stderr %q", bin, args, e2eWait, out.String(), errOut.String())
 	}
 	return code, out.String(), errOut.String()
-}
-
-// eventuallyFor polls f every 20 ms until it returns nil, failing the test
-// with f's last error after d.
-func eventuallyFor(t *testing.T, d time.Duration, what string, f func() error) {
-	t.Helper()
-	proctest.Eventually(t, d, 20*time.Millisecond, what, f)
 }
 
 // contains reports whether the file at path contains s, as an error.

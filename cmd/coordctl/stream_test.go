@@ -22,12 +22,6 @@ import (
 // waitFor bounds every wait for a state in these tests.
 const waitFor = 20 * time.Second
 
-// eventually is eventuallyFor with waitFor.
-func eventually(t *testing.T, what string, f func() error) {
-	t.Helper()
-	eventuallyFor(t, waitFor, what, f)
-}
-
 // background is an in-process run of coordctl that runs until interrupted,
 // with signals sent by the test.
 type background struct {
@@ -62,7 +56,7 @@ func startCtl(t *testing.T, args ...string) *background {
 func (b *background) waitOutput(re string) {
 	b.t.Helper()
 	r := regexp.MustCompile(re)
-	eventually(b.t, fmt.Sprintf("coordctl %q prints %q", b.args, re), func() error {
+	proctest.Eventually(b.t, waitFor, 20*time.Millisecond, fmt.Sprintf("coordctl %q prints %q", b.args, re), func() error {
 		if out := b.out.String(); !r.MatchString(out) {
 			select {
 			case <-b.done:
@@ -256,7 +250,7 @@ func TestLock(t *testing.T) {
 	// waits for the command anyway.
 	ready := filepath.Join(dir, "ready")
 	b2 := startCtl(t, ep, "lock", "L", "--", "sh", "-c", `trap "exit 9" TERM; touch `+ready+`; while :; do sleep 0.02; done`)
-	eventually(t, "the command runs", func() error { _, err := os.Stat(ready); return err })
+	proctest.Eventually(t, waitFor, 20*time.Millisecond, "the command runs", func() error { _, err := os.Stat(ready); return err })
 	b2.sigs <- syscall.SIGINT
 	b2.sigs <- syscall.SIGTERM
 	b2.wait(9)
@@ -265,7 +259,7 @@ func TestLock(t *testing.T) {
 	keyFile := filepath.Join(dir, "key")
 	lost := startCtl(t, ep, "lock", "L", "--", "sh", "-c", `echo "$COORD_LOCK_KEY" > `+keyFile+`; exec sleep 60`)
 	var key string
-	eventually(t, "the command writes the key", func() error {
+	proctest.Eventually(t, waitFor, 20*time.Millisecond, "the command writes the key", func() error {
 		b, err := os.ReadFile(keyFile)
 		if key = strings.TrimSpace(string(b)); key == "" {
 			return fmt.Errorf("no key yet (%v)", err)

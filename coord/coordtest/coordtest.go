@@ -24,6 +24,7 @@ import (
 	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/internal/hooks"
 	"github.com/coordkit/coordkit/internal/freeport"
+	"github.com/coordkit/coordkit/internal/proctest"
 )
 
 // Option configures New.
@@ -65,7 +66,8 @@ const Secret = "coordtest-cluster-secret"
 
 // Cluster is an in-process cluster. Its methods are safe for concurrent use.
 type Cluster struct {
-	tb    testing.TB
+	tb    testing.TB // nil for a cluster from Start
+	dir   string     // the members' directories; removed by Close for Start's
 	mu    sync.Mutex
 	cfgs  []coord.Config
 	nodes []*coord.Node
@@ -74,30 +76,80 @@ type Cluster struct {
 	fts   []*filtered  // by member, with WithPartitions
 }
 
-// New starts an n-member cluster, waits until every member is Ready, and
-// registers its Close with tb.Cleanup.
+// New starts an n-member cluster with the test timings above, waits until
+// every member is Ready, and registers its Close with tb.Cleanup. Its
+// directories are tb's; the methods of the Cluster fail the test (tb) on
+// error.
 func New(tb testing.TB, n int, opts ...Option) *Cluster {
 	tb.Helper()
-	var o options
-	for _, f := range opts {
-		f(&o)
-	}
-	c := &Cluster{tb: tb}
-	// A port chosen free can still be taken by another process before the
-	// member binds it; then the whole cluster starts again on new ports.
-	for attempt := 1; ; attempt++ {
-		err := c.open(n, o)
-		if err == nil {
-			break
-		}
-		c.Close()
-		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 3 {
-			tb.Fatalf("coordtest: %v", err)
-		}
+	c := &Cluster{tb: tb, dir: tb.TempDir()}
+	if err := c.start(n, opts); err != nil {
+		tb.Fatalf("coordtest: %v", err)
 	}
 	tb.Cleanup(c.Close)
 	c.WaitReady()
 	return c
+}
+
+// Start starts an n-member cluster for a program with no testing.TB (an
+// example, a benchmark): with coord's default timings and settings, as an
+// application embeds members, on free loopback ports, with its data in a
+// temporary directory that Close removes. It blocks until every member is
+// Ready or ctx ends, and returns the error that stopped it (the cluster is
+// then closed). The Cluster's methods that would fail a test panic instead.
+func Start(ctx context.Context, n int, opts ...Option) (*Cluster, error) {
+	dir, err := os.MkdirTemp("", "coordtest-")
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{dir: dir}
+	if err := c.start(n, opts); err != nil {
+		c.Close()
+		return nil, err
+	}
+	for i := range c.Size() {
+		if err := c.Node(i).Ready(ctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("coordtest: member %d not ready: %w", i, err)
+		}
+	}
+	return c, nil
+}
+
+// start opens the members, on new ports if a port chosen free was taken by
+// another process before its member bound it.
+func (c *Cluster) start(n int, opts []Option) error {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	for attempt := 1; ; attempt++ {
+		err := c.open(n, o, filepath.Join(c.dir, fmt.Sprintf("try%d", attempt)))
+		if err == nil {
+			return nil
+		}
+		c.stopAll()
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 3 {
+			return err
+		}
+	}
+}
+
+// helper marks the caller as a test helper, for a cluster from New.
+func (c *Cluster) helper() {
+	if c.tb != nil {
+		c.tb.Helper()
+	}
+}
+
+// fatalf fails the test of a cluster from New, and panics for one from
+// Start.
+func (c *Cluster) fatalf(format string, args ...any) {
+	if c.tb != nil {
+		c.tb.Helper()
+		c.tb.Fatalf(format, args...)
+	}
+	panic(fmt.Sprintf(format, args...))
 }
 
 // pickAddrs chooses the members' addresses; a test replaces it.
@@ -106,12 +158,11 @@ var pickAddrs = freeport.Addrs
 // open fills in n members' configs on fresh addresses and directories and
 // opens them all at once. On error, the members that did open are in
 // c.nodes for Close.
-func (c *Cluster) open(n int, o options) error {
+func (c *Cluster) open(n int, o options, dir string) error {
 	addrs, err := pickAddrs(n)
 	if err != nil {
 		return err
 	}
-	dir := c.tb.TempDir()
 	initial := map[string]string{}
 	names := make([]string, n)
 	for i := range names {
@@ -140,8 +191,10 @@ func (c *Cluster) open(n int, o options) error {
 		cfg := coord.Config{
 			Name: name, DataDir: filepath.Join(dir, name), RaftAddress: initial[name],
 			InitialCluster: initial, ClusterToken: "coordtest", ClusterSecret: Secret, Shards: o.shards,
-			HeartbeatInterval: HeartbeatInterval, ElectionTimeout: ElectionTimeout,
-			RequestTimeout: 10 * time.Second, Logger: logger.With("member", name),
+			Logger: logger.With("member", name),
+		}
+		if c.tb != nil { // a test's timings
+			cfg.HeartbeatInterval, cfg.ElectionTimeout, cfg.RequestTimeout = HeartbeatInterval, ElectionTimeout, 10*time.Second
 		}
 		if o.tweak != nil {
 			o.tweak(&cfg)
@@ -196,6 +249,13 @@ func (c *Cluster) Node(i int) *coord.Node {
 	return c.nodes[i]
 }
 
+// Nodes returns every member, nil for those stopped.
+func (c *Cluster) Nodes() []*coord.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*coord.Node(nil), c.nodes...)
+}
+
 // Config returns member i's Config.
 func (c *Cluster) Config(i int) coord.Config {
 	c.mu.Lock()
@@ -206,13 +266,13 @@ func (c *Cluster) Config(i int) coord.Config {
 // WaitReady waits until every running member is Ready, failing the test after
 // 30 seconds.
 func (c *Cluster) WaitReady() {
-	c.tb.Helper()
+	c.helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i := 0; i < c.Size(); i++ {
 		if n := c.Node(i); n != nil {
 			if err := n.Ready(ctx); err != nil {
-				c.tb.Fatalf("coordtest: member %d not ready: %v", i, err)
+				c.fatalf("coordtest: member %d not ready: %v", i, err)
 			}
 		}
 	}
@@ -239,9 +299,9 @@ func (c *Cluster) Stop(i int) {
 // reaches a peer, even once they are reopened. Restart reopens each from
 // what was synced.
 func (c *Cluster) PowerLoss(members ...int) time.Time {
-	c.tb.Helper()
+	c.helper()
 	if len(c.fss) == 0 {
-		c.tb.Fatalf("coordtest: PowerLoss needs WithPowerLoss")
+		c.fatalf("coordtest: PowerLoss needs WithPowerLoss")
 	}
 	c.mu.Lock()
 	nodes := make([]*coord.Node, len(members))
@@ -277,17 +337,17 @@ func (c *Cluster) PowerLoss(members ...int) time.Time {
 
 // Restart reopens a stopped member i from its DataDir.
 func (c *Cluster) Restart(i int) *coord.Node {
-	c.tb.Helper()
+	c.helper()
 	c.mu.Lock()
 	if c.nodes[i] != nil {
 		c.mu.Unlock()
-		c.tb.Fatalf("coordtest: member %d is running", i)
+		c.fatalf("coordtest: member %d is running", i)
 	}
 	cfg := c.cfgs[i]
 	c.mu.Unlock()
 	n, err := coord.Open(context.Background(), cfg)
 	if err != nil {
-		c.tb.Fatalf("coordtest: restart member %d: %v", i, err)
+		c.fatalf("coordtest: restart member %d: %v", i, err)
 	}
 	c.mu.Lock()
 	c.nodes[i] = n
@@ -298,7 +358,7 @@ func (c *Cluster) Restart(i int) *coord.Node {
 // Join adds a new voting member through AddMember on a running member,
 // starts it with Config.Join, waits until it is Ready, and returns its index.
 func (c *Cluster) Join() int {
-	c.tb.Helper()
+	c.helper()
 	return c.join(false)
 }
 
@@ -306,12 +366,12 @@ func (c *Cluster) Join() int {
 // with coord.AsObserver, starts it with Config.Join and Config.Observer,
 // waits until it is Ready, and returns its index.
 func (c *Cluster) JoinObserver() int {
-	c.tb.Helper()
+	c.helper()
 	return c.join(true)
 }
 
 func (c *Cluster) join(observer bool) int {
-	c.tb.Helper()
+	c.helper()
 	var via *coord.Node
 	for i := 0; i < c.Size() && via == nil; i++ {
 		via = c.Node(i)
@@ -324,7 +384,7 @@ func (c *Cluster) join(observer bool) int {
 	addr, err := freeport.Addr()
 	if err != nil {
 		c.mu.Unlock()
-		c.tb.Fatalf("coordtest: %v", err)
+		c.fatalf("coordtest: %v", err)
 	}
 	cfg.RaftAddress = addr
 	cfg.Join = true
@@ -333,7 +393,7 @@ func (c *Cluster) join(observer bool) int {
 	cfg.Logger = c.cfgs[0].Logger.With("member", cfg.Name)
 	c.mu.Unlock()
 	if c.nw != nil {
-		c.tb.Fatalf("coordtest: Join with WithPartitions is not supported")
+		c.fatalf("coordtest: Join with WithPartitions is not supported")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -342,27 +402,27 @@ func (c *Cluster) join(observer bool) int {
 		opts = append(opts, coord.AsObserver())
 	}
 	if _, err := via.AddMember(ctx, cfg.Name, cfg.RaftAddress, opts...); err != nil {
-		c.tb.Fatalf("coordtest: AddMember: %v", err)
+		c.fatalf("coordtest: AddMember: %v", err)
 	}
 	n, err := coord.Open(ctx, cfg)
 	if err != nil {
-		c.tb.Fatalf("coordtest: open joining member: %v", err)
+		c.fatalf("coordtest: open joining member: %v", err)
 	}
 	c.mu.Lock()
 	c.cfgs = append(c.cfgs, cfg)
 	c.nodes = append(c.nodes, n)
 	c.mu.Unlock()
 	if err := n.Ready(ctx); err != nil {
-		c.tb.Fatalf("coordtest: joined member not ready: %v", err)
+		c.fatalf("coordtest: joined member not ready: %v", err)
 	}
 	return i
 }
 
 // Isolate cuts member i off from every other member (needs WithPartitions).
 func (c *Cluster) Isolate(i int) {
-	c.tb.Helper()
+	c.helper()
 	if c.nw == nil {
-		c.tb.Fatalf("coordtest: Isolate needs WithPartitions")
+		c.fatalf("coordtest: Isolate needs WithPartitions")
 	}
 	c.nw.set(c.Config(i).RaftAddress, true)
 }
@@ -371,18 +431,18 @@ func (c *Cluster) Isolate(i int) {
 // delivered (needs WithPartitions): its writes reach the leader and commit,
 // but it learns of nothing. Heal undoes it.
 func (c *Cluster) Deafen(i int) {
-	c.tb.Helper()
+	c.helper()
 	if c.nw == nil {
-		c.tb.Fatalf("coordtest: Deafen needs WithPartitions")
+		c.fatalf("coordtest: Deafen needs WithPartitions")
 	}
 	c.nw.setDeaf(c.Config(i).RaftAddress)
 }
 
 // Heal reconnects member i (undoes Isolate and Deafen).
 func (c *Cluster) Heal(i int) {
-	c.tb.Helper()
+	c.helper()
 	if c.nw == nil {
-		c.tb.Fatalf("coordtest: Heal needs WithPartitions")
+		c.fatalf("coordtest: Heal needs WithPartitions")
 	}
 	c.nw.set(c.Config(i).RaftAddress, false)
 }
@@ -390,9 +450,9 @@ func (c *Cluster) Heal(i int) {
 // Slow delays every message member i receives by d (0 restores it); needs
 // WithPartitions.
 func (c *Cluster) Slow(i int, d time.Duration) {
-	c.tb.Helper()
+	c.helper()
 	if c.nw == nil {
-		c.tb.Fatalf("coordtest: Slow needs WithPartitions")
+		c.fatalf("coordtest: Slow needs WithPartitions")
 	}
 	c.nw.setDelay(c.Config(i).RaftAddress, d)
 }
@@ -432,7 +492,7 @@ func (c *Cluster) Leader(shard int) int {
 // WaitLeader polls until shard has a leader among the running members and
 // returns its index, failing the test after 30 seconds.
 func (c *Cluster) WaitLeader(shard int) int {
-	c.tb.Helper()
+	c.helper()
 	var l int
 	Eventually(c.tb, 30*time.Second, func() bool {
 		l = c.Leader(shard)
@@ -443,6 +503,14 @@ func (c *Cluster) WaitLeader(shard int) int {
 
 // Close stops every running member. Safe to call more than once.
 func (c *Cluster) Close() {
+	c.stopAll()
+	if c.tb == nil {
+		os.RemoveAll(c.dir)
+	}
+}
+
+// stopAll stops every running member, concurrently.
+func (c *Cluster) stopAll() {
 	var wg sync.WaitGroup
 	for i := 0; i < c.Size(); i++ {
 		wg.Add(1)
@@ -455,16 +523,11 @@ func (c *Cluster) Close() {
 }
 
 // Eventually polls cond every 10ms until it holds, failing the test with the
-// message if it does not within d.
+// message if it does not within d. It is the module's one polling helper
+// (internal/proctest.Eventually) for a condition.
 func Eventually(tb testing.TB, d time.Duration, cond func() bool, format string, args ...any) {
 	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("coordtest: gave up after %v: "+format, append([]any{d}, args...)...)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	proctest.Eventually(tb, d, 10*time.Millisecond, "coordtest: "+fmt.Sprintf(format, args...), proctest.Holds(cond))
 }
 
 // Context returns a context that ends after d or when the test ends.

@@ -13,17 +13,18 @@ import (
 
 	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/election"
-	"github.com/coordkit/coordkit/examples/internal/cluster"
+	"github.com/coordkit/coordkit/coord/coordtest"
 )
 
 func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	nodes, stop, err := cluster.Start(ctx, 3)
+	c, err := coordtest.Start(ctx, 3)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer stop()
+	defer c.Close()
+	nodes := c.Nodes()
 
 	elected := make(chan string, 3)
 	for i, n := range nodes {

@@ -21,7 +21,7 @@ import (
 
 	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/lock"
-	"github.com/coordkit/coordkit/examples/internal/cluster"
+	"github.com/coordkit/coordkit/coord/coordtest"
 )
 
 // storage is the downstream service the lock guards. It knows nothing of
@@ -46,11 +46,12 @@ func (s *storage) write(token coord.Revision, v string) error {
 func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	nodes, stop, err := cluster.Start(ctx, 3)
+	c, err := coordtest.Start(ctx, 3)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer stop()
+	defer c.Close()
+	nodes := c.Nodes()
 	store := &storage{}
 
 	// Worker A takes the lock on member m0.

@@ -14,17 +14,18 @@ import (
 	"time"
 
 	"github.com/coordkit/coordkit/coord/pubsub"
-	"github.com/coordkit/coordkit/examples/internal/cluster"
+	"github.com/coordkit/coordkit/coord/coordtest"
 )
 
 func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	nodes, stop, err := cluster.Start(ctx, 3)
+	c, err := coordtest.Start(ctx, 3)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer stop()
+	defer c.Close()
+	nodes := c.Nodes()
 
 	const jobs = 1000
 	producer := pubsub.New(nodes[0], "/topics")

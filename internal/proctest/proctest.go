@@ -7,6 +7,7 @@ package proctest
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -83,6 +84,18 @@ func Eventually(t testing.TB, timeout, interval time.Duration, what string, f fu
 		time.Sleep(interval)
 	}
 }
+
+// Holds adapts a condition to Eventually: an error until cond holds.
+func Holds(cond func() bool) func() error {
+	return func() error {
+		if cond() {
+			return nil
+		}
+		return errNotYet
+	}
+}
+
+var errNotYet = errors.New("the condition does not hold yet")
 
 // ExitStatus describes the result of a process's exit, an error of
 // exec.Cmd.Wait: "status 0" for nil, else the error's text.

@@ -76,13 +76,7 @@ func start(t *testing.T, key []byte, maxRequest int) (*Transport, *sink) {
 
 func waitFor(t *testing.T, what string, f func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	proctest.Eventually(t, 10*time.Second, 5*time.Millisecond, what, proctest.Holds(f))
 }
 
 func batchOf(msgs ...pb.Message) pb.MessageBatch {
