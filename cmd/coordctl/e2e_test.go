@@ -37,7 +37,7 @@ func TestEndToEnd(t *testing.T) {
 	member, coordctl := bins[0], bins[1]
 	step("built member and coordctl")
 
-	var procs []*proctest.Proc
+	var procs []*proctest.Proc // coordctl's (the members clean up after themselves)
 	t.Cleanup(func() {
 		for _, p := range procs {
 			p.Kill()
@@ -52,21 +52,13 @@ func TestEndToEnd(t *testing.T) {
 			}
 		}
 	})
-	names := []string{"m1", "m2", "m3"}
-	peers, clients := make([]string, 3), make([]string, 3)
-	var initial []string
-	for i, n := range names {
-		peers[i], clients[i] = proctest.FreeAddr(t), proctest.FreeAddr(t)
-		initial = append(initial, n+"=http://"+peers[i])
-	}
-	secret := proctest.SecretFile(t, dir)
-	for i, n := range names {
-		procs = append(procs, startProc(t, dir, n, member,
-			"--name", n, "--data-dir", filepath.Join(dir, n+".data"),
-			"--listen-peer-urls", "http://"+peers[i], "--listen-client-urls", "http://"+clients[i],
-			"--initial-cluster", strings.Join(initial, ","),
-			"--initial-cluster-token", "coordctl-e2e", "--initial-cluster-state", "new", "--cluster-secret-file", secret,
-			"--heartbeat-interval", "50", "--election-timeout", "1000"))
+	ms := proctest.Founders(t, member, dir, "coordctl-e2e", 3, "--heartbeat-interval", "50", "--election-timeout", "1000")
+	names, peers, clients := make([]string, 3), make([]string, 3), make([]string, 3)
+	var members []*proctest.Proc
+	for i, m := range ms {
+		m.Start(t)
+		members = append(members, m.Proc)
+		names[i], peers[i], clients[i] = m.Name, m.Peer, m.Client
 	}
 	eps := make([]string, 3)
 	for i, c := range clients {
@@ -82,7 +74,6 @@ func TestEndToEnd(t *testing.T) {
 		}
 		return out
 	}
-	members := procs[:len(procs):len(procs)]
 	// await polls f, giving up early if a member exits.
 	await := func(what string, f func() error) {
 		t.Helper()

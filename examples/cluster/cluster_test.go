@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,41 +43,12 @@ func TestCluster(t *testing.T) {
 	bin := proctest.Build(t, dir, "github.com/coordkit/coordkit/cmd/coordkit")[0]
 	t.Logf("built %s in %v", bin, time.Since(start).Round(time.Millisecond))
 
-	ms := make([]*member, 4)
-	for i := range ms {
-		name := fmt.Sprintf("m%d", i+1)
-		ms[i] = &member{
-			t:    t,
-			Proc: &proctest.Proc{Name: name, Bin: bin, Log: filepath.Join(dir, name+".log"), Banner: true},
-			peer: proctest.FreeAddr(t), client: proctest.FreeAddr(t),
-			dataDir: filepath.Join(dir, "data", name),
-		}
+	var voters []*member
+	for _, m := range proctest.Founders(t, bin, dir, token, 3, timing...) {
+		voters = append(voters, &member{t: t, Member: m})
 	}
-	t.Cleanup(func() {
-		for _, m := range ms {
-			m.Kill()
-		}
-		if t.Failed() {
-			for _, m := range ms {
-				m.printLogTail(60)
-			}
-		}
-	})
-	m1, m2, m3, m4 := ms[0], ms[1], ms[2], ms[3]
-	voters := ms[:3]
-	var initial []string
-	for _, m := range voters {
-		initial = append(initial, m.Name+"=http://"+m.peer)
-	}
-	secret := proctest.SecretFile(t, dir)
-	for _, m := range voters {
-		m.Args = append([]string{
-			"--name", m.Name, "--data-dir", m.dataDir,
-			"--listen-peer-urls", "http://" + m.peer, "--listen-client-urls", "http://" + m.client,
-			"--initial-cluster", strings.Join(initial, ","),
-			"--initial-cluster-token", token, "--initial-cluster-state", "new", "--cluster-secret-file", secret,
-		}, timing...)
-	}
+	m1, m2, m3 := voters[0], voters[1], voters[2]
+	m4 := &member{t: t, Member: proctest.NewMember(t, bin, dir, "m4")}
 
 	step := func(what string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), what) }
 
@@ -125,13 +94,13 @@ func TestCluster(t *testing.T) {
 	victim.waitKeys(true, want)
 
 	step("add m4 as an observer through m1, start it")
-	m1.post("/v1/members/add", map[string]any{"name": m4.Name, "address": m4.peer, "observer": true}, nil)
-	m4.Args = append([]string{
-		"--name", m4.Name, "--data-dir", m4.dataDir,
-		"--listen-peer-urls", "http://" + m4.peer, "--listen-client-urls", "http://" + m4.client,
-		"--initial-cluster", strings.Join(append(initial[:len(initial):len(initial)], m4.Name+"=http://"+m4.peer), ","),
-		"--initial-cluster-token", token, "--initial-cluster-state", "existing", "--observer", "--cluster-secret-file", secret,
-	}, timing...)
+	m1.post("/v1/members/add", map[string]any{"name": m4.Name, "address": m4.Peer, "observer": true}, nil)
+	var initial []string
+	for _, m := range []*member{m1, m2, m3, m4} {
+		initial = append(initial, m.Name+"=http://"+m.Peer)
+	}
+	secret := flagValue(m1.Args, "--cluster-secret-file")
+	m4.Args = append(append(m4.Flags(strings.Join(initial, ","), token, "existing", secret), "--observer"), timing...)
 	m4.Start(t)
 	m4.waitHealthy()
 	// Removed before its own start-up wait ends, a member exits with an
@@ -181,11 +150,19 @@ func TestCluster(t *testing.T) {
 // member is one member process. Its stdout and stderr are appended to its
 // log across restarts.
 type member struct {
-	*proctest.Proc
-	t            *testing.T
-	peer, client string
-	dataDir      string
-	httpc        http.Client
+	*proctest.Member
+	t     *testing.T
+	httpc http.Client
+}
+
+// flagValue is the value after flag in args, or "".
+func flagValue(args []string, flag string) string {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == flag {
+			return args[i+1]
+		}
+	}
+	return ""
 }
 
 // stop sends SIGTERM and waits for the process to exit, which must be with
@@ -374,7 +351,7 @@ func (m *member) doTimeout(timeout time.Duration, method, path string, body, out
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+m.client+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+m.Client+path, rd)
 	if err != nil {
 		return err
 	}
@@ -410,15 +387,3 @@ func (m *member) doTimeout(timeout time.Duration, method, path string, body, out
 	return nil
 }
 
-// printLogTail logs the last n lines of the member's output.
-func (m *member) printLogTail(n int) {
-	lines, err := m.Tail(n)
-	if errors.Is(err, os.ErrNotExist) {
-		return
-	}
-	if err != nil {
-		m.t.Logf("%s: reading log: %v", m.Name, err)
-		return
-	}
-	m.t.Logf("--- last %d lines of %s (%s):\n%s", len(lines), m.Name, m.Log, strings.Join(lines, "\n"))
-}

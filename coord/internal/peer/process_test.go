@@ -31,14 +31,12 @@ func TestMemberProcessSurvivesCraftedPeerTraffic(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := proctest.Build(t, dir, "github.com/coordkit/coordkit/cmd/coordkit")[0]
-	raft, client, admin := proctest.FreeAddr(t), proctest.FreeAddr(t), proctest.FreeAddr(t)
-	data := filepath.Join(dir, "data")
-	p := &proctest.Proc{Name: "default", Bin: bin, Log: filepath.Join(dir, "member.log"), Args: []string{"--data-dir", data,
-		"--listen-peer-urls", "http://" + raft, "--listen-client-urls", "http://" + client,
-		"--listen-admin-urls", admin}}
+	p := proctest.NewMember(t, bin, dir, "default")
+	raft, admin := p.Peer, proctest.FreeAddr(t)
+	p.Args = []string{"--data-dir", p.DataDir, "--listen-peer-urls", "http://" + raft, "--listen-client-urls", "http://" + p.Client,
+		"--listen-admin-urls", admin}
 	p.Start(t)
-	t.Cleanup(p.Kill)
-	api := "http://" + client
+	api := "http://" + p.Client
 	post := func(path string, body any, out any) error {
 		b, _ := json.Marshal(body)
 		resp, err := http.Post(api+path, "application/json", bytes.NewReader(b))
@@ -119,7 +117,7 @@ func TestMemberProcessSurvivesCraftedPeerTraffic(t *testing.T) {
 
 	// A peer with the right secret (read from the data directory, as an
 	// operator would) but malformed frames is cut off; the member serves on.
-	secret, err := os.ReadFile(filepath.Join(data, "cluster-secret"))
+	secret, err := os.ReadFile(filepath.Join(p.DataDir, "cluster-secret"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,7 +143,7 @@ func runSIGKILL(t *testing.T, bin string, r sigkillRun) (*Report, *history, *sig
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				procClient(ps[m].client, m, id, rand.New(rand.NewSource(r.seed*1000+int64(id))), rec, &seq, st, stop)
+				procClient(ps[m].Client, m, id, rand.New(rand.NewSource(r.seed*1000+int64(id))), rec, &seq, st, stop)
 			}()
 		}
 	}
@@ -358,41 +358,27 @@ func callAPI(ctx context.Context, hc *http.Client, addr, path string, body, out 
 // proc is one member process. Its stdout and stderr are appended to its
 // log across restarts.
 type proc struct {
-	*proctest.Proc
-	client    string
+	*proctest.Member
 	replicaID string
 	hc        http.Client // the test's own calls
 }
 
 // startMembers starts three members founding a cluster and waits until each
-// is healthy. They are killed when the test ends.
+// is healthy. They are killed when the test ends; if it failed, their logs
+// are kept under results/.
 func startMembers(t *testing.T, bin, dir string, electionMS int) []*proc {
-	ps := make([]*proc, 3)
-	peers := make([]string, len(ps))
-	var initial []string
-	for i := range ps {
-		name := fmt.Sprintf("m%d", i+1)
-		ps[i] = &proc{Proc: &proctest.Proc{Name: name, Bin: bin, Log: filepath.Join(dir, name+".log"), Banner: true},
-			client: proctest.FreeAddr(t)}
-		peers[i] = proctest.FreeAddr(t)
-		initial = append(initial, name+"=http://"+peers[i])
+	var ps []*proc
+	for _, m := range proctest.Founders(t, bin, dir, "sigkill", 3, "--heartbeat-interval", "50", "--election-timeout", fmt.Sprint(electionMS)) {
+		ps = append(ps, &proc{Member: m})
 	}
 	t.Cleanup(func() {
-		for _, p := range ps {
-			p.Kill()
-		}
 		if t.Failed() {
 			for _, p := range ps {
 				p.keepLog(t)
 			}
 		}
 	})
-	secret := proctest.SecretFile(t, dir)
-	for i, p := range ps {
-		p.Args = []string{"--name", p.Name, "--data-dir", filepath.Join(dir, p.Name), "--cluster-secret-file", secret,
-			"--listen-peer-urls", "http://" + peers[i], "--listen-client-urls", "http://" + p.client,
-			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "sigkill",
-			"--heartbeat-interval", "50", "--election-timeout", fmt.Sprint(electionMS)}
+	for _, p := range ps {
 		p.Start(t)
 	}
 	for _, p := range ps {
@@ -411,7 +397,7 @@ func (p *proc) get(path string, out any) error { return p.post(path, nil, out) }
 func (p *proc) post(path string, body, out any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), procRequest)
 	defer cancel()
-	return callAPI(ctx, &p.hc, p.client, path, body, out)
+	return callAPI(ctx, &p.hc, p.Client, path, body, out)
 }
 
 // waitHealthy polls GET /health until it answers 200: every shard has a
@@ -468,7 +454,7 @@ func shard0Leader(t *testing.T, ps []*proc) *proc {
 	return leader
 }
 
-// keepLog copies the member's output under results/ and logs its end.
+// keepLog copies the member's output under results/.
 func (p *proc) keepLog(t *testing.T) {
 	b, err := os.ReadFile(p.Log)
 	if err != nil {
@@ -481,9 +467,9 @@ func (p *proc) keepLog(t *testing.T) {
 	}
 	if err != nil {
 		t.Logf("%s: keeping log: %v", p.Name, err)
+		return
 	}
-	lines := proctest.LastLines(b, 40)
-	t.Logf("--- last %d lines of %s (all in %s):\n%s", len(lines), p.Name, path, strings.Join(lines, "\n"))
+	t.Logf("%s: log kept in %s", p.Name, path) // its last lines are logged by proctest
 }
 
 // Checks.
@@ -564,7 +550,7 @@ func (f *follower) run(ctx context.Context, ps []*proc) {
 	defer hc.CloseIdleConnections()
 	for i := 0; ctx.Err() == nil; i++ {
 		wctx, cancel := context.WithTimeout(ctx, followFor)
-		err := f.watch(wctx, hc, ps[i%len(ps)].client)
+		err := f.watch(wctx, hc, ps[i%len(ps)].Client)
 		cancel()
 		if err != nil {
 			f.mu.Lock()
