@@ -7,6 +7,7 @@ import (
 
 	"github.com/coordkit/coordkit/coord/internal/backup"
 	"github.com/coordkit/coordkit/coord/internal/errdefs"
+	"github.com/coordkit/coordkit/coord/internal/request"
 	"github.com/coordkit/coordkit/coord/internal/sm"
 )
 
@@ -30,7 +31,7 @@ var ErrBadBackup = errdefs.ErrBadBackup
 // backup on error, which Restore refuses. Errors: ErrInvalidOption, those
 // of Get, and w's.
 func (n *Node) Snapshot(ctx context.Context, w io.Writer, opts ...OpOption) error {
-	o, err := buildOp(kindSnapshot, opts)
+	o, err := request.Build(request.Snapshot, opts)
 	if err != nil {
 		return err
 	}
@@ -41,13 +42,13 @@ func (n *Node) Snapshot(ctx context.Context, w io.Writer, opts ...OpOption) erro
 	defer cancel()
 	b := backup.NewWriter(w, backup.Header{Token: n.cfg.ClusterToken, Shards: len(n.shards), Member: n.cfg.Name})
 	for _, s := range n.shards {
-		v, err := s.Read(ctx, o.serializable)
+		v, err := s.Read(ctx, o.Serializable)
 		if err != nil {
 			return fmt.Errorf("coord: snapshot: %w", err)
 		}
 		all := sm.Op{Kind: sm.OpRange, Key: "\x00", End: "\x00"}
 		r, code := v.Range(&all)
-		if err := codeErr(code); err != nil {
+		if err := code.Err(); err != nil {
 			return fmt.Errorf("coord: snapshot: %w", err)
 		}
 		if err := b.Shard(s.Index, v.Revision(), r.KVs); err != nil {
@@ -92,10 +93,10 @@ func (n *Node) Restore(ctx context.Context, r io.Reader) (*RestoreResult, error)
 		if k.Lease != 0 {
 			continue // skipped
 		}
-		if err := n.checkKey(string(k.Key)); err != nil {
+		if err := n.limits().CheckKey(string(k.Key)); err != nil {
 			return nil, fmt.Errorf("%w: key %q: %w", ErrBadBackup, k.Key, err)
 		}
-		if err := n.checkValue(k.Value); err != nil {
+		if err := n.limits().CheckValue(k.Value); err != nil {
 			return nil, fmt.Errorf("%w: value of key %q: %w", ErrBadBackup, k.Key, err)
 		}
 	}

@@ -6,25 +6,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/coordkit/coordkit/coord/internal/request"
 	"github.com/coordkit/coordkit/coord/internal/sm"
 )
-
-func (n *Node) checkKey(key string) error {
-	if key == "" {
-		return ErrEmptyKey
-	}
-	if len(key) > n.cfg.MaxKeyBytes {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrKeyTooLarge, len(key), n.cfg.MaxKeyBytes)
-	}
-	return nil
-}
-
-func (n *Node) checkValue(v []byte) error {
-	if len(v) > n.cfg.MaxValueBytes {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrValueTooLarge, len(v), n.cfg.MaxValueBytes)
-	}
-	return nil
-}
 
 // Put sets key to value, creating the key or adding a version. Options:
 // WithLease, WithPrevKV. The store keeps a copy of value: the caller may
@@ -61,43 +45,43 @@ func (n *Node) Put(ctx context.Context, key string, value []byte, opts ...OpOpti
 // Errors: ErrEmptyKey, ErrKeyTooLarge, ErrInvalidOption, ErrCompacted,
 // ErrFutureRevision, ErrNoLeader, ErrClosed, context errors.
 func (n *Node) Get(ctx context.Context, key string, opts ...OpOption) (*GetResponse, error) {
-	o, err := buildOp(kindGet, opts)
+	o, err := request.Build(request.Get, opts)
 	if err != nil {
 		return nil, err
 	}
-	if err := n.checkRangeKey(key, o); err != nil {
+	if err := n.limits().CheckRange(key, o); err != nil {
 		return nil, err
 	}
-	end := o.rangeEnd(key)
-	smOp := sm.Op{Kind: sm.OpRange, Key: key, End: end, Range: o.rangeOpts()}
-	if si := n.rangeShard(key, end); si >= 0 {
+	end := o.RangeEnd(key)
+	smOp := sm.Op{Kind: sm.OpRange, Key: key, End: end, Range: o.RangeOpts()}
+	if si := n.router().RangeShard(key, end); si >= 0 {
 		s := n.shards[si]
-		v, err := s.Read(ctx, o.serializable)
+		v, err := s.Read(ctx, o.Serializable)
 		if err != nil {
 			return nil, err
 		}
 		r, code := v.Range(&smOp)
 		if code == sm.CodeCompacted {
-			return nil, compactedError(o.rev, v.CompactRevision())
+			return nil, compactedError(Revision(o.Rev), v.CompactRevision())
 		}
-		if err := codeErr(code); err != nil {
+		if err := code.Err(); err != nil {
 			return nil, fmt.Errorf("%w (shard %d at revision %d)", err, s.Index, v.Revision())
 		}
 		return &GetResponse{Header: n.header(s, v.Revision()), KVs: fromKVs(r.KVs), More: r.More, Count: r.Count}, nil
 	}
-	if o.rev != 0 {
+	if o.Rev != 0 {
 		return nil, fmt.Errorf("%w: WithRev on a range spanning shards (each shard has its own revisions)", ErrCrossShard)
 	}
 	// Fan out: every shard returns up to the limit, then merge.
 	resp := &GetResponse{Header: Header{Shard: ShardAll, Member: n.cfg.Name}}
 	var all []*sm.KV
 	for _, s := range n.shards {
-		v, err := s.Read(ctx, o.serializable)
+		v, err := s.Read(ctx, o.Serializable)
 		if err != nil {
 			return nil, err
 		}
 		r, code := v.Range(&smOp)
-		if err := codeErr(code); err != nil {
+		if err := code.Err(); err != nil {
 			return nil, err
 		}
 		resp.Shards = append(resp.Shards, n.header(s, v.Revision()))
@@ -105,68 +89,17 @@ func (n *Node) Get(ctx context.Context, key string, opts ...OpOption) (*GetRespo
 		resp.More = resp.More || r.More
 		all = append(all, r.KVs...)
 	}
-	if o.sorted {
-		sortMerged(all, o)
+	if o.Sorted {
+		sm.SortMerged(all, o.SortTarget, o.SortDesc)
 	} else {
 		sort.Slice(all, func(i, j int) bool { return all[i].Key < all[j].Key })
 	}
-	if o.limit > 0 && int64(len(all)) > o.limit {
-		all = all[:o.limit]
+	if o.Limit > 0 && int64(len(all)) > o.Limit {
+		all = all[:o.Limit]
 		resp.More = true
 	}
 	resp.KVs = fromKVs(all)
 	return resp, nil
-}
-
-func sortMerged(kvs []*sm.KV, o *op) {
-	key := func(kv *sm.KV) int64 {
-		switch o.sortTarget {
-		case SortByVersion:
-			return kv.Version
-		case SortByCreateRevision:
-			return kv.CreateRevision
-		case SortByModRevision:
-			return kv.ModRevision
-		}
-		return 0
-	}
-	sort.SliceStable(kvs, func(i, j int) bool {
-		a, b := kvs[i], kvs[j]
-		var c int
-		switch o.sortTarget {
-		case SortByKey:
-			c = strings.Compare(a.Key, b.Key)
-		case SortByValue:
-			c = strings.Compare(string(a.Value), string(b.Value))
-		default:
-			ka, kb := key(a), key(b)
-			if ka < kb {
-				c = -1
-			} else if ka > kb {
-				c = 1
-			}
-		}
-		if c == 0 {
-			c = strings.Compare(a.Key, b.Key)
-		}
-		if o.sortOrder == SortDescend {
-			return c > 0
-		}
-		return c < 0
-	})
-}
-
-func (n *Node) checkRangeKey(key string, o *op) error {
-	if key == "" && !(o.prefix || o.fromKey) {
-		return ErrEmptyKey
-	}
-	if len(key) > n.cfg.MaxKeyBytes {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrKeyTooLarge, len(key), n.cfg.MaxKeyBytes)
-	}
-	if o.end != "" && o.end <= key {
-		return fmt.Errorf("%w: WithRange end %q is not after key %q", ErrInvalidOption, o.end, key)
-	}
-	return nil
 }
 
 // Delete removes a key, or a range with WithPrefix, WithFromKey or WithRange;
@@ -176,27 +109,27 @@ func (n *Node) checkRangeKey(key string, o *op) error {
 //
 // Blocking, errors and consistency as for Put.
 func (n *Node) Delete(ctx context.Context, key string, opts ...OpOption) (*DeleteResponse, error) {
-	o, err := buildOp(kindDelete, opts)
+	o, err := request.Build(request.Delete, opts)
 	if err != nil {
 		return nil, err
 	}
-	if err := n.checkRangeKey(key, o); err != nil {
+	if err := n.limits().CheckRange(key, o); err != nil {
 		return nil, err
 	}
-	end := o.rangeEnd(key)
-	smOp := sm.Op{Kind: sm.OpDelete, Key: key, End: end, PrevKV: o.prevKV}
+	end := o.RangeEnd(key)
+	smOp := sm.Op{Kind: sm.OpDelete, Key: key, End: end, PrevKV: o.PrevKV}
 	one := func(s *shard) (*DeleteResponse, error) {
 		res, err := s.Propose(ctx, &sm.Command{Kind: sm.CmdTxn, Txn: sm.Txn{Then: []sm.Op{smOp}}})
 		if err != nil {
 			return nil, err
 		}
-		if err := codeErr(res.Code); err != nil {
+		if err := res.Code.Err(); err != nil {
 			return nil, err
 		}
 		r := res.Ops[0]
 		return &DeleteResponse{Header: n.header(s, res.Revision), Deleted: r.Deleted, PrevKVs: fromKVs(r.PrevKVs)}, nil
 	}
-	if si := n.rangeShard(key, end); si >= 0 {
+	if si := n.router().RangeShard(key, end); si >= 0 {
 		return one(n.shards[si])
 	}
 	resp := &DeleteResponse{Header: Header{Shard: ShardAll, Member: n.cfg.Name}}
@@ -220,7 +153,7 @@ func (n *Node) Delete(ctx context.Context, key string, opts ...OpOption) (*Delet
 // Consistency and errors as for Get. Listing the top level of a cluster with
 // several shards reads every shard.
 func (n *Node) List(ctx context.Context, dir string, opts ...OpOption) (*ListResponse, error) {
-	o, err := buildOp(kindList, opts)
+	o, err := request.Build(request.List, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -231,13 +164,13 @@ func (n *Node) List(ctx context.Context, dir string, opts ...OpOption) (*ListRes
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrKeyTooLarge, len(dir), n.cfg.MaxKeyBytes)
 	}
 	shards := n.shards
-	if si := n.rangeShard(dir, prefixEnd(dir)); si >= 0 && dir != "" && dir != "/" {
+	if si := n.router().RangeShard(dir, request.PrefixEnd(dir)); si >= 0 && dir != "" && dir != "/" {
 		shards = shards[si : si+1]
 	}
 	resp := &ListResponse{}
 	seen := map[string]bool{}
 	for _, s := range shards {
-		v, err := s.Read(ctx, o.serializable)
+		v, err := s.Read(ctx, o.Serializable)
 		if err != nil {
 			return nil, err
 		}
@@ -277,7 +210,7 @@ func (n *Node) Compact(ctx context.Context, shard int, rev Revision) (*CompactRe
 	if res.Code == sm.CodeCompacted {
 		return nil, fmt.Errorf("coord: compact shard %d: %w", shard, compactedError(rev, s.View().CompactRevision()))
 	}
-	if err := codeErr(res.Code); err != nil {
+	if err := res.Code.Err(); err != nil {
 		return nil, fmt.Errorf("%w: compact shard %d to %d", err, shard, rev)
 	}
 	return &CompactResponse{Header: n.header(s, res.Revision)}, nil

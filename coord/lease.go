@@ -2,25 +2,16 @@ package coord
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/coordkit/coordkit/coord/internal/lease"
-	"github.com/coordkit/coordkit/coord/internal/sm"
+	"github.com/coordkit/coordkit/coord/internal/request"
 )
 
-// How lease expiry works: see coord/internal/lease.
-//
-// A lease lives in its home shard (derived from its ID) and is materialised
-// in another shard the first time a key there is attached to it, with the
-// same TTL. Keep-alives and revokes go to every shard holding it; each shard
-// expires its copy on its own, so with several shards the keys of one lease
-// are deleted atomically per shard, not across shards.
+// How leases expire, and how they live in several shards: see
+// coord/internal/lease.
 
 // LeaseGrantResponse is the result of Grant.
 type LeaseGrantResponse struct {
@@ -51,17 +42,6 @@ type LeaseStatus struct {
 	TTL time.Duration // granted TTL
 }
 
-func (n *Node) leaseHome(id LeaseID) *shard { return n.shards[uint64(id)%uint64(len(n.shards))] }
-
-func newLeaseID() LeaseID {
-	u := uuid.New()
-	id := LeaseID(binary.BigEndian.Uint64(u[:8]) >> 1)
-	if id == 0 {
-		id = 1
-	}
-	return id
-}
-
 func (n *Node) checkTTL(ttl time.Duration) error {
 	if ttl <= 0 {
 		return fmt.Errorf("%w: %v is not positive", ErrInvalidTTL, ttl)
@@ -88,84 +68,27 @@ func (n *Node) Grant(ctx context.Context, ttl time.Duration) (*LeaseGrantRespons
 	if err := n.checkTTL(ttl); err != nil {
 		return nil, err
 	}
-	for {
-		id := newLeaseID()
-		s := n.leaseHome(id)
-		res, err := s.Propose(ctx, &sm.Command{Kind: sm.CmdGrant, LeaseID: int64(id), TTL: ttl.Milliseconds()})
-		if err != nil {
-			return nil, err
-		}
-		if res.Code == sm.CodeLeaseExists {
-			continue // a 63-bit random collision: draw again
-		}
-		if err := codeErr(res.Code); err != nil {
-			return nil, err
-		}
-		return &LeaseGrantResponse{Header: n.header(s, res.Revision), ID: id, TTL: ttl}, nil
+	id, home, rev, err := n.leases.Grant(ctx, ttl.Milliseconds())
+	if err != nil {
+		return nil, err
 	}
-}
-
-// holders returns the shards other than home whose local replica holds id.
-func (n *Node) holders(id LeaseID, home *shard) []*shard {
-	var out []*shard
-	for _, s := range n.shards {
-		if s == home {
-			continue
-		}
-		if _, ok := s.View().Lease(int64(id)); ok {
-			out = append(out, s)
-		}
-	}
-	return out
+	return &LeaseGrantResponse{Header: n.header(n.shards[home], rev), ID: LeaseID(id), TTL: ttl}, nil
 }
 
 // Revoke ends a lease at once and deletes its keys (in one revision per
 // shard). Errors: ErrLeaseNotFound, plus those of Put.
-func (n *Node) Revoke(ctx context.Context, id LeaseID) error {
-	home := n.leaseHome(id)
-	res, err := home.Propose(ctx, &sm.Command{Kind: sm.CmdRevoke, LeaseID: int64(id)})
-	if err != nil {
-		return err
-	}
-	if err := codeErr(res.Code); err != nil {
-		return fmt.Errorf("%w: %d", err, id)
-	}
-	// Copies elsewhere: revoke every shard, not only those this replica has
-	// seen the lease in, since a copy may be materialised but not applied here.
-	var errs []error
-	for _, s := range n.shards {
-		if s == home {
-			continue
-		}
-		res, err := s.Propose(ctx, &sm.Command{Kind: sm.CmdRevoke, LeaseID: int64(id)})
-		if err != nil {
-			errs = append(errs, err)
-		} else if res.Code != sm.CodeOK && res.Code != sm.CodeLeaseNotFound {
-			errs = append(errs, codeErr(res.Code))
-		}
-	}
-	return errors.Join(errs...)
-}
+func (n *Node) Revoke(ctx context.Context, id LeaseID) error { return n.leases.Revoke(ctx, int64(id)) }
 
 // KeepAliveOnce renews a lease once: its countdown restarts at the full TTL
 // on every shard holding it. Keep-alives do not queue behind this member's
 // writes: they have request clients of their own besides the writes'. Errors: ErrLeaseNotFound
 // when the lease is gone (expired or revoked), plus those of Put.
 func (n *Node) KeepAliveOnce(ctx context.Context, id LeaseID) (*LeaseKeepAliveResponse, error) {
-	home := n.leaseHome(id)
-	res, err := home.Propose(ctx, &sm.Command{Kind: sm.CmdKeepAlive, LeaseID: int64(id)})
+	home, res, err := n.leases.KeepAlive(ctx, int64(id))
 	if err != nil {
 		return nil, err
 	}
-	if err := codeErr(res.Code); err != nil {
-		return nil, fmt.Errorf("%w: %d", err, id)
-	}
-	for _, s := range n.holders(id, home) {
-		if _, err := s.Propose(ctx, &sm.Command{Kind: sm.CmdKeepAlive, LeaseID: int64(id)}); err != nil {
-			return nil, err
-		}
-	}
-	return &LeaseKeepAliveResponse{Header: n.header(home, res.Revision), ID: id, TTL: time.Duration(res.TTL) * time.Millisecond}, nil
+	return &LeaseKeepAliveResponse{Header: n.header(n.shards[home], res.Revision), ID: id, TTL: time.Duration(res.TTL) * time.Millisecond}, nil
 }
 
 // KeepAlive keeps a lease alive until ctx ends: it renews it once at once
@@ -211,72 +134,27 @@ func (n *Node) KeepAlive(ctx context.Context, id LeaseID) (<-chan *LeaseKeepAliv
 // when the leader changes, so on other members the figure can be somewhat
 // longer or shorter than the time the lease has left.
 func (n *Node) TimeToLive(ctx context.Context, id LeaseID, opts ...OpOption) (*LeaseTimeToLiveResponse, error) {
-	o, err := buildOp(kindTTL, opts)
+	o, err := request.Build(request.TTL, opts)
 	if err != nil {
 		return nil, err
 	}
-	home := n.leaseHome(id)
-	v, err := home.Read(ctx, false)
+	t, err := n.leases.TimeToLive(ctx, int64(id), o.AttachedKeys)
 	if err != nil {
 		return nil, err
 	}
-	l, ok := v.Lease(int64(id))
-	if !ok {
-		return nil, fmt.Errorf("%w: %d", ErrLeaseNotFound, id)
-	}
-	resp := &LeaseTimeToLiveResponse{Header: n.header(home, v.Revision()), ID: id,
-		GrantedTTL: time.Duration(l.TTL) * time.Millisecond, TTL: home.keeper.Remaining(int64(id), l.TTL)}
-	if o.attachedKeys {
-		resp.Keys = append(resp.Keys, v.LeaseKeys(int64(id))...)
-		for _, s := range n.shards {
-			if s == home {
-				continue
-			}
-			sv, err := s.Read(ctx, false)
-			if err != nil {
-				return nil, err
-			}
-			resp.Keys = append(resp.Keys, sv.LeaseKeys(int64(id))...)
-		}
-		sort.Strings(resp.Keys)
-	}
-	return resp, nil
+	return &LeaseTimeToLiveResponse{Header: n.header(n.shards[t.Home], t.Revision), ID: id,
+		GrantedTTL: t.Granted, TTL: t.Remaining, Keys: t.Keys}, nil
 }
 
 // Leases lists every lease in the cluster, by ID. Linearizable.
 func (n *Node) Leases(ctx context.Context) ([]LeaseStatus, error) {
-	var out []LeaseStatus
-	for _, s := range n.shards {
-		v, err := s.Read(ctx, false)
-		if err != nil {
-			return nil, err
-		}
-		for _, l := range v.Leases() {
-			if n.leaseHome(LeaseID(l.ID)) == s {
-				out = append(out, LeaseStatus{ID: LeaseID(l.ID), TTL: time.Duration(l.TTL) * time.Millisecond})
-			}
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
-}
-
-// resolveLease prepares a Put with a lease for shard s: when the lease lives
-// in another shard, it reads the lease there (linearizably) so the put can
-// materialise it here with the same TTL.
-func (n *Node) resolveLease(ctx context.Context, s *shard, op *sm.Op) error {
-	home := n.leaseHome(LeaseID(op.Lease))
-	if home == s {
-		return nil
-	}
-	v, err := home.Read(ctx, false)
+	ls, err := n.leases.List(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	l, ok := v.Lease(op.Lease)
-	if !ok {
-		return fmt.Errorf("%w: %d", ErrLeaseNotFound, op.Lease)
+	out := make([]LeaseStatus, len(ls))
+	for i, l := range ls {
+		out[i] = LeaseStatus{ID: LeaseID(l.ID), TTL: time.Duration(l.TTL) * time.Millisecond}
 	}
-	op.LeaseTTL = l.TTL
-	return nil
+	return out, nil
 }

@@ -3,9 +3,7 @@ package coord
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/coordkit/coordkit/coord/internal/meta"
 	"github.com/coordkit/coordkit/coord/internal/metric"
 	"github.com/coordkit/coordkit/coord/internal/raftnode"
+	"github.com/coordkit/coordkit/coord/internal/request"
 	"github.com/coordkit/coordkit/coord/internal/sm"
 	"github.com/coordkit/coordkit/coord/internal/watch"
 )
@@ -54,6 +53,7 @@ type Node struct {
 	host    *raftnode.Host   // the Raft side: NodeHost, requests, the member's life
 	member  *meta.Member     // the member file
 	members *members.Manager // membership reads and changes
+	leases  lease.Set        // grants, keep-alives, revokes over the shards
 	shards  []*shard
 
 	admin     *admit.Server // the admission service, when AdminAddress is set
@@ -142,9 +142,10 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.host = host
 	n.members = members.New(host, mf.Members, c.ElectionTimeout)
-	n.members = members.New(host, mf.Members, c.ElectionTimeout)
 	for i, s := range host.Shards() {
 		n.shards[i].Shard = s
+		n.leases.Shards = append(n.leases.Shards, s)
+		n.leases.Keepers = append(n.leases.Keepers, n.shards[i].keeper)
 	}
 	if fresh {
 		// Written only once every shard started, so a failed first Open
@@ -245,42 +246,14 @@ func (n *Node) Shards() int { return len(n.shards) }
 
 // ShardOf returns the shard that holds key: keys with the same first path
 // segment ("/orders/a" and "/orders/b": "orders") always share a shard.
-func (n *Node) ShardOf(key string) int { return shardIndex(key, len(n.shards)) }
+func (n *Node) ShardOf(key string) int { return n.router().ShardOf(key) }
 
-func firstSegment(key string) string {
-	k := strings.TrimPrefix(key, "/")
-	if i := strings.IndexByte(k, '/'); i >= 0 {
-		return k[:i]
-	}
-	return k
-}
+// router routes keys to this cluster's shards.
+func (n *Node) router() request.Router { return request.Router{Shards: len(n.shards)} }
 
-func shardIndex(key string, shards int) int {
-	if shards == 1 {
-		return 0
-	}
-	h := fnv.New32a()
-	h.Write([]byte(firstSegment(key)))
-	return int(h.Sum32() % uint32(shards))
-}
-
-// rangeShard returns the one shard holding every key of [key, end), or -1
-// when the range may span shards.
-func (n *Node) rangeShard(key, end string) int {
-	if len(n.shards) == 1 || end == "" {
-		return n.ShardOf(key)
-	}
-	// A range inside one directory "/seg/" (or "seg/") stays in one shard.
-	k := strings.TrimPrefix(key, "/")
-	i := strings.IndexByte(k, '/')
-	if i < 0 {
-		return -1
-	}
-	dir := key[:len(key)-len(k)+i+1]
-	if end != "\x00" && end <= prefixEnd(dir) && strings.HasPrefix(key, dir) {
-		return n.ShardOf(key)
-	}
-	return -1
+// limits are the Config's bounds on one request.
+func (n *Node) limits() request.Limits {
+	return request.Limits{MaxKeyBytes: n.cfg.MaxKeyBytes, MaxValueBytes: n.cfg.MaxValueBytes, MaxTxnOps: n.cfg.MaxTxnOps}
 }
 
 // Ready blocks until every shard has a leader and this member has caught up
@@ -299,26 +272,6 @@ func (n *Node) Ready(ctx context.Context) error {
 // header describes a response of shard s at revision rev.
 func (n *Node) header(s *shard, rev int64) Header {
 	return Header{Shard: s.Index, Revision: Revision(rev), RaftTerm: s.Term(), Member: n.cfg.Name}
-}
-
-func codeErr(c sm.Code) error {
-	switch c {
-	case sm.CodeOK:
-		return nil
-	case sm.CodeLeaseNotFound:
-		return ErrLeaseNotFound
-	case sm.CodeCompacted:
-		return ErrCompacted
-	case sm.CodeFutureRevision:
-		return ErrFutureRevision
-	case sm.CodeDuplicateKey:
-		return ErrDuplicateKey
-	case sm.CodeResultLost:
-		return fmt.Errorf("%w: the write was applied once, but its result was too large to keep for the retry that asked", ErrOutcomeUnknown)
-	case sm.CodeStale:
-		return fmt.Errorf("%w: the write was overtaken by a later one of the same client", ErrOutcomeUnknown)
-	}
-	return fmt.Errorf("coord: request refused by the state machine (code %d)", c)
 }
 
 // Shutdown stops this member cleanly: its live Sessions are revoked first,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/coordkit/coordkit/coord/internal/request"
 	"github.com/coordkit/coordkit/coord/internal/sm"
 )
 
@@ -84,34 +85,28 @@ func Compare(target CmpTarget, op string, v any) Cmp {
 }
 
 // Op is one operation of a Txn: OpPut, OpGet or OpDelete.
-type Op struct {
-	kind  uint8
-	key   string
-	value []byte
-	o     *op
-	err   error
-}
+type Op struct{ op request.Op }
 
 // OpPut is a Put inside a Txn (options as for Put).
 func OpPut(key string, value []byte, opts ...OpOption) Op {
-	o, err := buildOp(kindPut, opts)
-	return Op{kind: sm.OpPut, key: key, value: value, o: o, err: err}
+	o, err := request.Build(request.Put, opts)
+	return Op{request.Op{Kind: sm.OpPut, Key: key, Value: value, Opts: o, Err: err}}
 }
 
 // OpGet is a Get inside a Txn, reading the state the Txn sees (options as
 // for Get, except WithSerializable and WithRev).
 func OpGet(key string, opts ...OpOption) Op {
-	o, err := buildOp(kindGet, opts)
-	if err == nil && o.serializable {
+	o, err := request.Build(request.Get, opts)
+	if err == nil && o.Serializable {
 		err = fmt.Errorf("%w: WithSerializable inside a Txn", ErrInvalidOption)
 	}
-	return Op{kind: sm.OpRange, key: key, o: o, err: err}
+	return Op{request.Op{Kind: sm.OpRange, Key: key, Opts: o, Err: err}}
 }
 
 // OpDelete is a Delete inside a Txn (options as for Delete).
 func OpDelete(key string, opts ...OpOption) Op {
-	o, err := buildOp(kindDelete, opts)
-	return Op{kind: sm.OpDelete, key: key, o: o, err: err}
+	o, err := request.Build(request.Delete, opts)
+	return Op{request.Op{Kind: sm.OpDelete, Key: key, Opts: o, Err: err}}
 }
 
 // Txn is an atomic If/Then/Else over the keys of one shard, built with
@@ -182,91 +177,23 @@ func (t *Txn) Commit() (*TxnResponse, error) {
 	if t.err != nil {
 		return nil, t.err
 	}
-	if len(t.cmps)+len(t.then) > n.cfg.MaxTxnOps || len(t.cmps)+len(t.els) > n.cfg.MaxTxnOps {
-		return nil, fmt.Errorf("%w: limit %d", ErrTooManyOps, n.cfg.MaxTxnOps)
+	rt := request.Txn{Cmps: make([]request.Cmp, len(t.cmps)), Then: make([]request.Op, len(t.then)), Else: make([]request.Op, len(t.els))}
+	for i, c := range t.cmps {
+		rt.Cmps[i] = request.Cmp{C: c.c, Err: c.err}
 	}
-	si := -2
-	use := func(key, end string) error {
-		s := n.rangeShard(key, end)
-		if s < 0 || (si >= 0 && s != si) {
-			return fmt.Errorf("%w: key %q", ErrCrossShard, key)
-		}
-		si = s
-		return nil
+	for i, op := range t.then {
+		rt.Then[i] = op.op
 	}
-	cmd := &sm.Command{Kind: sm.CmdTxn}
-	for _, c := range t.cmps {
-		if c.err != nil {
-			return nil, c.err
-		}
-		if err := n.checkKey(c.c.Key); err != nil {
-			return nil, err
-		}
-		if err := use(c.c.Key, ""); err != nil {
-			return nil, err
-		}
-		cmd.Txn.Compares = append(cmd.Txn.Compares, c.c)
+	for i, op := range t.els {
+		rt.Else[i] = op.op
 	}
-	var leaseOps []*sm.Op
-	build := func(ops []Op) ([]sm.Op, error) {
-		out := make([]sm.Op, 0, len(ops))
-		for _, op := range ops {
-			if op.err != nil {
-				return nil, op.err
-			}
-			so := sm.Op{Kind: op.kind, Key: op.key}
-			switch op.kind {
-			case sm.OpPut:
-				if err := n.checkKey(op.key); err != nil {
-					return nil, err
-				}
-				if err := n.checkValue(op.value); err != nil {
-					return nil, err
-				}
-				// Not copied: propose encodes the command before Commit returns.
-				so.Value, so.Lease, so.PrevKV = op.value, int64(op.o.lease), op.o.prevKV
-				if so.Value == nil {
-					so.Value = []byte{}
-				}
-			case sm.OpDelete, sm.OpRange:
-				if err := n.checkRangeKey(op.key, op.o); err != nil {
-					return nil, err
-				}
-				so.End, so.PrevKV = op.o.rangeEnd(op.key), op.o.prevKV
-				if op.kind == sm.OpRange {
-					if op.o.rev != 0 {
-						return nil, fmt.Errorf("%w: WithRev inside a Txn", ErrInvalidOption)
-					}
-					so.Range = op.o.rangeOpts()
-				}
-			}
-			if err := use(so.Key, so.End); err != nil {
-				return nil, err
-			}
-			out = append(out, so)
-		}
-		return out, nil
-	}
-	var err error
-	if cmd.Txn.Then, err = build(t.then); err != nil {
+	cmd, si, leased, err := n.limits().Build(&rt, n.router())
+	if err != nil {
 		return nil, err
-	}
-	if cmd.Txn.Else, err = build(t.els); err != nil {
-		return nil, err
-	}
-	if si < 0 {
-		si = 0 // an empty Txn: any shard answers
 	}
 	s := n.shards[si]
-	for _, ops := range [][]sm.Op{cmd.Txn.Then, cmd.Txn.Else} {
-		for i := range ops {
-			if ops[i].Lease != 0 {
-				leaseOps = append(leaseOps, &ops[i])
-			}
-		}
-	}
-	for _, op := range leaseOps {
-		if err := n.resolveLease(t.ctx, s, op); err != nil {
+	for _, op := range leased {
+		if err := n.leases.Resolve(t.ctx, s.Index, op); err != nil {
 			return nil, err
 		}
 	}
@@ -274,7 +201,7 @@ func (t *Txn) Commit() (*TxnResponse, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := codeErr(res.Code); err != nil {
+	if err := res.Code.Err(); err != nil {
 		return nil, err
 	}
 	h := n.header(s, res.Revision)

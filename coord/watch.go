@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/coordkit/coordkit/coord/internal/request"
 	"github.com/coordkit/coordkit/coord/internal/sm"
 	"github.com/coordkit/coordkit/coord/internal/watch"
 )
@@ -58,15 +59,15 @@ func (n *Node) Watch(ctx context.Context, key string, opts ...OpOption) WatchCha
 		close(out)
 		return out
 	}
-	o, err := buildOp(kindWatch, opts)
+	o, err := request.Build(request.Watch, opts)
 	if err != nil {
 		return fail(err)
 	}
-	if err := n.checkRangeKey(key, o); err != nil {
+	if err := n.limits().CheckRange(key, o); err != nil {
 		return fail(err)
 	}
-	end := o.rangeEnd(key)
-	si := n.rangeShard(key, end)
+	end := o.RangeEnd(key)
+	si := n.router().RangeShard(key, end)
 	if si < 0 {
 		return fail(fmt.Errorf("%w: watch on %q", ErrCrossShard, key))
 	}
@@ -74,9 +75,9 @@ func (n *Node) Watch(ctx context.Context, key string, opts ...OpOption) WatchCha
 		return fail(n.host.ErrClosed())
 	}
 	s := n.shards[si]
-	w, compacted := s.hub.Add(watch.Filter{Key: key, End: end, NoPut: o.filterPut, NoDelete: o.filterDelete}, int64(o.rev))
+	w, compacted := s.hub.Add(watch.Filter{Key: key, End: end, NoPut: o.FilterPut, NoDelete: o.FilterDelete}, o.Rev)
 	if w == nil {
-		out <- WatchResponse{err: compactedError(o.rev, compacted), CompactRevision: Revision(compacted)}
+		out <- WatchResponse{err: compactedError(Revision(o.Rev), compacted), CompactRevision: Revision(compacted)}
 		close(out)
 		return out
 	}
@@ -84,7 +85,7 @@ func (n *Node) Watch(ctx context.Context, key string, opts ...OpOption) WatchCha
 	go func() {
 		defer n.wg.Done()
 		defer close(out)
-		w.Run(ctx, n.host.Done(), o.progress, func(b watch.Batch) bool {
+		w.Run(ctx, n.host.Done(), o.Progress, func(b watch.Batch) bool {
 			var r WatchResponse
 			switch {
 			case b.Closed: // best effort: tell a reader why, never block Close
@@ -98,7 +99,7 @@ func (n *Node) Watch(ctx context.Context, key string, opts ...OpOption) WatchCha
 			default:
 				r = WatchResponse{Header: n.header(s, b.Rev), Events: make([]Event, len(b.Events))}
 				for i := range b.Events {
-					r.Events[i] = event(&b.Events[i], o.prevKV)
+					r.Events[i] = event(&b.Events[i], o.PrevKV)
 				}
 			}
 			select {

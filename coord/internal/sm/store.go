@@ -362,29 +362,35 @@ func (s *state) rangeOp(op *Op) (OpResult, Code) {
 }
 
 func sortKVs(kvs []KV, target uint8, desc bool) {
-	less := func(a, b *KV) int {
-		switch target {
-		case SortVersion:
-			return cmpInt(a.Version, b.Version)
-		case SortCreate:
-			return cmpInt(a.CreateRevision, b.CreateRevision)
-		case SortMod:
-			return cmpInt(a.ModRevision, b.ModRevision)
-		case SortValue:
-			return bytes.Compare(a.Value, b.Value)
-		}
-		return 0
+	sort.SliceStable(kvs, func(i, j int) bool { return ordered(&kvs[i], &kvs[j], target, desc) })
+}
+
+// SortMerged sorts the results of range reads of several shards as one
+// range read sorts its own (RangeOpts.SortTarget and SortDesc).
+func SortMerged(kvs []*KV, target uint8, desc bool) {
+	sort.SliceStable(kvs, func(i, j int) bool { return ordered(kvs[i], kvs[j], target, desc) })
+}
+
+// ordered reports whether a sorts before b by target, ties broken by key.
+func ordered(a, b *KV, target uint8, desc bool) bool {
+	var c int
+	switch target {
+	case SortVersion:
+		c = cmpInt(a.Version, b.Version)
+	case SortCreate:
+		c = cmpInt(a.CreateRevision, b.CreateRevision)
+	case SortMod:
+		c = cmpInt(a.ModRevision, b.ModRevision)
+	case SortValue:
+		c = bytes.Compare(a.Value, b.Value)
 	}
-	sort.SliceStable(kvs, func(i, j int) bool {
-		c := less(&kvs[i], &kvs[j])
-		if c == 0 {
-			c = cmpStr(kvs[i].Key, kvs[j].Key)
-		}
-		if desc {
-			return c > 0
-		}
-		return c < 0
-	})
+	if c == 0 {
+		c = cmpStr(a.Key, b.Key)
+	}
+	if desc {
+		return c > 0
+	}
+	return c < 0
 }
 
 func cmpInt(a, b int64) int {
