@@ -1,11 +1,7 @@
 package coord
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"log/slog"
-	"net"
-	"os"
 	"time"
 
 	"github.com/lni/vfs"
@@ -204,38 +200,6 @@ func (t *TLSConfig) files() *admit.TLSFiles {
 	return &admit.TLSFiles{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}
 }
 
-// check loads the files, so that a bad path or certificate is reported by
-// Open naming the field rather than by the first connection.
-func (t *TLSConfig) check() error {
-	if t.CAFile == "" || t.CertFile == "" || t.KeyFile == "" {
-		return errdefs.Config("TLS", "CAFile, CertFile and KeyFile are all required")
-	}
-	ca, err := os.ReadFile(t.CAFile)
-	if err != nil {
-		return errdefs.Config("TLS.CAFile", "%v", err)
-	}
-	if !x509.NewCertPool().AppendCertsFromPEM(ca) {
-		return errdefs.Config("TLS.CAFile", "%s holds no PEM certificate", t.CAFile)
-	}
-	if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
-		return errdefs.Config("TLS.CertFile", "%v", err)
-	}
-	return nil
-}
-
-// loopback reports whether addr's host is a loopback address or localhost.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 const (
 	defaultName              = "default"
 	defaultRaftAddress       = "127.0.0.1:2380"
@@ -349,10 +313,10 @@ func (c *Config) validate() error {
 		seen[a] = name
 	}
 	if c.TLS != nil {
-		if err := c.TLS.check(); err != nil {
+		if err := c.TLS.files().Check(); err != nil {
 			return err
 		}
-	} else if !c.InsecurePeers && !loopback(c.RaftAddress) {
+	} else if !c.InsecurePeers && !members.Loopback(c.RaftAddress) {
 		return errdefs.Config("RaftAddress", "%q is not loopback and TLS is not set: plaintext peer traffic can be read and altered on the way; set TLS, or InsecurePeers on a network only members reach", c.RaftAddress)
 	}
 	if c.Observer && !c.Join {
@@ -370,7 +334,7 @@ func (c *Config) validate() error {
 		if err := members.ValidAddress(c.AdminAddress); err != nil {
 			return errdefs.Config("AdminAddress", "%v", err)
 		}
-		if c.TLS == nil && !c.InsecurePeers && !loopback(c.AdminAddress) {
+		if c.TLS == nil && !c.InsecurePeers && !members.Loopback(c.AdminAddress) {
 			return errdefs.Config("AdminAddress", "%q is not loopback and TLS is not set: plaintext admission traffic can be read and altered on the way; set TLS, or InsecurePeers", c.AdminAddress)
 		}
 	}

@@ -26,6 +26,21 @@
 // # Lifetimes
 //
 // Every blocking call takes a context.Context first. Node.Close is
-// idempotent and waits for every goroutine the Node started; Watch channels
-// and Sessions report why they ended (WatchResponse.Err, Session.Err).
+// idempotent and waits for every goroutine the Node started; Node.Shutdown
+// bounds how long its clean part may take. Watch channels and Sessions
+// report why they ended (WatchResponse.Err, Session.Err).
+//
+// # Layout
+//
+// This package is the public API, a facade over internal parts with one
+// job each, which never import it (a test enforces the layering):
+// coord/internal/raftnode runs dragonboat (start and restart, proposals and
+// reads with their retries, the one table of dragonboat's outcomes, the log
+// and disk guards, membership calls); coord/internal/sm is the replicated
+// state machine; coord/internal/watch, lease and compactor follow each
+// shard's state (watchers, lease expiry, history compaction);
+// coord/internal/request builds commands from calls; members, admit, boot,
+// meta and backup manage membership, observer admission, a member's
+// identity and files, and backups; coord/internal/errdefs defines the
+// errors this package exports.
 package coord

@@ -111,24 +111,14 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err := meta.MkdirAllSynced(c.fs(), c.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("coord: DataDir: %w", err)
 	}
-	id := boot.Config{Name: c.Name, DataDir: c.DataDir, RaftAddress: c.RaftAddress, ClusterToken: c.ClusterToken,
-		InitialCluster: c.InitialCluster, Join: c.Join, Observer: c.Observer, JoinSeeds: c.JoinSeeds, Shards: c.Shards,
-		DefaultShards: defaultShards, ClusterSecret: c.ClusterSecret, TLS: c.TLS.files(), RequestTimeout: c.RequestTimeout,
-		FS: c.fs(), Logger: c.Logger, GivenName: cfg.Name, GivenToken: cfg.ClusterToken, GivenAddress: cfg.RaftAddress}
-	mf, key, err := boot.Resolve(ctx, &id)
+	mf, key, err := c.resolve(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	c.Name, c.ClusterToken, c.RaftAddress, c.Shards = id.Name, id.ClusterToken, id.RaftAddress, id.Shards
 	fresh := mf.Version == 0 // not saved yet
-
 	n := &Node{cfg: c, log: c.Logger.With("member", c.Name), member: mf, key: key}
 	for range mf.Shards {
-		s := &shard{n: n}
-		s.hub = watch.NewHub(c.Name, func() *sm.View { return s.View() })
-		s.keeper = lease.NewKeeper(s, lease.Config{Self: mf.ReplicaID, Period: min(c.HeartbeatInterval, 100*time.Millisecond),
-			ElectionTimeout: c.ElectionTimeout, RequestTimeout: c.RequestTimeout, Logger: n.log.With("shard", len(n.shards))})
-		n.shards = append(n.shards, s)
+		n.shards = append(n.shards, n.newShard(len(n.shards)))
 	}
 	initial := map[uint64]string{}
 	if fresh && !c.Join {
@@ -168,35 +158,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		return nil, err
 	}
-	for _, s := range n.shards {
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			s.keeper.Run(host.Context())
-		}()
-		if c.HistoryRetention >= 0 {
-			n.wg.Add(1)
-			go func() {
-				defer n.wg.Done()
-				compactor.Run(host.Context(), s, c.HistoryRetention, c.RequestTimeout, n.log.With("shard", s.Index))
-			}()
-		}
-	}
-	if n.admin != nil {
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			n.admin.Serve()
-		}()
-	}
-	if c.ObserverGracePeriod > 0 {
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			admit.Reap(host.Context(), admit.ReapConfig{Grace: c.ObserverGracePeriod, RequestTimeout: c.RequestTimeout,
-				Shard0: n.shards[0].Shard, Members: n.members, Heard: host.Heard, Times: &n.reapTimes, Logger: n.log})
-		}()
-	}
+	n.startWork()
 	// A joiner is never the only voter of a shard: it was admitted by the
 	// shard's leader; so only a founder or a restarted member campaigns
 	// alone.
@@ -206,6 +168,63 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.log.Debug("member started", "replica_id", mf.ReplicaID, "shards", mf.Shards, "fresh", fresh)
 	return n, nil
+}
+
+// resolve decides who this member is (boot.Resolve): c, with defaults,
+// gets the name, token, address and shard count of the member DataDir
+// holds; cfg is the Config as given.
+func (c *Config) resolve(ctx context.Context, cfg Config) (*meta.Member, []byte, error) {
+	id := boot.Config{Name: c.Name, DataDir: c.DataDir, RaftAddress: c.RaftAddress, ClusterToken: c.ClusterToken,
+		InitialCluster: c.InitialCluster, Join: c.Join, Observer: c.Observer, JoinSeeds: c.JoinSeeds, Shards: c.Shards,
+		DefaultShards: defaultShards, ClusterSecret: c.ClusterSecret, TLS: c.TLS.files(), RequestTimeout: c.RequestTimeout,
+		FS: c.fs(), Logger: c.Logger, GivenName: cfg.Name, GivenToken: cfg.ClusterToken, GivenAddress: cfg.RaftAddress}
+	mf, key, err := boot.Resolve(ctx, &id)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.Name, c.ClusterToken, c.RaftAddress, c.Shards = id.Name, id.ClusterToken, id.RaftAddress, id.Shards
+	return mf, key, nil
+}
+
+// newShard is shard i, its watch hub and lease keeper ready before its
+// replica starts.
+func (n *Node) newShard(i int) *shard {
+	c := &n.cfg
+	s := &shard{n: n}
+	s.hub = watch.NewHub(c.Name, func() *sm.View { return s.View() })
+	s.keeper = lease.NewKeeper(s, lease.Config{Self: n.member.ReplicaID, Period: min(c.HeartbeatInterval, 100*time.Millisecond),
+		ElectionTimeout: c.ElectionTimeout, RequestTimeout: c.RequestTimeout, Logger: n.log.With("shard", i)})
+	return s
+}
+
+// startWork starts the member's background work that is not the Raft
+// side's: each shard's lease keeper and compactor, the admission service,
+// the observer reaper. Each ends with the member (Host.Context); Close
+// waits for them.
+func (n *Node) startWork() {
+	c, ctx := &n.cfg, n.host.Context()
+	run := func(f func()) {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			f()
+		}()
+	}
+	for _, s := range n.shards {
+		run(func() { s.keeper.Run(ctx) })
+		if c.HistoryRetention >= 0 {
+			run(func() { compactor.Run(ctx, s, c.HistoryRetention, c.RequestTimeout, n.log.With("shard", s.Index)) })
+		}
+	}
+	if n.admin != nil {
+		run(n.admin.Serve)
+	}
+	if c.ObserverGracePeriod > 0 {
+		run(func() {
+			admit.Reap(ctx, admit.ReapConfig{Grace: c.ObserverGracePeriod, RequestTimeout: c.RequestTimeout,
+				Shard0: n.shards[0].Shard, Members: n.members, Heard: n.host.Heard, Times: &n.reapTimes, Logger: n.log})
+		})
+	}
 }
 
 // hostConfig is the Raft side's configuration.

@@ -70,6 +70,25 @@ type Response struct {
 // TLSFiles names the PEM files of mutual TLS between members.
 type TLSFiles struct{ CAFile, CertFile, KeyFile string }
 
+// Check loads the files, so that a bad path or certificate is reported by
+// Open naming the field rather than by the first connection.
+func (t *TLSFiles) Check() error {
+	if t.CAFile == "" || t.CertFile == "" || t.KeyFile == "" {
+		return errdefs.Config("TLS", "CAFile, CertFile and KeyFile are all required")
+	}
+	ca, err := os.ReadFile(t.CAFile)
+	if err != nil {
+		return errdefs.Config("TLS.CAFile", "%v", err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(ca) {
+		return errdefs.Config("TLS.CAFile", "%s holds no PEM certificate", t.CAFile)
+	}
+	if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+		return errdefs.Config("TLS.CertFile", "%v", err)
+	}
+	return nil
+}
+
 // load builds the crypto/tls settings of the admission service: a server
 // that requires a client certificate from the CA, and a client that
 // presents this member's certificate.

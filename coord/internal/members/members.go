@@ -433,3 +433,16 @@ func ValidAddress(a string) error {
 	}
 	return nil
 }
+
+// Loopback reports whether addr's host is a loopback address or localhost.
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
