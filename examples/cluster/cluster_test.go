@@ -386,4 +386,3 @@ func (m *member) doTimeout(timeout time.Duration, method, path string, body, out
 	}
 	return nil
 }
-

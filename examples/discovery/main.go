@@ -16,8 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coordkit/coordkit/coord/registry"
 	"github.com/coordkit/coordkit/coord/coordtest"
+	"github.com/coordkit/coordkit/coord/registry"
 )
 
 func main() {

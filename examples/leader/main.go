@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/coordkit/coordkit/coord"
-	"github.com/coordkit/coordkit/coord/election"
 	"github.com/coordkit/coordkit/coord/coordtest"
+	"github.com/coordkit/coordkit/coord/election"
 )
 
 func main() {

@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/coordkit/coordkit/coord"
-	"github.com/coordkit/coordkit/coord/lock"
 	"github.com/coordkit/coordkit/coord/coordtest"
+	"github.com/coordkit/coordkit/coord/lock"
 )
 
 // storage is the downstream service the lock guards. It knows nothing of

@@ -13,8 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coordkit/coordkit/coord/pubsub"
 	"github.com/coordkit/coordkit/coord/coordtest"
+	"github.com/coordkit/coordkit/coord/pubsub"
 )
 
 func main() {
