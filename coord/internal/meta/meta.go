@@ -91,6 +91,10 @@ func JoinedReplicaID(token, name, addr string) uint64 {
 	return h.Sum64()>>1 | 1<<32
 }
 
+// Load reads the member file in dir: nil, nil when there is none (a new
+// DataDir); an error wrapping ErrCorrupt, naming the file, when it cannot
+// be trusted (not JSON, a checksum that does not match, an unknown version,
+// no replica ID or shard count).
 func Load(fsys vfs.FS, dir string) (*Member, error) {
 	path := filepath.Join(dir, FileName)
 	b, err := ReadFile(fsys, path)

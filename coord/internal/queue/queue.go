@@ -64,6 +64,8 @@ func WaiterKey(dir string, lease coord.LeaseID) string {
 	return fmt.Sprintf("%s%016x-%s", dir, uint64(lease), hex.EncodeToString(b[:]))
 }
 
+// DirOf is the key directory of a queue named name: name with a trailing
+// "/".
 func DirOf(name string) string {
 	if name != "" && name[len(name)-1] == '/' {
 		return name
@@ -202,6 +204,8 @@ func ownKeyGone(ctx context.Context, s *coord.Session, e *Errors) error {
 	return fmt.Errorf("%w: the waiter's key was deleted while it waited", e.Lost)
 }
 
+// SessionErr is the error of a waiter or holder whose session ended:
+// coord.ErrSessionExpired, wrapping why the session ended.
 func SessionErr(s *coord.Session) error {
 	if err := s.Err(); err != nil && !errors.Is(err, coord.ErrSessionExpired) {
 		return fmt.Errorf("%w: %w", coord.ErrSessionExpired, err)
