@@ -21,7 +21,7 @@ var (
 	scenarios = flag.Int("robustness.scenarios", 120, "scenarios in the long profile")
 	duration  = flag.Duration("robustness.duration", 4*time.Second, "traffic time per scenario")
 	seed      = flag.Int64("robustness.seed", 1, "first seed of the long profile")
-	record    = flag.String("robustness.record", "", "append a record of the run (date, commit, machine, totals) to this file, e.g. RESULTS.md")
+	record    = flag.String("robustness.record", "", "append a record of the run (date, commit, machine, totals) to this file, e.g. RESULTS.md (TestRobustness, TestMembersKilledWithSIGKILL)")
 )
 
 // shortProfile covers every fault kind with fixed seeds; it runs in CI.
@@ -46,7 +46,7 @@ func TestRobustness(t *testing.T) {
 	}
 	var total Report
 	serial, lost, threeVoters := 0, 0, 0
-	start := time.Now()
+	start, at := time.Now(), commit() // the commit when the run starts: the one built
 	for _, sc := range list {
 		if sc.Members == 3 {
 			threeVoters++
@@ -97,17 +97,22 @@ func TestRobustness(t *testing.T) {
 			"| scenarios | 3 voters / 1 voter | operations | of unknown outcome | serializable reads | faults injected | watch events checked | violations |\n"+
 			"|---:|---:|---:|---:|---:|---:|---:|---:|\n| %d | %d / %d | %d | %d | %d | %d | %d | %d |\n\n"+
 			"Fault kinds drawn: %s; %s. %.0f s in all.\n",
-			time.Now().UTC().Format("2006-01-02 15:04 UTC"), commit(), runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), profile,
+			time.Now().UTC().Format("2006-01-02 15:04 UTC"), at, runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), profile,
 			len(list), threeVoters, len(list)-threeVoters, total.Ops, total.Unknown, serial, total.FaultsInjected, total.WatchEvents,
 			len(total.Violations), strings.Join(drawn, ", "), checks, time.Since(start).Seconds())
-		f, err := os.OpenFile(*record, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
-		if err == nil {
-			_, err = f.WriteString(entry)
-			err = errors.Join(err, f.Close())
-		}
-		if err != nil {
-			t.Errorf("recording the run in %s: %v", *record, err)
-		}
+		appendRecord(t, entry)
+	}
+}
+
+// appendRecord appends entry to the -robustness.record file.
+func appendRecord(t *testing.T, entry string) {
+	f, err := os.OpenFile(*record, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+	if err == nil {
+		_, err = f.WriteString(entry)
+		err = errors.Join(err, f.Close())
+	}
+	if err != nil {
+		t.Errorf("recording the run in %s: %v", *record, err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -62,7 +63,7 @@ func TestMembersKilledWithSIGKILL(t *testing.T) {
 			runs = append(runs, sigkillRun{seed: *seed + int64(i), traffic: traffic, kills: max(3, int(traffic/(4*time.Second)))})
 		}
 	}
-	began := time.Now()
+	began, at := time.Now(), commit() // the commit when the run starts: the one built
 	bin := proctest.Build(t, t.TempDir(), "github.com/coordkit/coordkit/cmd/coordkit")[0]
 	t.Logf("built cmd/coordkit in %v", time.Since(began).Round(time.Millisecond))
 	var total Report
@@ -91,6 +92,16 @@ func TestMembersKilledWithSIGKILL(t *testing.T) {
 	}
 	t.Logf("SUMMARY runs=%d ops=%d unknown=%d kills=%d violations=%d",
 		len(runs), total.Ops, total.Unknown, total.FaultsInjected, len(total.Violations))
+	if *record != "" {
+		profile := fmt.Sprintf("the short profile (seed %d)", runs[0].seed)
+		if *long {
+			profile = fmt.Sprintf("`-robustness.long -robustness.scenarios %d -robustness.duration %v -robustness.seed %d`", *scenarios, *duration, *seed)
+		}
+		appendRecord(t, fmt.Sprintf("\n### %s, SIGKILL\n\nAt commit `%s`, on %s (%d CPUs), with %s: runs of 3 member processes: %d, "+
+			"%d operations, %d of unknown outcome, %d kills, %d violations. %.0f s in all.\n",
+			time.Now().UTC().Format("2006-01-02 15:04 UTC"), at, runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), profile,
+			len(runs), total.Ops, total.Unknown, total.FaultsInjected, len(total.Violations), time.Since(began).Seconds()))
+	}
 }
 
 // sigkillStats counts what the history does not show.
