@@ -85,36 +85,16 @@ func (n *Node) Watch(ctx context.Context, key string, opts ...OpOption) WatchCha
 	go func() {
 		defer n.wg.Done()
 		defer close(out)
-		w.Run(ctx, n.host.Done(), o.Progress, func(b watch.Batch) bool {
-			var r WatchResponse
-			switch {
-			case b.Closed: // best effort: tell a reader why, never block Close
-				select {
-				case out <- WatchResponse{err: ErrClosed}:
-				default:
-				}
-				return false
-			case b.Compacted > 0:
-				r = WatchResponse{err: compactedError(Revision(b.Rev), b.Compacted), CompactRevision: Revision(b.Compacted)}
-			default:
-				r = WatchResponse{Header: n.header(s, b.Rev), Events: make([]Event, len(b.Events))}
-				for i := range b.Events {
-					r.Events[i] = event(&b.Events[i], o.PrevKV)
-				}
+		watch.Deliver(ctx, w, n.host.Done(), o.Progress, out, func(b watch.Batch) (WatchResponse, bool) {
+			if b.Compacted > 0 {
+				return WatchResponse{err: compactedError(Revision(b.Rev), b.Compacted), CompactRevision: Revision(b.Compacted)}, true
 			}
-			select {
-			case out <- r:
-				return r.err == nil
-			case <-ctx.Done():
-				return false
-			case <-n.host.Done():
-				select {
-				case out <- WatchResponse{err: ErrClosed}:
-				default:
-				}
-				return false
+			r := WatchResponse{Header: n.header(s, b.Rev), Events: make([]Event, len(b.Events))}
+			for i := range b.Events {
+				r.Events[i] = event(&b.Events[i], o.PrevKV)
 			}
-		})
+			return r, false
+		}, WatchResponse{err: ErrClosed})
 	}()
 	return out
 }

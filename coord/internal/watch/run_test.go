@@ -169,3 +169,42 @@ func TestWatcherRecoveredStopAndProgress(t *testing.T) {
 		t.Fatalf("last batch %+v, want Closed", last)
 	}
 }
+
+// Deliver sends converted batches, ends after a batch marked last, and
+// tells a reader with room that the member closed.
+func TestDeliver(t *testing.T) {
+	r := newReplica()
+	r.apply(t, put("/d"), put("/d"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conv := func(b Batch) (string, bool) {
+		if b.Compacted > 0 {
+			return fmt.Sprintf("compacted %d", b.Compacted), true
+		}
+		return fmt.Sprintf("%d events to %d", len(b.Events), b.Rev), false
+	}
+	out := make(chan string, 8)
+	w, _ := r.h.Add(Filter{Key: "/d"}, 2)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		Deliver(ctx, w, stop, 0, out, conv, "closed")
+		close(done)
+	}()
+	if got := <-out; got != "2 events to 3" {
+		t.Fatalf("first batch %q", got)
+	}
+	close(stop)
+	<-done
+	if got := <-out; got != "closed" {
+		t.Fatalf("after stop: %q, want closed", got)
+	}
+	// A compaction under a watcher is its last batch.
+	w2, _ := r.h.Add(Filter{Key: "/d"}, 2)
+	r.apply(t, &sm.Command{Kind: sm.CmdCompact, Revision: 3})
+	r.h.Recovered(r.m.View()) // sends the watcher back to history, below the compaction
+	Deliver(ctx, w2, nil, 0, out, conv, "closed")
+	if got := <-out; got != "compacted 3" {
+		t.Fatalf("compacted watcher: %q", got)
+	}
+}

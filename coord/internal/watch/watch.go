@@ -374,3 +374,34 @@ func (w *Watcher) deliverHistory(v *sm.View, next int64, send func(Batch) bool) 
 	}
 	return send(b)
 }
+
+// Deliver runs w (Run) and sends each batch, converted by conv, on out,
+// until ctx or stop ends, or a batch conv marks last (a compaction) was
+// sent. When stop ends the watch, closed is sent if out has room: a reader
+// learns why, and the member's Close never waits for a reader. It blocks
+// until the watch ends; it does not close out.
+func Deliver[T any](ctx context.Context, w *Watcher, stop <-chan struct{}, progress time.Duration, out chan<- T,
+	conv func(Batch) (r T, last bool), closed T) {
+	tell := func() {
+		select {
+		case out <- closed:
+		default:
+		}
+	}
+	w.Run(ctx, stop, progress, func(b Batch) bool {
+		if b.Closed {
+			tell()
+			return false
+		}
+		r, last := conv(b)
+		select {
+		case out <- r:
+			return !last
+		case <-ctx.Done():
+			return false
+		case <-stop:
+			tell()
+			return false
+		}
+	})
+}
