@@ -245,3 +245,35 @@ func TestCredentials(t *testing.T) {
 	fails(t, "certificate", ep, "--cacert", ca.CAFile(), "get", "/cred/a")
 	fails(t, "--cert and --key", ep, "--cert", client.CertFile, "get", "/cred/a")
 }
+
+// Help describes every command, one level at a time, and completion
+// scripts are printed for the shells cobra supports; neither needs a
+// member.
+func TestHelpAndCompletion(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"help"}, []string{"lease grant TTL_SECONDS", "coordctl help COMMAND", "-endpoints"}},
+		{[]string{"help", "lease"}, []string{"keep-alive", "timetolive", "renew a lease"}},
+		{[]string{"lease", "--help"}, []string{"keep-alive", "timetolive"}},
+		{[]string{"help", "lease", "grant"}, []string{"coordctl lease grant TTL_SECONDS", "create a lease"}},
+		{[]string{"help", "get"}, []string{"coordctl get KEY", "coordctl get -h"}},
+		{[]string{"get", "-h"}, []string{"Usage: coordctl get KEY", "-prefix"}},
+		{[]string{"completion", "bash"}, []string{"bash completion", "coordctl"}},
+		{[]string{"completion", "zsh"}, []string{"#compdef coordctl"}},
+	} {
+		code, out, errOut := ctl(t, tc.args...)
+		if code != 0 {
+			t.Errorf("coordctl %q: exit %d, stderr %q", tc.args, code, errOut)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("coordctl %q: output lacks %q:\n%s", tc.args, w, out)
+			}
+		}
+	}
+	fails(t, "lease needs a subcommand", "lease")
+	fails(t, `unknown command "lease frob"`, "lease", "frob")
+}

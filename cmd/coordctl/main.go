@@ -35,6 +35,8 @@
 //	member promote NAME [--force]              turn an observer into a voter
 //	endpoint status                            every endpoint's view of every shard
 //	endpoint health                            check every endpoint's health
+//	help [COMMAND]                             describe coordctl, or a command
+//	completion bash|zsh|fish|powershell        print a shell completion script
 //
 // Global flags, accepted before the command or among its flags:
 //
@@ -145,6 +147,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
 const (
@@ -235,29 +239,81 @@ type cli struct {
 type command struct {
 	name  string // one or two words
 	usage string
+	short string // one line for help
 	run   func(c *cli, args []string) error
 }
 
 var commands = []command{
-	{"put", "put KEY VALUE [--lease ID]", (*cli).put},
-	{"get", "get KEY [--prefix] [--serializable] [--limit N]", (*cli).get},
-	{"del", "del KEY [--prefix]", (*cli).del},
-	{"watch", watchUsage, (*cli).watch},
-	{"compact", compactUsage, (*cli).compact},
-	{"lease grant", "lease grant TTL_SECONDS", (*cli).leaseGrant},
-	{"lease keep-alive", "lease keep-alive ID [--once]", (*cli).leaseKeepAlive},
-	{"lease revoke", "lease revoke ID", (*cli).leaseRevoke},
-	{"lease timetolive", "lease timetolive ID [--keys]", (*cli).leaseTimeToLive},
-	{"lease list", "lease list", (*cli).leaseList},
-	{"lock", lockUsage, (*cli).lock},
-	{"elect", electUsage, (*cli).elect},
-	{"snapshot save", "snapshot save FILE", (*cli).snapshotSave},
-	{"member list", "member list", (*cli).memberList},
-	{"member add", "member add NAME ADDR [--observer] [--force]", (*cli).memberAdd},
-	{"member remove", "member remove NAME [--force]", (*cli).memberRemove},
-	{"member promote", "member promote NAME [--force]", (*cli).memberPromote},
-	{"endpoint status", "endpoint status", (*cli).endpointStatus},
-	{"endpoint health", "endpoint health", (*cli).endpointHealth},
+	{"put", "put KEY VALUE [--lease ID]", "set KEY to VALUE", (*cli).put},
+	{"get", "get KEY [--prefix] [--serializable] [--limit N]", "read a key or a range", (*cli).get},
+	{"del", "del KEY [--prefix]", "delete a key or a range", (*cli).del},
+	{"watch", watchUsage, "print the changes to a key or a range until interrupted", (*cli).watch},
+	{"compact", compactUsage, "remove a shard's history before a revision", (*cli).compact},
+	{"lease grant", "lease grant TTL_SECONDS", "create a lease", (*cli).leaseGrant},
+	{"lease keep-alive", "lease keep-alive ID [--once]", "renew a lease until interrupted, or once", (*cli).leaseKeepAlive},
+	{"lease revoke", "lease revoke ID", "end a lease and delete its keys", (*cli).leaseRevoke},
+	{"lease timetolive", "lease timetolive ID [--keys]", "show a lease's TTL and keys", (*cli).leaseTimeToLive},
+	{"lease list", "lease list", "list the leases", (*cli).leaseList},
+	{"lock", lockUsage, "hold a lock until interrupted, or while a command runs", (*cli).lock},
+	{"elect", electUsage, "campaign for a leadership, or follow an election", (*cli).elect},
+	{"snapshot save", "snapshot save FILE", "write a backup to FILE", (*cli).snapshotSave},
+	{"member list", "member list", "list the members", (*cli).memberList},
+	{"member add", "member add NAME ADDR [--observer] [--force]", "add a voter or an observer", (*cli).memberAdd},
+	{"member remove", "member remove NAME [--force]", "remove a member", (*cli).memberRemove},
+	{"member promote", "member promote NAME [--force]", "make an observer a voter", (*cli).memberPromote},
+	{"endpoint status", "endpoint status", "show each endpoint's member status", (*cli).endpointStatus},
+	{"endpoint health", "endpoint health", "check each endpoint's health", (*cli).endpointHealth},
+}
+
+// subcommands are the commands that take a subcommand, with the list of
+// them for errors.
+var subcommands = map[string]string{
+	"member":   "list, add, remove or promote",
+	"endpoint": "status or health",
+	"lease":    "grant, keep-alive, revoke, timetolive or list",
+	"snapshot": "save",
+}
+
+// tree is the command tree, for dispatch, help per command and shell
+// completion (github.com/spf13/cobra). Each command parses its own flags
+// with package flag (parse), as before: cobra's flags (spf13/pflag) do not
+// take Go's single-dash long flags (-endpoints), which coordctl accepts.
+func (c *cli) tree() *cobra.Command {
+	root := &cobra.Command{Use: "coordctl", Short: "coordctl is a command-line client of coordkit's HTTP API, in the manner of etcdctl",
+		SilenceErrors: true, SilenceUsage: true, CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: false},
+		Args: cobra.ArbitraryArgs,
+		RunE: func(_ *cobra.Command, args []string) error {
+			return fmt.Errorf("unknown command %q: see %q", args[0], "coordctl help")
+		}}
+	root.SetOut(c.stdout)
+	root.SetErr(c.stderr)
+	parents := map[string]*cobra.Command{}
+	for word, list := range subcommands {
+		parents[word] = &cobra.Command{Use: word, Short: word + " commands: " + list, Args: cobra.ArbitraryArgs,
+			DisableFlagParsing: true,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				switch {
+				case len(args) == 0:
+					return fmt.Errorf("%s needs a subcommand: %s", word, list)
+				case args[0] == "-h" || args[0] == "-help" || args[0] == "--help":
+					return cmd.Help()
+				}
+				return fmt.Errorf("unknown command %q: want %s %s", word+" "+args[0], word, list)
+			}}
+		root.AddCommand(parents[word])
+	}
+	for _, cmd := range commands {
+		words := strings.Fields(cmd.name)
+		parent, use := root, cmd.usage
+		if len(words) == 2 {
+			parent, use = parents[words[0]], strings.TrimPrefix(cmd.usage, words[0]+" ")
+		}
+		parent.AddCommand(&cobra.Command{Use: use, Short: cmd.short,
+			Long:               cmd.short + ".\n\nIts flags, and the global ones: coordctl " + cmd.name + " -h",
+			DisableFlagParsing: true, Args: cobra.ArbitraryArgs,
+			RunE: func(_ *cobra.Command, args []string) error { return cmd.run(c, args) }})
+	}
+	return root
 }
 
 func (c *cli) main(args []string) error {
@@ -275,29 +331,13 @@ func (c *cli) main(args []string) error {
 		c.usage(c.stderr)
 		return errors.New("no command given")
 	}
-	if rest[0] == "help" {
+	if rest[0] == "help" && len(rest) == 1 {
 		c.usage(c.stdout)
 		return nil
 	}
-	for _, cmd := range commands {
-		words := strings.Fields(cmd.name)
-		if len(rest) >= len(words) && strings.Join(rest[:len(words)], " ") == cmd.name {
-			return cmd.run(c, rest[len(words):])
-		}
-	}
-	subs := map[string]string{
-		"member":   "list, add, remove or promote",
-		"endpoint": "status or health",
-		"lease":    "grant, keep-alive, revoke, timetolive or list",
-		"snapshot": "save",
-	}
-	if want, ok := subs[rest[0]]; ok {
-		if len(rest) == 1 {
-			return fmt.Errorf("%s needs a subcommand: %s", rest[0], want)
-		}
-		return fmt.Errorf("unknown command %q: want %s %s", rest[0]+" "+rest[1], rest[0], want)
-	}
-	return fmt.Errorf("unknown command %q: see %q", rest[0], "coordctl help")
+	root := c.tree()
+	root.SetArgs(rest)
+	return root.Execute()
 }
 
 func (c *cli) usage(w io.Writer) {
@@ -306,6 +346,7 @@ func (c *cli) usage(w io.Writer) {
 	for _, cmd := range commands {
 		fmt.Fprintln(w, "  "+cmd.usage)
 	}
+	fmt.Fprintln(w, "\n\"coordctl help COMMAND\" and \"coordctl COMMAND -h\" describe a command; \"coordctl completion bash|zsh|fish|powershell\"\nprints a shell completion script.")
 	fmt.Fprintln(w, "\nGlobal flags (before the command or among its flags):")
 	fs := flag.NewFlagSet("coordctl", flag.ContinueOnError)
 	fs.SetOutput(w)
