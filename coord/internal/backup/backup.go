@@ -126,7 +126,7 @@ func Plan(keys []Key, shardOf func(string) int, maxOps, maxBytes int) (txns [][]
 }
 
 // Read reads and verifies a whole backup, and returns its keys, in order.
-// Errors: one wrapping errdefs.errdefs.ErrBadBackup naming what is wrong, or r's.
+// Errors: one wrapping ErrBadBackup naming what is wrong, or r's.
 func Read(r io.Reader) ([]Key, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
