@@ -6,9 +6,9 @@ import (
 
 	"github.com/lni/vfs"
 
-	"github.com/coordkit/coordkit/coord/internal/admit"
 	"github.com/coordkit/coordkit/coord/internal/errdefs"
 	"github.com/coordkit/coordkit/coord/internal/members"
+	"github.com/coordkit/coordkit/coord/internal/raftnode"
 )
 
 // Config configures a Node. The zero value of every field but DataDir has a
@@ -192,12 +192,13 @@ type TLSConfig struct {
 	CertFile, KeyFile string
 }
 
-// files is t for the admission service; nil when t is.
-func (t *TLSConfig) files() *admit.TLSFiles {
+// files is t for the peer transport and the admission service; nil when
+// t is.
+func (t *TLSConfig) files() *raftnode.TLSFiles {
 	if t == nil {
 		return nil
 	}
-	return &admit.TLSFiles{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}
+	return &raftnode.TLSFiles{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}
 }
 
 const (

@@ -236,7 +236,7 @@ func (n *Node) hostConfig() raftnode.Config {
 		HeartbeatInterval: c.HeartbeatInterval, ElectionTimeout: c.ElectionTimeout, RequestTimeout: c.RequestTimeout,
 		SnapshotEntries: c.SnapshotEntries, CompactionOverhead: c.CompactionOverhead,
 		MaxRequestBytes: c.MaxRequestBytes, DiskReserve: c.DiskReserve,
-		Key: n.key, FS: c.testFS, DiskFree: c.testDiskFree, Logger: c.Logger,
+		Key: n.key, TLS: c.TLS.files(), FS: c.testFS, DiskFree: c.testDiskFree, Logger: c.Logger,
 		Listener: func(i int) sm.Listener { return n.shards[i] },
 		Leading:  func(i int) { n.shards[i].keeper.Leading() },
 		Promoted: func() error {
@@ -247,9 +247,6 @@ func (n *Node) hostConfig() raftnode.Config {
 			return nil
 		},
 		Failed: func(error) { n.crash() },
-	}
-	if c.TLS != nil {
-		hc.TLS = &raftnode.TLSFiles{CAFile: c.TLS.CAFile, CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile}
 	}
 	if wrap, ok := c.testTransport.(func(config.TransportFactory) config.TransportFactory); ok {
 		hc.WrapTransport = wrap

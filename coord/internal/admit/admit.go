@@ -21,7 +21,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -32,7 +31,6 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -67,48 +65,6 @@ type Response struct {
 	Error     string            `json:"error,omitempty"`
 }
 
-// TLSFiles names the PEM files of mutual TLS between members.
-type TLSFiles struct{ CAFile, CertFile, KeyFile string }
-
-// Check loads the files, so that a bad path or certificate is reported by
-// Open naming the field rather than by the first connection.
-func (t *TLSFiles) Check() error {
-	if t.CAFile == "" || t.CertFile == "" || t.KeyFile == "" {
-		return errdefs.Config("TLS", "CAFile, CertFile and KeyFile are all required")
-	}
-	ca, err := os.ReadFile(t.CAFile)
-	if err != nil {
-		return errdefs.Config("TLS.CAFile", "%v", err)
-	}
-	if !x509.NewCertPool().AppendCertsFromPEM(ca) {
-		return errdefs.Config("TLS.CAFile", "%s holds no PEM certificate", t.CAFile)
-	}
-	if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
-		return errdefs.Config("TLS.CertFile", "%v", err)
-	}
-	return nil
-}
-
-// load builds the crypto/tls settings of the admission service: a server
-// that requires a client certificate from the CA, and a client that
-// presents this member's certificate.
-func (t *TLSFiles) load() (server, client *tls.Config, err error) {
-	ca, err := os.ReadFile(t.CAFile)
-	if err != nil {
-		return nil, nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca)
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-	if err != nil {
-		return nil, nil, err
-	}
-	server = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool,
-		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
-	client = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return server, client, nil
-}
-
 // Server is a member's admission service.
 type Server struct {
 	cfg       ServerConfig
@@ -119,8 +75,8 @@ type Server struct {
 
 // ServerConfig is what the admission service needs.
 type ServerConfig struct {
-	Address string    // Config.AdminAddress
-	TLS     *TLSFiles // nil: plaintext
+	Address string             // Config.AdminAddress
+	TLS     *raftnode.TLSFiles // nil: plaintext
 	// Key is the cluster key requests must prove they hold; Token the
 	// cluster token they must name.
 	Key            []byte
@@ -140,7 +96,7 @@ func Listen(cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("coord: AdminAddress: %w", err)
 	}
 	if cfg.TLS != nil {
-		server, _, err := cfg.TLS.load()
+		server, _, err := cfg.TLS.Configs()
 		if err != nil {
 			l.Close()
 			return nil, fmt.Errorf("%w: TLS: %v", errdefs.ErrInvalidConfig, err)
@@ -288,7 +244,7 @@ func randomReplicaID() uint64 {
 // ClientConfig is what a member asking to be admitted needs.
 type ClientConfig struct {
 	Seeds []string // Config.JoinSeeds
-	TLS   *TLSFiles
+	TLS   *raftnode.TLSFiles
 	// Token, Name and Address are the cluster token, and this member's
 	// name and RaftAddress.
 	Token, Name, Address string
@@ -334,7 +290,7 @@ func askOnce(ctx context.Context, c *ClientConfig, key []byte, prev uint64) (_ *
 	client := &http.Client{Timeout: 2 * c.RequestTimeout}
 	scheme := "http"
 	if c.TLS != nil {
-		_, cl, err := c.TLS.load()
+		_, cl, err := c.TLS.Configs()
 		if err != nil {
 			return nil, fmt.Errorf("%w: TLS: %v", errdefs.ErrInvalidConfig, err), true
 		}

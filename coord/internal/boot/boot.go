@@ -17,6 +17,7 @@ import (
 	"github.com/coordkit/coordkit/coord/internal/admit"
 	"github.com/coordkit/coordkit/coord/internal/errdefs"
 	"github.com/coordkit/coordkit/coord/internal/meta"
+	"github.com/coordkit/coordkit/coord/internal/raftnode"
 )
 
 // Config is what Resolve reads of the member's Config, after defaults.
@@ -29,7 +30,7 @@ type Config struct {
 	// cluster).
 	Shards, DefaultShards int
 	ClusterSecret         string
-	TLS                   *admit.TLSFiles
+	TLS                   *raftnode.TLSFiles
 	RequestTimeout        time.Duration
 	FS                    vfs.FS
 	Logger                *slog.Logger

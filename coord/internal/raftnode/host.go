@@ -78,9 +78,6 @@ type Config struct {
 	Failed func(error)
 }
 
-// TLSFiles names the PEM files of mutual TLS.
-type TLSFiles struct{ CAFile, CertFile, KeyFile string }
-
 // Host is one member's NodeHost and its shards.
 type Host struct {
 	cfg    Config
@@ -207,6 +204,7 @@ func Start(cfg Config, initial map[uint64]string, join bool) (*Host, error) {
 	}
 	if err := h.startNodeHost(targets, join); err != nil {
 		h.self.Store(nil)
+		h.cancel(errdefs.ErrClosed)
 		return nil, h.errOr(err)
 	}
 	return h, nil
