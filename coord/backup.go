@@ -35,13 +35,13 @@ func (n *Node) Snapshot(ctx context.Context, w io.Writer, opts ...OpOption) erro
 	if err != nil {
 		return err
 	}
-	if err := n.host.Check(ctx); err != nil {
+	if err := n.m.Host.Check(ctx); err != nil {
 		return err
 	}
-	ctx, cancel := n.host.WithTimeout(ctx)
+	ctx, cancel := n.m.Host.WithTimeout(ctx)
 	defer cancel()
-	b := backup.NewWriter(w, backup.Header{Token: n.cfg.ClusterToken, Shards: len(n.shards), Member: n.cfg.Name})
-	for _, s := range n.shards {
+	b := backup.NewWriter(w, backup.Header{Token: n.m.Cfg.ClusterToken, Shards: len(n.m.Shards), Member: n.m.Cfg.Name})
+	for _, s := range n.m.Shards {
 		v, err := s.Read(ctx, o.Serializable)
 		if err != nil {
 			return fmt.Errorf("coord: snapshot: %w", err)
@@ -82,7 +82,7 @@ type RestoreResult struct {
 // it again. Errors: ErrBadBackup (naming what is wrong), ErrNotEmpty,
 // plus those of Txn.
 func (n *Node) Restore(ctx context.Context, r io.Reader) (*RestoreResult, error) {
-	if err := n.host.Check(ctx); err != nil {
+	if err := n.m.Host.Check(ctx); err != nil {
 		return nil, err
 	}
 	keys, err := backup.Read(r)
@@ -93,10 +93,10 @@ func (n *Node) Restore(ctx context.Context, r io.Reader) (*RestoreResult, error)
 		if k.Lease != 0 {
 			continue // skipped
 		}
-		if err := n.limits().CheckKey(string(k.Key)); err != nil {
+		if err := n.m.Limits().CheckKey(string(k.Key)); err != nil {
 			return nil, fmt.Errorf("%w: key %q: %w", ErrBadBackup, k.Key, err)
 		}
-		if err := n.limits().CheckValue(k.Value); err != nil {
+		if err := n.m.Limits().CheckValue(k.Value); err != nil {
 			return nil, fmt.Errorf("%w: value of key %q: %w", ErrBadBackup, k.Key, err)
 		}
 	}
@@ -107,7 +107,7 @@ func (n *Node) Restore(ctx context.Context, r io.Reader) (*RestoreResult, error)
 	if g.Count > 0 {
 		return nil, fmt.Errorf("%w: it holds %d keys; restore into a new cluster", ErrNotEmpty, g.Count)
 	}
-	txns, skipped := backup.Plan(keys, n.ShardOf, n.cfg.MaxTxnOps, n.cfg.MaxRequestBytes/2)
+	txns, skipped := backup.Plan(keys, n.ShardOf, n.m.Cfg.MaxTxnOps, n.m.Cfg.MaxRequestBytes/2)
 	res := &RestoreResult{SkippedLease: skipped}
 	for _, txn := range txns {
 		ops := make([]Op, len(txn))

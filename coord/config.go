@@ -4,10 +4,10 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/lni/dragonboat/v4/config"
 	"github.com/lni/vfs"
 
-	"github.com/coordkit/coordkit/coord/internal/errdefs"
-	"github.com/coordkit/coordkit/coord/internal/members"
+	"github.com/coordkit/coordkit/coord/internal/member"
 	"github.com/coordkit/coordkit/coord/internal/raftnode"
 )
 
@@ -164,18 +164,9 @@ type Config struct {
 	Logger *slog.Logger
 
 	// test hooks, set through coord/internal/hooks only.
-	testTransport any
+	testTransport func(config.TransportFactory) config.TransportFactory
 	testFS        vfs.FS
 	testDiskFree  func() (uint64, error)
-}
-
-// fs is the filesystem that holds DataDir: the operating system's, or a
-// test's (coord/internal/hooks.SetFS).
-func (c *Config) fs() vfs.FS {
-	if c.testFS != nil {
-		return c.testFS
-	}
-	return vfs.Default
 }
 
 // TLSConfig names the PEM files of mutual TLS between members.
@@ -192,179 +183,18 @@ type TLSConfig struct {
 	CertFile, KeyFile string
 }
 
-// files is t for the peer transport and the admission service; nil when
-// t is.
-func (t *TLSConfig) files() *raftnode.TLSFiles {
-	if t == nil {
-		return nil
+// settings is c as package member takes it.
+func (c *Config) settings() member.Settings {
+	var tls *raftnode.TLSFiles
+	if t := c.TLS; t != nil {
+		tls = &raftnode.TLSFiles{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}
 	}
-	return &raftnode.TLSFiles{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}
+	return member.Settings{Name: c.Name, DataDir: c.DataDir, RaftAddress: c.RaftAddress, InitialCluster: c.InitialCluster,
+		ClusterToken: c.ClusterToken, Join: c.Join, Observer: c.Observer, JoinSeeds: c.JoinSeeds,
+		AdminAddress: c.AdminAddress, ObserverGracePeriod: c.ObserverGracePeriod, TLS: tls,
+		ClusterSecret: c.ClusterSecret, InsecurePeers: c.InsecurePeers, Shards: c.Shards,
+		RequestTimeout: c.RequestTimeout, HeartbeatInterval: c.HeartbeatInterval, ElectionTimeout: c.ElectionTimeout,
+		MaxKeyBytes: c.MaxKeyBytes, MaxValueBytes: c.MaxValueBytes, MaxTxnOps: c.MaxTxnOps, MaxRequestBytes: c.MaxRequestBytes,
+		HistoryRetention: c.HistoryRetention, SnapshotEntries: c.SnapshotEntries, CompactionOverhead: c.CompactionOverhead,
+		DiskReserve: c.DiskReserve, Logger: c.Logger, FS: c.testFS, DiskFree: c.testDiskFree, WrapTransport: c.testTransport}
 }
-
-const (
-	defaultName              = "default"
-	defaultRaftAddress       = "127.0.0.1:2380"
-	defaultClusterToken      = "coordkit-cluster"
-	defaultShards            = 1
-	maxShards                = 1024
-	defaultRequestTimeout    = 5 * time.Second
-	defaultHeartbeat         = 100 * time.Millisecond
-	defaultElection          = time.Second
-	defaultMaxKeyBytes       = 4096
-	defaultMaxValueBytes     = 1 << 20
-	defaultMaxTxnOps         = 128
-	defaultMaxRequestBytes   = 3 << 19 // 1.5 MiB
-	defaultHistoryRetention  = 10000
-	defaultSnapshotEntries   = 100000
-	defaultCompactionOverhad = 5000
-	defaultObserverGrace     = time.Minute
-	defaultDiskReserve       = 64 << 20
-)
-
-// withDefaults returns a copy of c with every zero field filled.
-func (c Config) withDefaults() Config {
-	if c.Name == "" {
-		c.Name = defaultName
-	}
-	if c.RaftAddress == "" {
-		c.RaftAddress = defaultRaftAddress
-	}
-	if c.ClusterToken == "" {
-		c.ClusterToken = defaultClusterToken
-	}
-	if c.InitialCluster == nil {
-		c.InitialCluster = map[string]string{c.Name: c.RaftAddress}
-	} else {
-		ic := make(map[string]string, len(c.InitialCluster))
-		for k, v := range c.InitialCluster {
-			ic[k] = v
-		}
-		c.InitialCluster = ic
-	}
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = defaultRequestTimeout
-	}
-	if c.HeartbeatInterval == 0 {
-		c.HeartbeatInterval = defaultHeartbeat
-	}
-	if c.ElectionTimeout == 0 {
-		c.ElectionTimeout = defaultElection
-	}
-	if c.MaxKeyBytes == 0 {
-		c.MaxKeyBytes = defaultMaxKeyBytes
-	}
-	if c.MaxValueBytes == 0 {
-		c.MaxValueBytes = defaultMaxValueBytes
-	}
-	if c.MaxTxnOps == 0 {
-		c.MaxTxnOps = defaultMaxTxnOps
-	}
-	if c.MaxRequestBytes == 0 {
-		c.MaxRequestBytes = defaultMaxRequestBytes
-	}
-	if c.HistoryRetention == 0 {
-		c.HistoryRetention = defaultHistoryRetention
-	}
-	if c.SnapshotEntries == 0 {
-		c.SnapshotEntries = defaultSnapshotEntries
-	}
-	if c.CompactionOverhead == 0 {
-		c.CompactionOverhead = defaultCompactionOverhad
-	}
-	if c.DiskReserve == 0 {
-		c.DiskReserve = defaultDiskReserve
-	}
-	if c.ObserverGracePeriod == 0 {
-		c.ObserverGracePeriod = defaultObserverGrace
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	c.JoinSeeds = append([]string(nil), c.JoinSeeds...)
-	return c
-}
-
-// validate checks a Config that went through withDefaults. Shards is checked
-// against the persisted count separately.
-func (c *Config) validate() error {
-	if c.DataDir == "" {
-		return errdefs.Config("DataDir", "required")
-	}
-	if err := members.ValidAddress(c.RaftAddress); err != nil {
-		return errdefs.Config("RaftAddress", "%v", err)
-	}
-	addr, ok := c.InitialCluster[c.Name]
-	if !ok {
-		return errdefs.Config("InitialCluster", "does not name this member %q", c.Name)
-	}
-	if addr != c.RaftAddress {
-		return errdefs.Config("InitialCluster", "gives member %q address %q, but RaftAddress is %q", c.Name, addr, c.RaftAddress)
-	}
-	seen := map[string]string{}
-	for name, a := range c.InitialCluster {
-		if name == "" {
-			return errdefs.Config("InitialCluster", "empty member name")
-		}
-		if err := members.ValidAddress(a); err != nil {
-			return errdefs.Config("InitialCluster", "member %q: %v", name, err)
-		}
-		if other, dup := seen[a]; dup {
-			return errdefs.Config("InitialCluster", "members %q and %q share address %q", other, name, a)
-		}
-		seen[a] = name
-	}
-	if c.TLS != nil {
-		if err := c.TLS.files().Check(); err != nil {
-			return err
-		}
-	} else if !c.InsecurePeers && !members.Loopback(c.RaftAddress) {
-		return errdefs.Config("RaftAddress", "%q is not loopback and TLS is not set: plaintext peer traffic can be read and altered on the way; set TLS, or InsecurePeers on a network only members reach", c.RaftAddress)
-	}
-	if c.Observer && !c.Join {
-		return errdefs.Config("Observer", "needs Join: a cluster is founded by voters")
-	}
-	if len(c.JoinSeeds) > 0 && !(c.Join && c.Observer) {
-		return errdefs.Config("JoinSeeds", "needs Join and Observer: voters are added by an operator with AddMember")
-	}
-	for _, a := range c.JoinSeeds {
-		if err := members.ValidAddress(a); err != nil {
-			return errdefs.Config("JoinSeeds", "%v", err)
-		}
-	}
-	if c.AdminAddress != "" {
-		if err := members.ValidAddress(c.AdminAddress); err != nil {
-			return errdefs.Config("AdminAddress", "%v", err)
-		}
-		if c.TLS == nil && !c.InsecurePeers && !members.Loopback(c.AdminAddress) {
-			return errdefs.Config("AdminAddress", "%q is not loopback and TLS is not set: plaintext admission traffic can be read and altered on the way; set TLS, or InsecurePeers", c.AdminAddress)
-		}
-	}
-	if c.Shards < 0 || c.Shards > maxShards {
-		return errdefs.Config("Shards", "%d is outside 1..%d", c.Shards, maxShards)
-	}
-	if c.RequestTimeout < 0 {
-		return errdefs.Config("RequestTimeout", "negative")
-	}
-	if c.HeartbeatInterval < time.Millisecond {
-		return errdefs.Config("HeartbeatInterval", "%v is below 1ms", c.HeartbeatInterval)
-	}
-	if c.ElectionTimeout < 5*c.HeartbeatInterval {
-		return errdefs.Config("ElectionTimeout", "%v is below 5 heartbeats (%v)", c.ElectionTimeout, 5*c.HeartbeatInterval)
-	}
-	for _, f := range []struct {
-		name string
-		v    int
-	}{{"MaxKeyBytes", c.MaxKeyBytes}, {"MaxValueBytes", c.MaxValueBytes}, {"MaxTxnOps", c.MaxTxnOps}, {"MaxRequestBytes", c.MaxRequestBytes}} {
-		if f.v < 0 {
-			return errdefs.Config(f.name, "negative")
-		}
-	}
-	if c.MaxKeyBytes+c.MaxValueBytes > c.MaxRequestBytes {
-		return errdefs.Config("MaxRequestBytes", "%d cannot hold a key of MaxKeyBytes and a value of MaxValueBytes", c.MaxRequestBytes)
-	}
-	return nil
-}
-
-// minLeaseTTL is the shortest TTL the cluster can keep alive through an
-// election: a keep-alive must be able to commit after a leader is lost.
-func (c *Config) minLeaseTTL() time.Duration { return 2 * c.ElectionTimeout }

@@ -32,13 +32,16 @@
 //
 // # Layout
 //
-// This package is the public API, a facade over internal parts with one
-// job each, which never import it (a test enforces the layering):
+// This package is the public API, a facade: it checks each call's
+// arguments and converts between its types and the internal parts', which
+// never import it (a test enforces the layering). coord/internal/member
+// assembles a member from the parts (Open and Shutdown, the Config's
+// defaults and checks, requests served on one shard or merged over all);
 // coord/internal/raftnode runs dragonboat (start and restart, proposals and
 // reads with their retries, the one table of dragonboat's outcomes, the log
 // and disk guards, membership calls); coord/internal/sm is the replicated
 // state machine; coord/internal/watch, lease and compactor follow each
-// shard's state (watchers, lease expiry, history compaction);
+// shard's state (watchers, lease expiry and sessions, history compaction);
 // coord/internal/request builds commands from calls; members, admit, boot,
 // meta and backup manage membership, observer admission, a member's
 // identity and files, and backups; coord/internal/errdefs defines the

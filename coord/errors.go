@@ -1,7 +1,7 @@
 package coord
 
 import (
-	"fmt"
+	"errors"
 
 	"github.com/coordkit/coordkit/coord/internal/errdefs"
 )
@@ -91,12 +91,17 @@ type CompactedError struct {
 }
 
 func (e *CompactedError) Error() string {
-	return fmt.Sprintf("%v: revision %d, oldest available %d", ErrCompacted, e.Revision, e.Oldest)
+	return (&errdefs.Compacted{Rev: int64(e.Revision), Oldest: int64(e.Oldest)}).Error()
 }
 
 // Is reports whether target is ErrCompacted.
 func (e *CompactedError) Is(target error) bool { return target == ErrCompacted }
 
-func compactedError(rev Revision, oldest int64) error {
-	return &CompactedError{Revision: rev, Oldest: Revision(oldest)}
+// compacted is err, with a part's *errdefs.Compacted made a *CompactedError.
+func compacted(err error) error {
+	var c *errdefs.Compacted
+	if errors.As(err, &c) {
+		return &CompactedError{Revision: Revision(c.Rev), Oldest: Revision(c.Oldest)}
+	}
+	return err
 }

@@ -3,7 +3,6 @@ package coord
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/coordkit/coordkit/coord/internal/request"
@@ -49,56 +48,15 @@ func (n *Node) Get(ctx context.Context, key string, opts ...OpOption) (*GetRespo
 	if err != nil {
 		return nil, err
 	}
-	if err := n.limits().CheckRange(key, o); err != nil {
+	if err := n.m.Limits().CheckRange(key, o); err != nil {
 		return nil, err
 	}
-	end := o.RangeEnd(key)
-	smOp := sm.Op{Kind: sm.OpRange, Key: key, End: end, Range: o.RangeOpts()}
-	if si := n.router().RangeShard(key, end); si >= 0 {
-		s := n.shards[si]
-		v, err := s.Read(ctx, o.Serializable)
-		if err != nil {
-			return nil, err
-		}
-		r, code := v.Range(&smOp)
-		if code == sm.CodeCompacted {
-			return nil, compactedError(Revision(o.Rev), v.CompactRevision())
-		}
-		if err := code.Err(); err != nil {
-			return nil, fmt.Errorf("%w (shard %d at revision %d)", err, s.Index, v.Revision())
-		}
-		return &GetResponse{Header: n.header(s, v.Revision()), KVs: fromKVs(r.KVs), More: r.More, Count: r.Count}, nil
+	r, err := n.m.Range(ctx, key, o)
+	if err != nil {
+		return nil, compacted(err)
 	}
-	if o.Rev != 0 {
-		return nil, fmt.Errorf("%w: WithRev on a range spanning shards (each shard has its own revisions)", ErrCrossShard)
-	}
-	// Fan out: every shard returns up to the limit, then merge.
-	resp := &GetResponse{Header: Header{Shard: ShardAll, Member: n.cfg.Name}}
-	var all []*sm.KV
-	for _, s := range n.shards {
-		v, err := s.Read(ctx, o.Serializable)
-		if err != nil {
-			return nil, err
-		}
-		r, code := v.Range(&smOp)
-		if err := code.Err(); err != nil {
-			return nil, err
-		}
-		resp.Shards = append(resp.Shards, n.header(s, v.Revision()))
-		resp.Count += r.Count
-		resp.More = resp.More || r.More
-		all = append(all, r.KVs...)
-	}
-	if o.Sorted {
-		sm.SortMerged(all, o.SortTarget, o.SortDesc)
-	} else {
-		sort.Slice(all, func(i, j int) bool { return all[i].Key < all[j].Key })
-	}
-	if o.Limit > 0 && int64(len(all)) > o.Limit {
-		all = all[:o.Limit]
-		resp.More = true
-	}
-	resp.KVs = fromKVs(all)
+	resp := &GetResponse{KVs: fromKVs(r.KVs), More: r.More, Count: r.Count}
+	resp.Header, resp.Shards = n.headers(r.Parts, r.All)
 	return resp, nil
 }
 
@@ -113,35 +71,15 @@ func (n *Node) Delete(ctx context.Context, key string, opts ...OpOption) (*Delet
 	if err != nil {
 		return nil, err
 	}
-	if err := n.limits().CheckRange(key, o); err != nil {
+	if err := n.m.Limits().CheckRange(key, o); err != nil {
 		return nil, err
 	}
-	end := o.RangeEnd(key)
-	smOp := sm.Op{Kind: sm.OpDelete, Key: key, End: end, PrevKV: o.PrevKV}
-	one := func(s *shard) (*DeleteResponse, error) {
-		res, err := s.Propose(ctx, &sm.Command{Kind: sm.CmdTxn, Txn: sm.Txn{Then: []sm.Op{smOp}}})
-		if err != nil {
-			return nil, err
-		}
-		if err := res.Code.Err(); err != nil {
-			return nil, err
-		}
-		r := res.Ops[0]
-		return &DeleteResponse{Header: n.header(s, res.Revision), Deleted: r.Deleted, PrevKVs: fromKVs(r.PrevKVs)}, nil
+	r, err := n.m.Delete(ctx, key, o)
+	if err != nil {
+		return nil, err
 	}
-	if si := n.router().RangeShard(key, end); si >= 0 {
-		return one(n.shards[si])
-	}
-	resp := &DeleteResponse{Header: Header{Shard: ShardAll, Member: n.cfg.Name}}
-	for _, s := range n.shards {
-		r, err := one(s)
-		if err != nil {
-			return nil, err
-		}
-		resp.Shards = append(resp.Shards, r.Header)
-		resp.Deleted += r.Deleted
-		resp.PrevKVs = append(resp.PrevKVs, r.PrevKVs...)
-	}
+	resp := &DeleteResponse{Deleted: r.Deleted, PrevKVs: fromKVs(r.PrevKVs)}
+	resp.Header, resp.Shards = n.headers(r.Parts, r.All)
 	return resp, nil
 }
 
@@ -160,35 +98,18 @@ func (n *Node) List(ctx context.Context, dir string, opts ...OpOption) (*ListRes
 	if dir != "" && !strings.HasSuffix(dir, "/") {
 		dir += "/"
 	}
-	if len(dir) > n.cfg.MaxKeyBytes {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrKeyTooLarge, len(dir), n.cfg.MaxKeyBytes)
+	if len(dir) > n.m.Cfg.MaxKeyBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrKeyTooLarge, len(dir), n.m.Cfg.MaxKeyBytes)
 	}
-	shards := n.shards
-	if si := n.router().RangeShard(dir, request.PrefixEnd(dir)); si >= 0 && dir != "" && dir != "/" {
-		shards = shards[si : si+1]
+	r, err := n.m.List(ctx, dir, o.Serializable)
+	if err != nil {
+		return nil, err
 	}
 	resp := &ListResponse{}
-	seen := map[string]bool{}
-	for _, s := range shards {
-		v, err := s.Read(ctx, o.Serializable)
-		if err != nil {
-			return nil, err
-		}
-		resp.Shards = append(resp.Shards, n.header(s, v.Revision()))
-		for _, e := range v.List(dir) {
-			if e.Dir && seen[e.Name] {
-				continue
-			}
-			seen[e.Name] = true
-			resp.Entries = append(resp.Entries, ListEntry{Name: e.Name, Dir: e.Dir, KV: fromKV(e.KV)})
-		}
+	for _, e := range r.Entries {
+		resp.Entries = append(resp.Entries, ListEntry{Name: e.Name, Dir: e.Dir, KV: fromKV(e.KV)})
 	}
-	if len(shards) == 1 {
-		resp.Header, resp.Shards = resp.Shards[0], nil
-	} else {
-		resp.Header = Header{Shard: ShardAll, Member: n.cfg.Name}
-		sort.SliceStable(resp.Entries, func(i, j int) bool { return resp.Entries[i].Name < resp.Entries[j].Name })
-	}
+	resp.Header, resp.Shards = n.headers(r.Parts, r.All)
 	return resp, nil
 }
 
@@ -199,16 +120,16 @@ func (n *Node) List(ctx context.Context, dir string, opts ...OpOption) (*ListRes
 // (a *CompactedError) when rev is not above the shard's compaction point,
 // ErrFutureRevision, plus those of Put.
 func (n *Node) Compact(ctx context.Context, shard int, rev Revision) (*CompactResponse, error) {
-	if shard < 0 || shard >= len(n.shards) {
-		return nil, fmt.Errorf("%w: shard %d outside 0..%d", ErrInvalidArgument, shard, len(n.shards)-1)
+	if shard < 0 || shard >= len(n.m.Shards) {
+		return nil, fmt.Errorf("%w: shard %d outside 0..%d", ErrInvalidArgument, shard, len(n.m.Shards)-1)
 	}
-	s := n.shards[shard]
+	s := n.m.Shards[shard]
 	res, err := s.Propose(ctx, &sm.Command{Kind: sm.CmdCompact, Revision: int64(rev)})
 	if err != nil {
 		return nil, err
 	}
 	if res.Code == sm.CodeCompacted {
-		return nil, fmt.Errorf("coord: compact shard %d: %w", shard, compactedError(rev, s.View().CompactRevision()))
+		return nil, fmt.Errorf("coord: compact shard %d: %w", shard, &CompactedError{Revision: rev, Oldest: Revision(s.View().CompactRevision())})
 	}
 	if err := res.Code.Err(); err != nil {
 		return nil, fmt.Errorf("%w: compact shard %d to %d", err, shard, rev)

@@ -46,8 +46,8 @@ func (n *Node) checkTTL(ttl time.Duration) error {
 	if ttl <= 0 {
 		return fmt.Errorf("%w: %v is not positive", ErrInvalidTTL, ttl)
 	}
-	if min := n.cfg.minLeaseTTL(); ttl < min {
-		return fmt.Errorf("%w: %v is below %v (twice the election timeout %v)", ErrInvalidTTL, ttl, min, n.cfg.ElectionTimeout)
+	if min := n.m.Cfg.MinLeaseTTL(); ttl < min {
+		return fmt.Errorf("%w: %v is below %v (twice the election timeout %v)", ErrInvalidTTL, ttl, min, n.m.Cfg.ElectionTimeout)
 	}
 	if ttl%time.Millisecond != 0 {
 		return fmt.Errorf("%w: %v is not a whole number of milliseconds", ErrInvalidTTL, ttl)
@@ -68,27 +68,29 @@ func (n *Node) Grant(ctx context.Context, ttl time.Duration) (*LeaseGrantRespons
 	if err := n.checkTTL(ttl); err != nil {
 		return nil, err
 	}
-	id, home, rev, err := n.leases.Grant(ctx, ttl.Milliseconds())
+	id, home, rev, err := n.m.Leases.Grant(ctx, ttl.Milliseconds())
 	if err != nil {
 		return nil, err
 	}
-	return &LeaseGrantResponse{Header: n.header(n.shards[home], rev), ID: LeaseID(id), TTL: ttl}, nil
+	return &LeaseGrantResponse{Header: n.header(n.m.Shards[home], rev), ID: LeaseID(id), TTL: ttl}, nil
 }
 
 // Revoke ends a lease at once and deletes its keys (in one revision per
 // shard). Errors: ErrLeaseNotFound, plus those of Put.
-func (n *Node) Revoke(ctx context.Context, id LeaseID) error { return n.leases.Revoke(ctx, int64(id)) }
+func (n *Node) Revoke(ctx context.Context, id LeaseID) error {
+	return n.m.Leases.Revoke(ctx, int64(id))
+}
 
 // KeepAliveOnce renews a lease once: its countdown restarts at the full TTL
 // on every shard holding it. Keep-alives do not queue behind this member's
 // writes: they have request clients of their own besides the writes'. Errors: ErrLeaseNotFound
 // when the lease is gone (expired or revoked), plus those of Put.
 func (n *Node) KeepAliveOnce(ctx context.Context, id LeaseID) (*LeaseKeepAliveResponse, error) {
-	home, res, err := n.leases.KeepAlive(ctx, int64(id))
+	home, res, err := n.m.Leases.KeepAlive(ctx, int64(id))
 	if err != nil {
 		return nil, err
 	}
-	return &LeaseKeepAliveResponse{Header: n.header(n.shards[home], res.Revision), ID: id, TTL: time.Duration(res.TTL) * time.Millisecond}, nil
+	return &LeaseKeepAliveResponse{Header: n.header(n.m.Shards[home], res.Revision), ID: id, TTL: time.Duration(res.TTL) * time.Millisecond}, nil
 }
 
 // KeepAlive keeps a lease alive until ctx ends: it renews it once at once
@@ -104,11 +106,9 @@ func (n *Node) KeepAlive(ctx context.Context, id LeaseID) (<-chan *LeaseKeepAliv
 	}
 	out := make(chan *LeaseKeepAliveResponse, 1)
 	out <- first
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
+	n.m.Go(func() {
 		defer close(out)
-		lease.KeepAlive(ctx, n.host.Done(), first.TTL, func(ctx context.Context) error {
+		lease.KeepAlive(ctx, n.m.Host.Done(), first.TTL, func(ctx context.Context) error {
 			r, err := n.KeepAliveOnce(ctx, id)
 			if err == nil {
 				select {
@@ -120,7 +120,7 @@ func (n *Node) KeepAlive(ctx context.Context, id LeaseID) (<-chan *LeaseKeepAliv
 		}, func(err error) bool {
 			return errors.Is(err, ErrLeaseNotFound) || errors.Is(err, ErrClosed) || ctx.Err() != nil
 		})
-	}()
+	})
 	return out, nil
 }
 
@@ -138,17 +138,17 @@ func (n *Node) TimeToLive(ctx context.Context, id LeaseID, opts ...OpOption) (*L
 	if err != nil {
 		return nil, err
 	}
-	t, err := n.leases.TimeToLive(ctx, int64(id), o.AttachedKeys)
+	t, err := n.m.Leases.TimeToLive(ctx, int64(id), o.AttachedKeys)
 	if err != nil {
 		return nil, err
 	}
-	return &LeaseTimeToLiveResponse{Header: n.header(n.shards[t.Home], t.Revision), ID: id,
+	return &LeaseTimeToLiveResponse{Header: n.header(n.m.Shards[t.Home], t.Revision), ID: id,
 		GrantedTTL: t.Granted, TTL: t.Remaining, Keys: t.Keys}, nil
 }
 
 // Leases lists every lease in the cluster, by ID. Linearizable.
 func (n *Node) Leases(ctx context.Context) ([]LeaseStatus, error) {
-	ls, err := n.leases.List(ctx)
+	ls, err := n.m.Leases.List(ctx)
 	if err != nil {
 		return nil, err
 	}

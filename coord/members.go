@@ -69,12 +69,12 @@ func memberOptions(opts []MemberOption) members.Options {
 // concurrently, so the call takes at most about half an election timeout
 // longer than the read. Errors: those of Get.
 func (n *Node) Members(ctx context.Context) ([]Member, error) {
-	if err := n.host.Check(ctx); err != nil {
+	if err := n.m.Host.Check(ctx); err != nil {
 		return nil, err
 	}
-	ctx, cancel := n.host.WithTimeout(ctx)
+	ctx, cancel := n.m.Host.WithTimeout(ctx)
 	defer cancel()
-	_, ms, err := n.members.Current(ctx)
+	_, ms, err := n.m.Members.Current(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +99,7 @@ func (n *Node) Members(ctx context.Context) ([]Member, error) {
 // (or a removed member's), ErrInvalidArgument for a bad name or address,
 // ErrQuorum, plus those of Put.
 func (n *Node) AddMember(ctx context.Context, name, addr string, opts ...MemberOption) (*Member, error) {
-	if err := n.host.Check(ctx); err != nil {
+	if err := n.m.Host.Check(ctx); err != nil {
 		return nil, err
 	}
 	if name == "" {
@@ -108,9 +108,9 @@ func (n *Node) AddMember(ctx context.Context, name, addr string, opts ...MemberO
 	if err := members.ValidAddress(addr); err != nil {
 		return nil, fmt.Errorf("%w: member address: %v", ErrInvalidArgument, err)
 	}
-	ctx, cancel := n.host.WithTimeout(ctx)
+	ctx, cancel := n.m.Host.WithTimeout(ctx)
 	defer cancel()
-	m, err := n.members.Add(ctx, name, addr, meta.JoinedReplicaID(n.cfg.ClusterToken, name, addr), memberOptions(opts))
+	m, err := n.m.Members.Add(ctx, name, addr, meta.JoinedReplicaID(n.m.Cfg.ClusterToken, name, addr), memberOptions(opts))
 	if err != nil {
 		return nil, err
 	}
@@ -130,16 +130,16 @@ func (n *Node) AddMember(ctx context.Context, name, addr string, opts ...MemberO
 // again to finish an interrupted removal. Errors: ErrMemberNotFound,
 // ErrQuorum, plus those of Put.
 func (n *Node) RemoveMember(ctx context.Context, name string, opts ...MemberOption) error {
-	if err := n.host.Check(ctx); err != nil {
+	if err := n.m.Host.Check(ctx); err != nil {
 		return err
 	}
-	ctx, cancel := n.host.WithTimeout(ctx)
+	ctx, cancel := n.m.Host.WithTimeout(ctx)
 	defer cancel()
-	target, ms, err := n.members.Named(ctx, name)
+	target, ms, err := n.m.Members.Named(ctx, name)
 	if err != nil {
 		return err
 	}
-	return n.members.Remove(ctx, target, ms, memberOptions(opts))
+	return n.m.Members.Remove(ctx, target, ms, memberOptions(opts))
 }
 
 // PromoteMember turns the observer named name into a voter in every shard.
@@ -150,10 +150,10 @@ func (n *Node) RemoveMember(ctx context.Context, name string, opts ...MemberOpti
 // Errors: ErrMemberNotFound, ErrInvalidArgument when the member is already
 // a voter, ErrQuorum, plus those of Put.
 func (n *Node) PromoteMember(ctx context.Context, name string, opts ...MemberOption) error {
-	if err := n.host.Check(ctx); err != nil {
+	if err := n.m.Host.Check(ctx); err != nil {
 		return err
 	}
-	return n.members.Promote(ctx, name, memberOptions(opts))
+	return n.m.Members.Promote(ctx, name, memberOptions(opts))
 }
 
 // MoveLeader hands the leadership of shard to the voter named name, like
@@ -163,10 +163,10 @@ func (n *Node) PromoteMember(ctx context.Context, name string, opts ...MemberOpt
 // transfer did not complete in time, for example because the target is
 // down or behind.
 func (n *Node) MoveLeader(ctx context.Context, shard int, name string) error {
-	if err := n.host.Check(ctx); err != nil {
+	if err := n.m.Host.Check(ctx); err != nil {
 		return err
 	}
-	return n.members.MoveLeader(ctx, shard, name)
+	return n.m.Members.MoveLeader(ctx, shard, name)
 }
 
 // ShardStatus is one shard as this member sees it.
@@ -194,11 +194,11 @@ type Status struct {
 // Status reports this member's view of every shard, from its own replica;
 // it never blocks on the network.
 func (n *Node) Status(ctx context.Context) (*Status, error) {
-	if err := n.host.Check(ctx); err != nil {
+	if err := n.m.Host.Check(ctx); err != nil {
 		return nil, err
 	}
-	st := &Status{Member: n.cfg.Name, ReplicaID: n.host.ReplicaID(), DiskLow: n.host.DiskLow()}
-	for _, s := range n.shards {
+	st := &Status{Member: n.m.Cfg.Name, ReplicaID: n.m.Host.ReplicaID(), DiskLow: n.m.Host.DiskLow()}
+	for _, s := range n.m.Shards {
 		v := s.View()
 		ss := ShardStatus{Shard: s.Index, Revision: Revision(v.Revision()), CompactRevision: Revision(v.CompactRevision()),
 			AppliedIndex: v.Applied(), Leases: len(v.Leases())}

@@ -117,26 +117,23 @@ func histogram(h *metric.Histogram) Histogram {
 // every scrape. Safe for concurrent use; after Close it reports what was
 // last known.
 func (n *Node) Metrics() Metrics {
-	hs := n.host.Stats()
-	m := Metrics{Member: n.cfg.Name, Proposals: hs.Proposals, ProposalFailures: hs.Failures, ProposalRetries: hs.Retries,
-		ProposalSeconds: histogram(hs.Propose), ApplySeconds: histogram(hs.Apply), ReaperSeconds: histogram(&n.reapTimes)}
-	n.sessMu.Lock()
-	m.Sessions = len(n.sessions)
-	m.DiskLow = n.host.DiskLow()
-	n.sessMu.Unlock()
-	for _, s := range n.shards {
+	hs := n.m.Host.Stats()
+	m := Metrics{Member: n.m.Cfg.Name, Proposals: hs.Proposals, ProposalFailures: hs.Failures, ProposalRetries: hs.Retries,
+		ProposalSeconds: histogram(hs.Propose), ApplySeconds: histogram(hs.Apply), ReaperSeconds: histogram(&n.m.ReapTimes)}
+	m.Sessions, m.DiskLow = n.m.Sessions.Len(), n.m.Host.DiskLow()
+	for _, s := range n.m.Shards {
 		sm := ShardMetrics{Shard: s.Index, LeaderChanges: s.LeaderChanges()}
 		if v := s.View(); v != nil {
 			sm.Revision, sm.CompactRevision, sm.AppliedIndex = Revision(v.Revision()), Revision(v.CompactRevision()), v.Applied()
 			sm.Leases = len(v.Leases())
 		}
-		if l, _, ok := s.Leader(); ok && !n.host.Closed() {
-			sm.HasLeader, sm.IsLeader = true, l == n.host.ReplicaID()
+		if l, _, ok := s.Leader(); ok && !n.m.Host.Closed() {
+			sm.HasLeader, sm.IsLeader = true, l == n.m.Host.ReplicaID()
 		}
-		sm.Watchers = s.hub.Len()
+		sm.Watchers = s.Hub.Len()
 		m.Shards = append(m.Shards, sm)
 	}
-	st := n.host.TransportStats()
+	st := n.m.Host.TransportStats()
 	m.Transport = TransportMetrics{RefusedConnections: st.RefusedConnections, BadHandshakes: st.BadHandshakes,
 		BadFrames: st.BadFrames, SnapshotChunksReceived: st.ReceivedChunks}
 	for _, p := range st.Peers {

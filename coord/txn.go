@@ -187,13 +187,13 @@ func (t *Txn) Commit() (*TxnResponse, error) {
 	for i, op := range t.els {
 		rt.Else[i] = op.op
 	}
-	cmd, si, leased, err := n.limits().Build(&rt, n.router())
+	cmd, si, leased, err := n.m.Limits().Build(&rt, n.m.Router())
 	if err != nil {
 		return nil, err
 	}
-	s := n.shards[si]
+	s := n.m.Shards[si]
 	for _, op := range leased {
-		if err := n.leases.Resolve(t.ctx, s.Index, op); err != nil {
+		if err := n.m.Leases.Resolve(t.ctx, s.Index, op); err != nil {
 			return nil, err
 		}
 	}

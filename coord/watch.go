@@ -63,31 +63,29 @@ func (n *Node) Watch(ctx context.Context, key string, opts ...OpOption) WatchCha
 	if err != nil {
 		return fail(err)
 	}
-	if err := n.limits().CheckRange(key, o); err != nil {
+	if err := n.m.Limits().CheckRange(key, o); err != nil {
 		return fail(err)
 	}
 	end := o.RangeEnd(key)
-	si := n.router().RangeShard(key, end)
+	si := n.m.Router().RangeShard(key, end)
 	if si < 0 {
 		return fail(fmt.Errorf("%w: watch on %q", ErrCrossShard, key))
 	}
-	if n.host.Closed() {
-		return fail(n.host.ErrClosed())
+	if n.m.Host.Closed() {
+		return fail(n.m.Host.ErrClosed())
 	}
-	s := n.shards[si]
-	w, compacted := s.hub.Add(watch.Filter{Key: key, End: end, NoPut: o.FilterPut, NoDelete: o.FilterDelete}, o.Rev)
+	s := n.m.Shards[si]
+	w, oldest := s.Hub.Add(watch.Filter{Key: key, End: end, NoPut: o.FilterPut, NoDelete: o.FilterDelete}, o.Rev)
 	if w == nil {
-		out <- WatchResponse{err: compactedError(Revision(o.Rev), compacted), CompactRevision: Revision(compacted)}
+		out <- WatchResponse{err: &CompactedError{Revision: Revision(o.Rev), Oldest: Revision(oldest)}, CompactRevision: Revision(oldest)}
 		close(out)
 		return out
 	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
+	n.m.Go(func() {
 		defer close(out)
-		watch.Deliver(ctx, w, n.host.Done(), o.Progress, out, func(b watch.Batch) (WatchResponse, bool) {
+		watch.Deliver(ctx, w, n.m.Host.Done(), o.Progress, out, func(b watch.Batch) (WatchResponse, bool) {
 			if b.Compacted > 0 {
-				return WatchResponse{err: compactedError(Revision(b.Rev), b.Compacted), CompactRevision: Revision(b.Compacted)}, true
+				return WatchResponse{err: &CompactedError{Revision: Revision(b.Rev), Oldest: Revision(b.Compacted)}, CompactRevision: Revision(b.Compacted)}, true
 			}
 			r := WatchResponse{Header: n.header(s, b.Rev), Events: make([]Event, len(b.Events))}
 			for i := range b.Events {
@@ -95,7 +93,7 @@ func (n *Node) Watch(ctx context.Context, key string, opts ...OpOption) WatchCha
 			}
 			return r, false
 		}, WatchResponse{err: ErrClosed})
-	}()
+	})
 	return out
 }
 

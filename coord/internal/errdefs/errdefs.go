@@ -54,3 +54,15 @@ var (
 func Config(field, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
 }
+
+// Compacted is ErrCompacted from a part: revision Rev was asked for, and
+// the shard's oldest available revision is Oldest. Package coord returns
+// it as its *CompactedError.
+type Compacted struct{ Rev, Oldest int64 }
+
+func (e *Compacted) Error() string {
+	return fmt.Sprintf("%v: revision %d, oldest available %d", ErrCompacted, e.Rev, e.Oldest)
+}
+
+// Is reports whether target is ErrCompacted.
+func (e *Compacted) Is(target error) bool { return target == ErrCompacted }

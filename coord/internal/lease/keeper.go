@@ -1,7 +1,8 @@
 // Package lease keeps coordkit's leases: the Keeper of each shard replica
 // tracks every lease's deadline and, while the replica leads the shard,
 // proposes the expiry of the leases past theirs; KeepAlive is the renewal
-// loop that sessions and Node.KeepAlive share.
+// loop that Sessions and Node.KeepAlive share; Sessions keep a member's
+// sessions alive and revoke them when it shuts down.
 //
 // How expiry works. Every replica of a shard tracks, for each lease, a
 // deadline: the moment it applied the lease's grant or last keep-alive,
