@@ -191,6 +191,7 @@ func TestTable(t *testing.T) {
 	tb := newTable("ID", "NAME", "PEER ADDRS")
 	tb.add("1", "a", "10.0.0.1:2380")
 	tb.add("1234567890", "é", "x")
+	tb.add("2", "日本", "e\u0301") // wide characters take two columns, a combining accent none
 	var b bytes.Buffer
 	if err := tb.render(&b); err != nil {
 		t.Fatal(err)
@@ -200,6 +201,7 @@ func TestTable(t *testing.T) {
 +------------+------+---------------+
 | 1          | a    | 10.0.0.1:2380 |
 | 1234567890 | é    | x             |
+| 2          | 日本 | é             |
 +------------+------+---------------+
 `
 	if b.String() != want {

@@ -6,10 +6,14 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/mattn/go-runewidth"
 )
 
 // table renders rows in boxes drawn with +, - and |, with the header
-// centred, as etcdctl's table output does.
+// centred, as etcdctl's table output does. Cells are measured by the
+// columns a terminal gives them (github.com/mattn/go-runewidth): a wide
+// character such as 日 takes two, a combining accent none.
 type table struct {
 	header []string
 	rows   [][]string
@@ -27,11 +31,11 @@ func (t *table) add(cells ...string) {
 func (t *table) render(w io.Writer) error {
 	widths := make([]int, len(t.header))
 	for i, h := range t.header {
-		widths[i] = utf8.RuneCountInString(h)
+		widths[i] = runewidth.StringWidth(h)
 	}
 	for _, row := range t.rows {
 		for i, cell := range row {
-			widths[i] = max(widths[i], utf8.RuneCountInString(cell))
+			widths[i] = max(widths[i], runewidth.StringWidth(cell))
 		}
 	}
 	var b strings.Builder
@@ -43,7 +47,7 @@ func (t *table) render(w io.Writer) error {
 	}
 	line := func(cells []string, centre bool) {
 		for i, cell := range cells {
-			pad := widths[i] - utf8.RuneCountInString(cell)
+			pad := widths[i] - runewidth.StringWidth(cell)
 			left := 0
 			if centre {
 				left = pad / 2
