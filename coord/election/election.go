@@ -2,8 +2,9 @@
 // API only.
 //
 // Candidates queue under a key directory, in the fair queue coord/lock's
-// Mutex uses too; the one whose key was created first leads. Each waiting candidate watches only the candidate just before
-// it, so a leader's departure wakes one successor. A leader's term carries a
+// Mutex uses too; the one whose key was created first leads. Each waiting
+// candidate watches only the candidate just before it, so a leader's
+// departure wakes one successor. A leader's term carries a
 // fencing token (its key's create revision), strictly increasing with every
 // new leader. Observe streams every change of leader, including the moments
 // with no leader.
@@ -11,6 +12,11 @@
 // A leader whose process dies is replaced once its session's TTL runs out
 // (plus an election timeout for the cluster to commit the expiry); a leader
 // that resigns, or closes its session or Node, is replaced at once.
+//
+// Run is leadership that heals itself, like Curator's LeaderSelector with
+// auto-requeue: it campaigns, runs a function while leading, cancels the
+// function's context the moment the term is lost, and campaigns again
+// (with a new session when the old one was lost) until its context ends.
 package election
 
 import (
