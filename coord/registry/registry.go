@@ -4,7 +4,10 @@
 // A service instance registers itself under prefix/service/id, attached to a
 // session: the registration disappears within the session's TTL when the
 // process dies, and at once on Deregister or when the process closes its
-// Node. A registration may run a health check and publish its status
+// Node. With KeepRegistered, a registration outlives its session: when a
+// pause or a partition longer than the TTL loses it, the instance registers
+// again by itself, and Events reports the loss and the recovery. A
+// registration may run a health check and publish its status
 // (passing, warning, critical); discovery can ask for passing instances
 // only. Watch streams a service's instances, the current set first, then
 // every change with no gap; a Resolver keeps a local copy current and picks
