@@ -52,7 +52,7 @@
 //	POST /v1/election/observe  ~ {"name"} -> {"leader":Leader|null} ...
 //	Service registry
 //	POST /v1/registry/register ~ {"prefix"?,"service","id","addr","metadata"?,"weight"?,
-//	                              "status"?,"ttl_ms"?}
+//	                              "status"?,"ttl_ms"?,"check"?:Check}
 //	                             -> {"registered":Instance}, then heartbeats
 //	POST /v1/registry/lookup     {"prefix"?,"service","passing_only"?,"local"?} -> {"instances":[Instance]}
 //	POST /v1/registry/services   {"prefix"?} -> {"services":[string]}
@@ -82,6 +82,9 @@
 //	Event    = {"type":"PUT"|"DELETE","kv":KV,"prev_kv":KV|null}
 //	Leader   = {"name","key","value","rev","lease"}
 //	Instance = {"service","id","addr","metadata":{},"weight","status","revision"}
+//	Check    = {"http":URL | "tcp":"host:port","interval_ms"?,"timeout_ms"?,"deregister_after_ms"?}
+//	           run by the serving member, as registry.Check: it reaches whatever
+//	           address the client names, so give the API only to trusted clients
 //	Member   = {"name","id","address","voter","leads":[shard],"reachable"}
 //
 // # Keys

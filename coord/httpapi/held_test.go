@@ -3,7 +3,9 @@ package httpapi_test
 import (
 	"bytes"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -310,4 +312,45 @@ func testRegistry(t *testing.T, api []*client) {
 	a.fail("POST", "/v1/registry/register", `{"service":"api","id":"","addr":"x"}`, 400, "invalid_argument")
 	a.fail("POST", "/v1/registry/register", `{"service":"api","id":"i2","addr":"x","status":"fine"}`, 400, "invalid_argument")
 	a.fail("POST", "/v1/registry/register", `{"service":"api","id":"i2","addr":"x","weight":-1}`, 400, "invalid_argument")
+}
+
+// testRegistryCheck: a registration made through the API with a check,
+// which the serving member runs: the instance's status follows the checked
+// server's answers. Checks without one target, or with a bad URL, are
+// refused.
+func testRegistryCheck(t *testing.T, api []*client) {
+	a, b := api[0].with(t), api[1].with(t)
+	var code atomic.Int64
+	code.Store(200)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(int(code.Load())) }))
+	defer srv.Close()
+	reg := b.open("/v1/registry/register", map[string]any{"service": "checked", "id": "c1", "addr": "127.0.0.1:1",
+		"check": map[string]any{"http": srv.URL, "interval_ms": 50, "timeout_ms": 1000}})
+	defer reg.close()
+	var r struct {
+		Registered instance `json:"registered"`
+	}
+	reg.decode(&r)
+	status := func() string {
+		var l struct {
+			Instances []instance `json:"instances"`
+		}
+		a.call("/v1/registry/lookup", map[string]any{"service": "checked"}, 200, &l)
+		if len(l.Instances) != 1 {
+			return ""
+		}
+		return l.Instances[0].Status
+	}
+	for _, step := range []struct {
+		code int
+		want string
+	}{{500, "critical"}, {429, "warning"}, {200, "passing"}} {
+		code.Store(int64(step.code))
+		coordtest.Eventually(t, 10*time.Second, func() bool { return status() == step.want },
+			"status never became %s after the server answered %d", step.want, step.code)
+	}
+	b.fail("POST", "/v1/registry/register", `{"service":"checked","id":"c2","addr":"x","check":{}}`, 400, "invalid_argument")
+	b.fail("POST", "/v1/registry/register", `{"service":"checked","id":"c2","addr":"x","check":{"http":"x","tcp":"y"}}`, 400, "invalid_argument")
+	b.fail("POST", "/v1/registry/register", `{"service":"checked","id":"c2","addr":"x","check":{"http":"ftp://h/"}}`, 400, "invalid_argument")
+	b.fail("POST", "/v1/registry/register", `{"service":"checked","id":"c2","addr":"x","check":{"tcp":"h:1","interval_ms":-1}}`, 400, "invalid_argument")
 }

@@ -175,6 +175,7 @@ func TestAPI(t *testing.T) {
 	t.Run("lock", func(t *testing.T) { testLock(t, c, api) })
 	t.Run("election", func(t *testing.T) { testElection(t, c, api) })
 	t.Run("registry", func(t *testing.T) { testRegistry(t, api) })
+	t.Run("registry check", func(t *testing.T) { testRegistryCheck(t, api) })
 	t.Run("pubsub", func(t *testing.T) { testPubSub(t, c, api) })
 	t.Run("snapshot", func(t *testing.T) { testSnapshot(t, api) })
 	t.Run("bearer token", func(t *testing.T) { testBearerToken(t, c) })

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
+	"time"
 
 	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/registry"
@@ -57,6 +59,42 @@ type registerRequest struct {
 	Weight   int               `json:"weight"`
 	Status   string            `json:"status"`
 	TTLMs    int64             `json:"ttl_ms"`
+	Check    *checkRequest     `json:"check"`
+}
+
+// checkRequest is a registry.Check the serving member runs for the
+// registration.
+type checkRequest struct {
+	HTTP              string `json:"http"`
+	TCP               string `json:"tcp"`
+	IntervalMs        int64  `json:"interval_ms"`
+	TimeoutMs         int64  `json:"timeout_ms"`
+	DeregisterAfterMs int64  `json:"deregister_after_ms"`
+}
+
+// option is the check as a registry option.
+func (c *checkRequest) option() (registry.RegisterOption, error) {
+	if (c.HTTP == "") == (c.TCP == "") {
+		return nil, fmt.Errorf("%w: a check needs exactly one of http and tcp", registry.ErrInvalid)
+	}
+	if c.HTTP != "" {
+		if u, err := url.Parse(c.HTTP); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("%w: check http %q is not an http(s) URL", registry.ErrInvalid, c.HTTP)
+		}
+	}
+	check := registry.Check{HTTP: c.HTTP, TCP: c.TCP}
+	var err error
+	for _, f := range []struct {
+		name string
+		ms   int64
+		to   *time.Duration
+	}{{"interval_ms", c.IntervalMs, &check.Interval}, {"timeout_ms", c.TimeoutMs, &check.Timeout},
+		{"deregister_after_ms", c.DeregisterAfterMs, &check.DeregisterAfter}} {
+		if *f.to, err = millis("check "+f.name, f.ms, 0); err != nil {
+			return nil, err
+		}
+	}
+	return registry.WithCheck(check), nil
 }
 
 type registeredLine struct {
@@ -70,6 +108,12 @@ func (a *api) register(w http.ResponseWriter, r *http.Request, req *registerRequ
 	if err == nil && req.Weight < 0 {
 		err = fmt.Errorf("%w: weight %d is negative", registry.ErrInvalid, req.Weight)
 	}
+	opts := []registry.RegisterOption{registry.WithTTL(ttl)}
+	if err == nil && req.Check != nil {
+		var o registry.RegisterOption
+		o, err = req.Check.option()
+		opts = append(opts, o)
+	}
 	if err != nil {
 		writeCoordError(w, err)
 		return
@@ -79,7 +123,7 @@ func (a *api) register(w http.ResponseWriter, r *http.Request, req *registerRequ
 	reg := a.registry(req.Prefix)
 	in := registry.Instance{Service: req.Service, ID: req.ID, Addr: req.Addr, Metadata: req.Metadata,
 		Weight: req.Weight, Status: registry.Status(req.Status)}
-	g, err := reg.Register(ctx, in, registry.WithTTL(ttl))
+	g, err := reg.Register(ctx, in, opts...)
 	if err != nil {
 		writeCoordError(w, err)
 		return

@@ -14,12 +14,17 @@ import (
 	"github.com/coordkit/coordkit/coord"
 )
 
-// Check is a health check a registering process runs on itself.
+// Check is a health check a registering process runs on itself. A check
+// that does not answer within Timeout is critical.
 type Check struct {
 	// Exactly one of HTTP, TCP and Func.
 	HTTP string                       // GET this URL: 2xx passing, 429 warning, anything else critical
 	TCP  string                       // connect to host:port: passing if it connects
 	Func func(context.Context) Status // any Go check
+	// HTTPClient makes the HTTP check's request: set one to trust a
+	// private CA or to present a client certificate (mTLS). Default
+	// http.DefaultClient.
+	HTTPClient *http.Client
 	// Interval between checks (default 10s) and Timeout of one (default 5s).
 	Interval time.Duration
 	Timeout  time.Duration
@@ -450,7 +455,11 @@ func runOnce(ctx context.Context, c Check) Status {
 		if err != nil {
 			return Critical
 		}
-		resp, err := http.DefaultClient.Do(req)
+		client := c.HTTPClient
+		if client == nil {
+			client = http.DefaultClient
+		}
+		resp, err := client.Do(req)
 		if err != nil {
 			return Critical
 		}
