@@ -97,17 +97,44 @@ func decode(kv *coord.KeyValue) (Instance, error) {
 	return in, nil
 }
 
-// LookupOption shapes Lookup.
+// LookupOption shapes Lookup and NewResolver.
 type LookupOption func(*lookup)
 
-type lookup struct{ passing, local bool }
+type lookup struct {
+	passing, local bool
+	filters        []func(Instance) bool
+}
 
-// PassingOnly keeps only instances whose status is Passing.
+// keep reports whether in passes the filters (not the status).
+func (l *lookup) keep(in Instance) bool {
+	for _, f := range l.filters {
+		if !f(in) {
+			return false
+		}
+	}
+	return true
+}
+
+// PassingOnly keeps only instances whose status is Passing. (A Resolver
+// picks only those anyway.)
 func PassingOnly() LookupOption { return func(l *lookup) { l.passing = true } }
 
 // Local reads this member's replica (serializable): no network, possibly
-// slightly behind.
+// slightly behind. (A Resolver always follows this member's replica.)
 func Local() LookupOption { return func(l *lookup) { l.local = true } }
+
+// WithMetadata keeps only instances whose Metadata[key] is value, for
+// example ("zone", "eu-1") or ("version", "2"). Several filters must all
+// hold.
+func WithMetadata(key, value string) LookupOption {
+	return Matching(func(in Instance) bool { v, ok := in.Metadata[key]; return ok && v == value })
+}
+
+// Matching keeps only instances for which f returns true. f must be quick
+// and must not block: a Resolver calls it for every change it follows.
+func Matching(f func(Instance) bool) LookupOption {
+	return func(l *lookup) { l.filters = append(l.filters, f) }
+}
 
 // Lookup returns a service's instances, ordered by ID. Linearizable by
 // default: after Register returns anywhere, Lookup on any member sees the
@@ -134,7 +161,7 @@ func (r *Registry) Lookup(ctx context.Context, service string, opts ...LookupOpt
 		if err != nil {
 			continue // not ours; skip rather than fail discovery
 		}
-		if l.passing && in.Status != Passing {
+		if l.passing && in.Status != Passing || !l.keep(in) {
 			continue
 		}
 		out = append(out, in)

@@ -26,6 +26,10 @@ const (
 	// Sticky maps a key to the same instance while that instance stays
 	// usable (rendezvous hashing: when one goes, only its keys move).
 	Sticky
+	// PreferZone cycles through the usable instances whose
+	// Metadata["zone"] is the key given to Pick (the caller's zone), and
+	// through all usable instances when none is in that zone.
+	PreferZone
 )
 
 // Resolver keeps a local, watch-fed copy of a service's instances and picks
@@ -34,24 +38,31 @@ const (
 type Resolver struct {
 	reg     *Registry
 	service string
+	opts    lookup
 	cancel  context.CancelFunc
 	done    chan struct{}
 
-	mu    sync.Mutex
-	insts map[string]Instance
-	down  map[string]time.Time
-	rr    uint64
-	rev   coord.Revision
-	err   error
+	mu      sync.Mutex
+	insts   map[string]Instance
+	down    map[string]time.Time
+	rr      uint64
+	rev     coord.Revision
+	err     error
+	changed chan struct{} // closed at the next change
 }
 
 // NewResolver starts following service and returns once it holds the
 // current set. ctx bounds only that first load; Close stops the resolver.
-// Errors: those of Watch.
-func (r *Registry) NewResolver(ctx context.Context, service string) (*Resolver, error) {
+// Options: WithMetadata and Matching keep only the instances that match
+// (PassingOnly and Local change nothing: a resolver picks passing
+// instances and follows this member's replica). Errors: those of Watch.
+func (r *Registry) NewResolver(ctx context.Context, service string, opts ...LookupOption) (*Resolver, error) {
 	wctx, cancel := context.WithCancel(context.Background())
 	res := &Resolver{reg: r, service: service, cancel: cancel, done: make(chan struct{}),
-		insts: map[string]Instance{}, down: map[string]time.Time{}}
+		insts: map[string]Instance{}, down: map[string]time.Time{}, changed: make(chan struct{})}
+	for _, o := range opts {
+		o(&res.opts)
+	}
 	events := r.Watch(wctx, service)
 	for {
 		select {
@@ -68,7 +79,7 @@ func (r *Registry) NewResolver(ctx context.Context, service string) (*Resolver, 
 				go res.follow(wctx, events)
 				return res, nil
 			}
-			res.insts[e.Instance.ID] = e.Instance
+			res.apply(e)
 		case <-ctx.Done():
 			cancel()
 			return nil, ctx.Err()
@@ -81,14 +92,10 @@ func (res *Resolver) follow(ctx context.Context, events <-chan Event) {
 	for {
 		for e := range events {
 			res.mu.Lock()
-			switch {
-			case e.Err != nil:
+			if e.Err != nil {
 				res.err = e.Err
-			case e.Type == Removed:
-				delete(res.insts, e.Instance.ID)
-				res.rev = e.Revision
-			default:
-				res.insts[e.Instance.ID] = e.Instance
+			} else {
+				res.apply(e)
 				res.rev = e.Revision
 			}
 			res.mu.Unlock()
@@ -103,10 +110,54 @@ func (res *Resolver) follow(ctx context.Context, events <-chan Event) {
 		res.mu.Lock()
 		res.err = nil
 		res.insts = map[string]Instance{}
+		res.notify()
 		res.mu.Unlock()
 		events = res.reg.Watch(ctx, res.service)
 	}
 }
+
+// apply applies one event to the set, with res.mu held (or before the
+// resolver is shared): an instance that stops matching the filters leaves
+// it.
+func (res *Resolver) apply(e Event) {
+	if e.Type == Synced {
+		return
+	}
+	if e.Type == Removed || !res.opts.keep(e.Instance) {
+		if _, ok := res.insts[e.Instance.ID]; !ok {
+			return
+		}
+		delete(res.insts, e.Instance.ID)
+	} else {
+		res.insts[e.Instance.ID] = e.Instance
+	}
+	res.notify()
+}
+
+// notify wakes the waiters of Changed, with res.mu held.
+func (res *Resolver) notify() {
+	close(res.changed)
+	res.changed = make(chan struct{})
+}
+
+// Changed returns a channel that is closed at the next change of the
+// instances the resolver holds (an addition, an update, a removal). Take
+// it before reading Instances, so that no change falls in between:
+//
+//	for {
+//		ch := res.Changed()
+//		use(res.Instances())
+//		<-ch
+//	}
+func (res *Resolver) Changed() <-chan struct{} {
+	res.mu.Lock()
+	defer res.mu.Unlock()
+	return res.changed
+}
+
+// Done is closed when the resolver stops following: Close, or its Node
+// closed (Err then says so).
+func (res *Resolver) Done() <-chan struct{} { return res.done }
 
 // Close stops following the service. Idempotent.
 func (res *Resolver) Close() {
@@ -185,6 +236,19 @@ func (res *Resolver) Pick(s Strategy, key string) (Instance, error) {
 			}
 		}
 		return u[len(u)-1], nil
+	case PreferZone:
+		var local []Instance
+		for _, in := range u {
+			if in.Metadata["zone"] == key {
+				local = append(local, in)
+			}
+		}
+		if len(local) > 0 {
+			u = local
+		}
+		in := u[res.rr%uint64(len(u))]
+		res.rr++
+		return in, nil
 	case Sticky:
 		var best Instance
 		var bestScore uint64
