@@ -2,6 +2,7 @@ package coord
 
 import (
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/lni/dragonboat/v4/config"
@@ -69,7 +70,16 @@ type Config struct {
 	// Each request carries a proof of the ClusterSecret stamped with this
 	// host's clock: a seed whose clock is more than a minute apart refuses
 	// it, as it refuses a request with a wrong secret.
+	//
+	// A seed "srv:NAME" is a DNS SRV record name (for example
+	// srv:_coordkit-admin._tcp.example.com, as etcd's --discovery-srv
+	// looks up _etcd-server._tcp.DOMAIN), looked up again at every round
+	// of asking: its targets, host:port, are asked in the order DNS gives
+	// them (by priority, then at random by weight). With TLS, the
+	// targets' names are what the seeds' certificates must name.
 	JoinSeeds []string
+	// DNSResolver looks up srv: JoinSeeds. Default net.DefaultResolver.
+	DNSResolver *net.Resolver
 	// AdminAddress is the host:port where this member answers the admission
 	// requests of observers whose JoinSeeds name it. Empty: it answers none.
 	// Every request must prove it holds the ClusterSecret (HTTP 401
@@ -190,7 +200,7 @@ func (c *Config) settings() member.Settings {
 		tls = &raftnode.TLSFiles{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}
 	}
 	return member.Settings{Name: c.Name, DataDir: c.DataDir, RaftAddress: c.RaftAddress, InitialCluster: c.InitialCluster,
-		ClusterToken: c.ClusterToken, Join: c.Join, Observer: c.Observer, JoinSeeds: c.JoinSeeds,
+		ClusterToken: c.ClusterToken, Join: c.Join, Observer: c.Observer, JoinSeeds: c.JoinSeeds, DNSResolver: c.DNSResolver,
 		AdminAddress: c.AdminAddress, ObserverGracePeriod: c.ObserverGracePeriod, TLS: tls,
 		ClusterSecret: c.ClusterSecret, InsecurePeers: c.InsecurePeers, Shards: c.Shards,
 		RequestTimeout: c.RequestTimeout, HeartbeatInterval: c.HeartbeatInterval, ElectionTimeout: c.ElectionTimeout,

@@ -23,7 +23,7 @@ import (
 //   - the HTTP API is built on the public API and the primitives only;
 //   - no production package (coord and its packages, the programs under
 //     cmd/) imports the test harness (coordtest) or the test helpers
-//     (internal/proctest).
+//     (internal/proctest, internal/dnstest).
 func TestLayering(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("go command not on PATH")
@@ -82,7 +82,7 @@ func TestLayering(t *testing.T) {
 	checked := 0
 	for pkg, imps := range imports {
 		for _, imp := range imps {
-			if p, ok := own(imp); ok && (p == "coord/coordtest" || p == "internal/proctest") &&
+			if p, ok := own(imp); ok && (p == "coord/coordtest" || p == "internal/proctest" || p == "internal/dnstest") &&
 				(pkg == "coord" || strings.HasPrefix(pkg, "cmd/") ||
 					strings.HasPrefix(pkg, "coord/") && !strings.HasPrefix(pkg, "coord/internal/robustness") && pkg != "coord/coordtest") {
 				t.Errorf("%s imports %s: production packages never import the test harness", pkg, p)

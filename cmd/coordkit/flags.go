@@ -70,7 +70,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		heartbeat    = fs.Int("heartbeat-interval", 100, "time (in `milliseconds`) of a heartbeat interval")
 		election     = fs.Int("election-timeout", 1000, "time (in `milliseconds`) for an election to timeout")
 		logLevelFlag = fs.String("log-level", "info", "`level` of logs written to stderr: debug, info, warn or error")
-		seeds        = fs.String("join-seeds", "", "admin `addresses` (host:port,...) of running members to ask for admission as an observer (with --observer and --initial-cluster-state existing; no member add needed)")
+		seeds        = fs.String("join-seeds", "", "admin `addresses` (host:port,...) of running members to ask for admission as an observer (with --observer and --initial-cluster-state existing; no member add needed); srv:NAME looks up the DNS SRV record NAME at each attempt")
+		discSRV      = fs.String("discovery-srv", "", "`domain` whose SRV record _coordkit-admin._tcp.DOMAIN lists the seeds' admin addresses, looked up at each attempt (with --observer; like etcd's --discovery-srv)")
 		adminURL     = fs.String("listen-admin-urls", "", "`URL` (or host:port) to answer observers' admission requests on; empty for none")
 		grace        = fs.Duration("observer-grace-period", 0, "how long an observer may be unreachable before the cluster removes it (`duration`, e.g. 1m; 0: default 1m; negative: never)")
 		certFileC    = fs.String("cert-file", "", "`path` to the HTTP API's TLS certificate (serves https)")
@@ -210,12 +211,23 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			return nil, usagef("--join-seeds: needs --observer (voters are added with member add)")
 		}
 		for _, seed := range strings.Split(*seeds, ",") {
-			a, err := hostPort(strings.TrimSpace(seed))
+			seed = strings.TrimSpace(seed)
+			if name, ok := strings.CutPrefix(seed, "srv:"); ok && name != "" {
+				o.cfg.JoinSeeds = append(o.cfg.JoinSeeds, seed)
+				continue
+			}
+			a, err := hostPort(seed)
 			if err != nil {
 				return nil, usagef("--join-seeds: %v", err)
 			}
 			o.cfg.JoinSeeds = append(o.cfg.JoinSeeds, a)
 		}
+	}
+	if *discSRV != "" {
+		if !o.cfg.Observer {
+			return nil, usagef("--discovery-srv: needs --observer (voters are added with member add)")
+		}
+		o.cfg.JoinSeeds = append(o.cfg.JoinSeeds, "srv:_coordkit-admin._tcp."+strings.TrimSuffix(*discSRV, "."))
 	}
 	if *adminURL != "" {
 		if o.cfg.AdminAddress, err = hostPort(*adminURL); err != nil {

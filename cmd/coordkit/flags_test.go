@@ -95,6 +95,16 @@ func TestParseFlagsGood(t *testing.T) {
 			expect: "two seeds, admin 127.0.0.1:42381, grace 30s",
 		},
 		{
+			name: "observer of a fleet found through DNS",
+			args: []string{"--initial-cluster-state", "existing", "--observer",
+				"--join-seeds", "srv:_admin._tcp.coordkit.svc.cluster.local", "--discovery-srv", "example.com."},
+			check: func(o *options) bool {
+				return reflect.DeepEqual(o.cfg.JoinSeeds, []string{"srv:_admin._tcp.coordkit.svc.cluster.local",
+					"srv:_coordkit-admin._tcp.example.com"})
+			},
+			expect: "an SRV seed, and the --discovery-srv record",
+		},
+		{
 			name:   "pprof",
 			args:   []string{"--enable-pprof"},
 			check:  func(o *options) bool { return o.pprof && o.clientTLS == nil && o.bearer == "" },
@@ -181,6 +191,8 @@ func TestParseFlagsBad(t *testing.T) {
 		{[]string{"--disk-reserve-bytes", "-1"}, "--disk-reserve-bytes"},
 		{[]string{"--join-seeds", "127.0.0.1:1"}, "--join-seeds"},
 		{[]string{"--initial-cluster-state", "existing", "--observer", "--join-seeds", "nope"}, "--join-seeds"},
+		{[]string{"--initial-cluster-state", "existing", "--observer", "--join-seeds", "srv:"}, "--join-seeds"},
+		{[]string{"--discovery-srv", "example.com"}, "--discovery-srv"},
 		{[]string{"--listen-admin-urls", "x"}, "--listen-admin-urls"},
 		{[]string{"--observer-grace-period", "soon"}, "observer-grace-period"},
 		{[]string{"--cert-file", "c"}, "--cert-file"},

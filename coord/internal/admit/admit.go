@@ -243,8 +243,10 @@ func randomReplicaID() uint64 {
 
 // ClientConfig is what a member asking to be admitted needs.
 type ClientConfig struct {
-	Seeds []string // Config.JoinSeeds
-	TLS   *raftnode.TLSFiles
+	Seeds []string // Config.JoinSeeds: host:port, or srv:NAME
+	// Resolver looks up srv: seeds; nil for net.DefaultResolver.
+	Resolver *net.Resolver
+	TLS      *raftnode.TLSFiles
 	// Token, Name and Address are the cluster token, and this member's
 	// name and RaftAddress.
 	Token, Name, Address string
@@ -306,8 +308,8 @@ func askOnce(ctx context.Context, c *ClientConfig, key []byte, prev uint64) (_ *
 		req.ReplicaID = strconv.FormatUint(prev, 10)
 	}
 	body, _ := json.Marshal(req)
-	var errs []error
-	for _, seed := range c.Seeds {
+	seeds, errs := c.seedAddresses(ctx)
+	for _, seed := range seeds {
 		hr, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+seed+admitPath, bytes.NewReader(body))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", seed, err))
@@ -335,6 +337,41 @@ func askOnce(ctx context.Context, c *ClientConfig, key []byte, prev uint64) (_ *
 		}
 	}
 	return nil, fmt.Errorf("coord: no seed admitted this member: %w", errors.Join(errs...)), false
+}
+
+// SRVPrefix marks a seed that is a DNS SRV record name (Config.JoinSeeds).
+const SRVPrefix = "srv:"
+
+// seedAddresses is the seeds to ask, in order: host:port seeds as given,
+// and for each srv: seed, its record's targets as DNS orders them (by
+// priority, then at random by weight), looked up now, so that every round
+// sees the records as they are. A failed lookup is an error of its seed.
+func (c *ClientConfig) seedAddresses(ctx context.Context) ([]string, []error) {
+	var out []string
+	var errs []error
+	for _, seed := range c.Seeds {
+		name, ok := strings.CutPrefix(seed, SRVPrefix)
+		if !ok {
+			out = append(out, seed)
+			continue
+		}
+		r := c.Resolver
+		if r == nil {
+			r = net.DefaultResolver
+		}
+		_, srvs, err := r.LookupSRV(ctx, "", "", name)
+		if err == nil && len(srvs) == 0 {
+			err = errors.New("no SRV records")
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", seed, err))
+			continue
+		}
+		for _, srv := range srvs {
+			out = append(out, net.JoinHostPort(strings.TrimSuffix(srv.Target, "."), strconv.Itoa(int(srv.Port))))
+		}
+	}
+	return out, errs
 }
 
 // ReapConfig is what Reap needs.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -26,6 +27,7 @@ type Config struct {
 	InitialCluster                           map[string]string
 	Join, Observer                           bool
 	JoinSeeds                                []string
+	DNSResolver                              *net.Resolver // for srv: seeds; nil: the default
 	// Shards is the count asked for (0: any; DefaultShards for a new
 	// cluster).
 	Shards, DefaultShards int
@@ -146,6 +148,6 @@ func (c *Config) resume(mf *meta.Member) error {
 
 // admitClient is what Open needs to ask JoinSeeds for admission.
 func (c *Config) admitClient() admit.ClientConfig {
-	return admit.ClientConfig{Seeds: c.JoinSeeds, TLS: c.TLS, Token: c.ClusterToken, Name: c.Name,
+	return admit.ClientConfig{Seeds: c.JoinSeeds, Resolver: c.DNSResolver, TLS: c.TLS, Token: c.ClusterToken, Name: c.Name,
 		Address: c.RaftAddress, RequestTimeout: c.RequestTimeout, Logger: c.Logger, DataDir: c.DataDir, FS: c.FS}
 }

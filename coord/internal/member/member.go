@@ -153,7 +153,7 @@ func Open(ctx context.Context, given Settings) (*Member, error) {
 // holds; given is the Config as given.
 func (c *Settings) resolve(ctx context.Context, given *Settings) (*meta.Member, []byte, error) {
 	id := boot.Config{Name: c.Name, DataDir: c.DataDir, RaftAddress: c.RaftAddress, ClusterToken: c.ClusterToken,
-		InitialCluster: c.InitialCluster, Join: c.Join, Observer: c.Observer, JoinSeeds: c.JoinSeeds, Shards: c.Shards,
+		InitialCluster: c.InitialCluster, Join: c.Join, Observer: c.Observer, JoinSeeds: c.JoinSeeds, DNSResolver: c.DNSResolver, Shards: c.Shards,
 		DefaultShards: DefaultShards, ClusterSecret: c.ClusterSecret, TLS: c.TLS, RequestTimeout: c.RequestTimeout,
 		FS: c.DataFS(), Logger: c.Logger, GivenName: given.Name, GivenToken: given.ClusterToken, GivenAddress: given.RaftAddress}
 	mf, key, err := boot.Resolve(ctx, &id)

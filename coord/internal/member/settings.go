@@ -2,11 +2,14 @@ package member
 
 import (
 	"log/slog"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/lni/dragonboat/v4/config"
 	"github.com/lni/vfs"
 
+	"github.com/coordkit/coordkit/coord/internal/admit"
 	"github.com/coordkit/coordkit/coord/internal/errdefs"
 	"github.com/coordkit/coordkit/coord/internal/members"
 	"github.com/coordkit/coordkit/coord/internal/raftnode"
@@ -21,6 +24,7 @@ type Settings struct {
 	ClusterToken               string
 	Join, Observer             bool
 	JoinSeeds                  []string
+	DNSResolver                *net.Resolver
 	AdminAddress               string
 	ObserverGracePeriod        time.Duration
 	TLS                        *raftnode.TLSFiles
@@ -191,6 +195,12 @@ func (c *Settings) validateCluster() error {
 		return errdefs.Config("JoinSeeds", "needs Join and Observer: voters are added by an operator with AddMember")
 	}
 	for _, a := range c.JoinSeeds {
+		if name, ok := strings.CutPrefix(a, admit.SRVPrefix); ok {
+			if name == "" || strings.ContainsAny(name, " :/") {
+				return errdefs.Config("JoinSeeds", "%q: want srv: and a DNS SRV record name", a)
+			}
+			continue
+		}
 		if err := members.ValidAddress(a); err != nil {
 			return errdefs.Config("JoinSeeds", "%v", err)
 		}

@@ -13,7 +13,7 @@ import (
 // Every field without a default is named here; any other field left zero
 // by WithDefaults is a default coord.Config documents but nothing applies.
 var noDefault = map[string]bool{
-	"DataDir": true, "Join": true, "Observer": true, "JoinSeeds": true, "AdminAddress": true, "TLS": true,
+	"DataDir": true, "Join": true, "Observer": true, "JoinSeeds": true, "DNSResolver": true, "AdminAddress": true, "TLS": true,
 	"ClusterSecret": true, "InsecurePeers": true,
 	"Shards":        true, // the persisted count, or DefaultShards, decided by boot.Resolve
 	"WrapTransport": true, "FS": true, "DiskFree": true,
@@ -66,6 +66,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"Observer", func(c *Settings) { c.Observer = true }},
 		{"JoinSeeds", func(c *Settings) { c.JoinSeeds = []string{"127.0.0.1:1"} }},
 		{"JoinSeeds", func(c *Settings) { c.Join, c.Observer, c.JoinSeeds = true, true, []string{"nope"} }},
+		{"JoinSeeds", func(c *Settings) { c.Join, c.Observer, c.JoinSeeds = true, true, []string{"srv:"} }},
+		{"JoinSeeds", func(c *Settings) { c.Join, c.Observer, c.JoinSeeds = true, true, []string{"srv:host:1"} }},
 		{"RaftAddress", func(c *Settings) {
 			c.RaftAddress, c.InitialCluster = "10.1.2.3:2380", map[string]string{c.Name: "10.1.2.3:2380"}
 		}},
