@@ -166,6 +166,8 @@ func clusterWorkloads() []workload {
 			na: noRegistry, body: registryLoad},
 		{name: "registry-lookup", voters: 3, metric: metricOps, desc: "linearizable lookups of a service with 16 instances, 64 clients",
 			na: noRegistry, body: lookupLoad},
+		{name: "grpc-resolver", voters: 3, metric: metricP99, desc: "deregister an instance through member 0 to a gRPC resolver on member 1 handing gRPC a state without it (etcd: naming/resolver)",
+			na: map[string]string{sysRaw: "n/a (no gRPC resolver)"}, body: resolverLoad},
 		{name: "pubsub-publish", voters: 3, metric: metricOps, desc: "publish 16 B messages on one topic, 64 clients (etcd: a put of a new key under the topic)",
 			na: noPubsub, body: publishLoad},
 		{name: "pubsub-deliver", voters: 3, metric: metricP99, desc: "watch-1 over pub/sub: publish on member 0 to delivery on member 1 (etcd: a watch of the topic's prefix)",

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
+
+	"github.com/coordkit/coordkit/coord/registry"
+	"github.com/coordkit/coordkit/grpcresolver"
+	etcdresolver "go.etcd.io/etcd/client/v3/naming/resolver"
+)
+
+// grpcSystem is a system with a gRPC resolver over its registry: coordkit's
+// grpcresolver, and etcd's naming/resolver.
+type grpcSystem interface {
+	serviceSystem
+	// resolverFor returns a resolver.Builder that resolves through member,
+	// and the target naming service in it.
+	resolverFor(member int, service string) (resolver.Builder, string, error)
+}
+
+var (
+	_ grpcSystem = (*coordkitSystem)(nil)
+	_ grpcSystem = (*etcdSystem)(nil)
+)
+
+func (s *coordkitSystem) resolverFor(m int, service string) (resolver.Builder, string, error) {
+	return grpcresolver.NewBuilder(registry.New(s.nodes[m], registryPrefix)), grpcresolver.Scheme + ":///" + service, nil
+}
+
+func (s *etcdSystem) resolverFor(m int, service string) (resolver.Builder, string, error) {
+	b, err := etcdresolver.NewBuilder(s.clients[m])
+	return b, "etcd:///" + registryPrefix + service, err
+}
+
+// observedBuilder hands the states its resolvers give gRPC to a stateLog
+// as well, so that a workload sees when gRPC learns of a change.
+type observedBuilder struct {
+	resolver.Builder
+	log *stateLog
+}
+
+func (b observedBuilder) Build(t resolver.Target, cc resolver.ClientConn, o resolver.BuildOptions) (resolver.Resolver, error) {
+	return b.Builder.Build(t, observedCC{cc, b.log}, o)
+}
+
+type observedCC struct {
+	resolver.ClientConn
+	log *stateLog
+}
+
+func (c observedCC) UpdateState(s resolver.State) error {
+	var addrs []string
+	for _, a := range s.Addresses {
+		addrs = append(addrs, a.Addr)
+	}
+	for _, e := range s.Endpoints {
+		for _, a := range e.Addresses {
+			if !slices.Contains(addrs, a.Addr) {
+				addrs = append(addrs, a.Addr)
+			}
+		}
+	}
+	c.log.set(addrs)
+	return c.ClientConn.UpdateState(s)
+}
+
+// stateLog is the latest set of addresses a resolver gave gRPC.
+type stateLog struct {
+	mu      sync.Mutex
+	addrs   []string
+	changed chan struct{}
+}
+
+func (l *stateLog) set(addrs []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.addrs = addrs
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// waitFor blocks until the addresses satisfy ok, or ctx ends.
+func (l *stateLog) waitFor(ctx context.Context, ok func([]string) bool) error {
+	for {
+		l.mu.Lock()
+		addrs, ch := l.addrs, l.changed
+		l.mu.Unlock()
+		if ok(addrs) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the resolver: %w (addresses %v)", ctx.Err(), addrs)
+		}
+	}
+}
+
+// resolverLoad measures how soon a gRPC client stops calling an instance
+// that is gone: 3 instances (gRPC servers on loopback) of a service are
+// registered through member 0; a ClientConn resolves the service through
+// member 1. Each op deregisters one instance and lasts until the resolver
+// has handed gRPC a state without it (gRPC's balancer picks from that state
+// on); the instance is then registered again, unmeasured, and the next op
+// takes the next instance.
+func resolverLoad(p params, s system) figure {
+	gs, ok := s.(grpcSystem)
+	if !ok {
+		return figure{na: "n/a (no gRPC resolver)"}
+	}
+	const instances, service = 3, "grpc"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second+2*p.duration)
+	defer cancel()
+	var addrs []string
+	for range instances {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return figure{err: err}
+		}
+		srv := grpc.NewServer()
+		go srv.Serve(lis)
+		defer srv.Stop()
+		addrs = append(addrs, lis.Addr().String())
+	}
+	deregs := make([]func(context.Context) error, instances)
+	register := func(i int) error {
+		d, err := gs.register(ctx, 0, service, "i"+strconv.Itoa(i), addrs[i])
+		deregs[i] = d
+		return err
+	}
+	defer func() {
+		for _, d := range deregs {
+			if d != nil {
+				d(context.Background())
+			}
+		}
+	}()
+	for i := range instances {
+		if err := register(i); err != nil {
+			return figure{err: fmt.Errorf("registering instance %d: %w", i, err)}
+		}
+	}
+	b, target, err := gs.resolverFor(min(1, s.members()-1), service)
+	if err != nil {
+		return figure{err: err}
+	}
+	log := &stateLog{changed: make(chan struct{})}
+	conn, err := grpc.NewClient(target, grpc.WithResolvers(observedBuilder{b, log}),
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultServiceConfig(grpcresolver.RoundRobin))
+	if err != nil {
+		return figure{err: err}
+	}
+	defer conn.Close()
+	conn.Connect()
+	has := func(addr string, want bool) func([]string) bool {
+		return func(got []string) bool { return slices.Contains(got, addr) == want }
+	}
+	if err := log.waitFor(ctx, func(got []string) bool { return len(got) == instances }); err != nil {
+		return figure{err: err}
+	}
+	var lat []time.Duration
+	warmEnd := time.Now().Add(p.duration / 5)
+	end := warmEnd.Add(p.duration)
+	for i := 0; time.Now().Before(end) || len(lat) == 0 && ctx.Err() == nil; i++ {
+		k := i % instances
+		t0 := time.Now()
+		if err := deregs[k](ctx); err != nil {
+			return figure{err: fmt.Errorf("deregistering: %w", err)}
+		}
+		deregs[k] = nil
+		if err := log.waitFor(ctx, has(addrs[k], false)); err != nil {
+			return figure{err: err}
+		}
+		if took := time.Since(t0); t0.After(warmEnd) {
+			lat = append(lat, took)
+		}
+		if err := register(k); err != nil {
+			return figure{err: fmt.Errorf("registering again: %w", err)}
+		}
+		if err := log.waitFor(ctx, has(addrs[k], true)); err != nil {
+			return figure{err: err}
+		}
+	}
+	r := result{ops: int64(len(lat)), elapsed: p.duration}
+	r.p50, r.p99 = percentiles(lat)
+	return figure{result: r}
+}
