@@ -73,34 +73,49 @@ func (c observedCC) UpdateState(s resolver.State) error {
 	return c.ClientConn.UpdateState(s)
 }
 
-// stateLog is the latest set of addresses a resolver gave gRPC.
+// stateLog is the sets of addresses a resolver gave gRPC, with when.
 type stateLog struct {
 	mu      sync.Mutex
-	addrs   []string
+	states  []state // since the last trim
 	changed chan struct{}
+}
+
+type state struct {
+	at    time.Time
+	addrs []string
 }
 
 func (l *stateLog) set(addrs []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.addrs = addrs
+	l.states = append(l.states, state{time.Now(), addrs})
 	close(l.changed)
 	l.changed = make(chan struct{})
 }
 
-// waitFor blocks until the addresses satisfy ok, or ctx ends.
-func (l *stateLog) waitFor(ctx context.Context, ok func([]string) bool) error {
+// waitFor blocks until a state given at from or later satisfies ok, or ctx
+// ends, and returns when the first such state was given. It forgets the
+// states before that one.
+func (l *stateLog) waitFor(ctx context.Context, from time.Time, ok func([]string) bool) (time.Time, error) {
 	for {
 		l.mu.Lock()
-		addrs, ch := l.addrs, l.changed
-		l.mu.Unlock()
-		if ok(addrs) {
-			return nil
+		ch := l.changed
+		for i, st := range l.states {
+			if !st.at.Before(from) && ok(st.addrs) {
+				l.states = l.states[i:]
+				l.mu.Unlock()
+				return st.at, nil
+			}
 		}
+		var last []string
+		if n := len(l.states); n > 0 {
+			last = l.states[n-1].addrs
+		}
+		l.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for the resolver: %w (addresses %v)", ctx.Err(), addrs)
+			return time.Time{}, fmt.Errorf("waiting for the resolver: %w (addresses %v)", ctx.Err(), last)
 		}
 	}
 }
@@ -110,8 +125,9 @@ func (l *stateLog) waitFor(ctx context.Context, ok func([]string) bool) error {
 // registered through member 0; a ClientConn resolves the service through
 // member 1. Each op deregisters one instance and lasts until the resolver
 // has handed gRPC a state without it (gRPC's balancer picks from that state
-// on); the instance is then registered again, unmeasured, and the next op
-// takes the next instance.
+// on), which may be before the deregistration returns (it also ends the
+// instance's session); the instance is then registered again, unmeasured,
+// and the next op takes the next instance.
 func resolverLoad(p params, s system) figure {
 	gs, ok := s.(grpcSystem)
 	if !ok {
@@ -164,7 +180,7 @@ func resolverLoad(p params, s system) figure {
 	has := func(addr string, want bool) func([]string) bool {
 		return func(got []string) bool { return slices.Contains(got, addr) == want }
 	}
-	if err := log.waitFor(ctx, func(got []string) bool { return len(got) == instances }); err != nil {
+	if _, err := log.waitFor(ctx, time.Time{}, func(got []string) bool { return len(got) == instances }); err != nil {
 		return figure{err: err}
 	}
 	var lat []time.Duration
@@ -177,16 +193,18 @@ func resolverLoad(p params, s system) figure {
 			return figure{err: fmt.Errorf("deregistering: %w", err)}
 		}
 		deregs[k] = nil
-		if err := log.waitFor(ctx, has(addrs[k], false)); err != nil {
+		gone, err := log.waitFor(ctx, t0, has(addrs[k], false))
+		if err != nil {
 			return figure{err: err}
 		}
-		if took := time.Since(t0); t0.After(warmEnd) {
-			lat = append(lat, took)
+		if t0.After(warmEnd) {
+			lat = append(lat, gone.Sub(t0))
 		}
+		t1 := time.Now()
 		if err := register(k); err != nil {
 			return figure{err: fmt.Errorf("registering again: %w", err)}
 		}
-		if err := log.waitFor(ctx, has(addrs[k], true)); err != nil {
+		if _, err := log.waitFor(ctx, t1, has(addrs[k], true)); err != nil {
 			return figure{err: err}
 		}
 	}
