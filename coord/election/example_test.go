@@ -45,3 +45,37 @@ func ExampleElection_Campaign() {
 	// leader: host-a (draining)
 	// election: no leader
 }
+
+// Run keeps a job running on exactly one process, campaigning again
+// whenever leadership is lost; here the job ends its term itself.
+func ExampleRun() {
+	dir, _ := os.MkdirTemp("", "election-run-example-")
+	defer os.RemoveAll(dir)
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	ctx := context.Background()
+	n, err := coord.Open(ctx, coord.Config{DataDir: dir, RaftAddress: addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer n.Close()
+
+	ctx, stop := context.WithCancel(ctx)
+	terms := 0
+	err = election.Run(ctx, n, "/scheduler/leader", []byte("host-a"), func(ctx context.Context, t election.Term) error {
+		terms++
+		fmt.Printf("term %d leads with a fence\n", terms)
+		// Work until ctx ends; it ends at once if leadership is lost.
+		// Here each term ends itself: Run resigns and stands again.
+		if terms == 2 {
+			stop()
+		}
+		return nil
+	})
+	fmt.Println(err)
+	// Output:
+	// term 1 leads with a fence
+	// term 2 leads with a fence
+	// context canceled
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"time"
 
 	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/registry"
@@ -40,4 +41,36 @@ func ExampleRegistry_Register() {
 	// Output:
 	// b1 10.0.0.5:8080 passing
 	// passing after a critical check: 0
+}
+
+// A registration that outlives its session: after a pause or a partition
+// longer than its TTL, it registers again by itself, and Events says so.
+func ExampleKeepRegistered() {
+	dir, _ := os.MkdirTemp("", "registry-keep-example-")
+	defer os.RemoveAll(dir)
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	ctx := context.Background()
+	n, err := coord.Open(ctx, coord.Config{DataDir: dir, RaftAddress: addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer n.Close()
+
+	r := registry.New(n, "/services")
+	reg, err := r.Register(ctx, registry.Instance{Service: "billing", ID: "b1", Addr: "10.0.0.5:8080"},
+		registry.WithTTL(3*time.Second), registry.KeepRegistered(0, 0))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer reg.Deregister(ctx)
+	go func() {
+		for ev := range reg.Events() {
+			_ = ev // log each loss (ev.Err) and recovery (ev.Revision)
+		}
+	}()
+	found, _ := r.Lookup(ctx, "billing")
+	fmt.Println(found[0].ID, found[0].Status)
+	// Output: b1 passing
 }
