@@ -55,6 +55,11 @@ func (n *Node) checkTTL(ttl time.Duration) error {
 	return nil
 }
 
+// MinLeaseTTL is the shortest TTL Grant accepts: twice
+// Config.ElectionTimeout, so that a keep-alive can commit across an
+// election.
+func (n *Node) MinLeaseTTL() time.Duration { return n.m.Cfg.MinLeaseTTL() }
+
 // Grant creates a lease with the given TTL. Keys attached to it (WithLease)
 // are deleted, and their watchers see the deletes, when the lease expires or
 // is revoked. The lease expires unless kept alive (KeepAlive, KeepAliveOnce,

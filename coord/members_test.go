@@ -429,3 +429,36 @@ func TestPlaintextRefusedOnNonLoopbackAddress(t *testing.T) {
 		t.Fatalf("observer founding a cluster: %v", err)
 	}
 }
+
+// TestIdentifiers: ID is the member's Raft ID as Members lists it,
+// ClusterID is the same on every member and differs between clusters,
+// and MinLeaseTTL is the shortest TTL Grant takes.
+func TestIdentifiers(t *testing.T) {
+	c := coordtest.New(t, 3)
+	ctx := ctxT(t)
+	ms, err := c.Node(0).Members(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		n := c.Node(i)
+		m, ok := memberNamed(t, c.Node(0), n.Name())
+		if !ok || m.ID != n.ID() || n.ID() == 0 {
+			t.Fatalf("member %d: ID %d, listed %+v (of %d)", i, n.ID(), m, len(ms))
+		}
+		if n.ClusterID() != c.Node(0).ClusterID() {
+			t.Fatalf("member %d has cluster ID %x, member 0 %x", i, n.ClusterID(), c.Node(0).ClusterID())
+		}
+	}
+	other := coordtest.New(t, 1, coordtest.WithConfig(func(cfg *coord.Config) { cfg.ClusterToken = "another" }))
+	if other.Node(0).ClusterID() == c.Node(0).ClusterID() {
+		t.Fatal("two clusters with different tokens share a cluster ID")
+	}
+	min := c.Node(0).MinLeaseTTL()
+	if _, err := c.Node(0).Grant(ctx, min); err != nil {
+		t.Fatalf("Grant(MinLeaseTTL): %v", err)
+	}
+	if _, err := c.Node(0).Grant(ctx, min-time.Millisecond); !errors.Is(err, coord.ErrInvalidTTL) {
+		t.Fatalf("Grant below MinLeaseTTL: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package coord
 
 import (
 	"context"
+	"hash/fnv"
 
 	"github.com/lni/dragonboat/v4/config"
 	"github.com/lni/vfs"
@@ -61,6 +62,18 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 
 // Name returns this member's name.
 func (n *Node) Name() string { return n.m.Cfg.Name }
+
+// ID returns this member's Raft replica ID (Member.ID): unique in the
+// cluster, and never reused.
+func (n *Node) ID() uint64 { return n.m.Host.ReplicaID() }
+
+// ClusterID returns the cluster's identifier, the same on every member:
+// a hash of its ClusterToken (etcd's cluster ID plays this part).
+func (n *Node) ClusterID() uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(n.m.Cfg.ClusterToken))
+	return h.Sum64()
+}
 
 // Shards returns the cluster's shard count.
 func (n *Node) Shards() int { return len(n.m.Shards) }

@@ -1,0 +1,126 @@
+package etcdv3
+
+import (
+	"context"
+	"io"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+)
+
+type maintenanceServer struct {
+	*Server
+	pb.UnimplementedMaintenanceServer
+}
+
+// Version is the etcd API version the server reports in Status.
+const Version = "3.7.0"
+
+// Alarm lists no alarm: coordkit raises none yet. Activating or
+// deactivating one is refused.
+func (s maintenanceServer) Alarm(_ context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	if r.Action != pb.AlarmRequest_GET {
+		return nil, unsupported("activating or deactivating an alarm")
+	}
+	return &pb.AlarmResponse{Header: s.emptyHeader()}, nil
+}
+
+// Status describes this member, from shard 0's point of view: its leader,
+// term and applied index.
+func (s maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+	st, err := s.n.Status(ctx)
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	sh := st.Shards[0]
+	resp := &pb.StatusResponse{Version: Version, StorageVersion: Version, Leader: sh.Leader, RaftIndex: sh.AppliedIndex,
+		RaftTerm: sh.Term, RaftAppliedIndex: sh.AppliedIndex,
+		Header: &pb.ResponseHeader{ClusterId: s.n.ClusterID(), MemberId: s.n.ID(), Revision: int64(sh.Revision), RaftTerm: sh.Term}}
+	if ms, err := s.n.Members(ctx); err == nil {
+		for _, m := range ms {
+			if m.ID == s.n.ID() {
+				resp.IsLearner = !m.Voter
+			}
+		}
+	}
+	if st.DiskLow {
+		resp.Errors = append(resp.Errors, "coordkit: the disk holding the data directory is below its reserve; writes are refused")
+	}
+	return resp, nil
+}
+
+// Defragment does nothing: coordkit's store needs no defragmentation.
+func (s maintenanceServer) Defragment(context.Context, *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	return &pb.DefragmentResponse{Header: s.emptyHeader()}, nil
+}
+
+// Snapshot streams a backup of every shard (Node.Snapshot): coordkit's
+// format, which Node.Restore reads, not a bbolt file.
+func (s maintenanceServer) Snapshot(_ *pb.SnapshotRequest, stream pb.Maintenance_SnapshotServer) error {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := s.n.Snapshot(stream.Context(), pw)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := io.ReadFull(pr, buf)
+		if n > 0 {
+			if serr := stream.Send(&pb.SnapshotResponse{Header: s.emptyHeader(), Blob: append([]byte(nil), buf[:n]...),
+				RemainingBytes: 1, Version: Version}); serr != nil {
+				pr.CloseWithError(serr)
+				<-done
+				return serr
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			<-done
+			return toGRPC(err)
+		}
+	}
+	if err := <-done; err != nil {
+		return toGRPC(err)
+	}
+	return stream.Send(&pb.SnapshotResponse{Header: s.emptyHeader(), RemainingBytes: 0, Version: Version})
+}
+
+// MoveLeader hands the leadership of every shard this member leads to the
+// member with the given ID.
+func (s maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	name, err := s.named(ctx, r.TargetID)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.n.Status(ctx)
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	for _, sh := range st.Shards {
+		if sh.Leader != s.n.ID() {
+			continue
+		}
+		if err := s.n.MoveLeader(ctx, sh.Shard, name); err != nil {
+			return nil, toGRPC(err)
+		}
+	}
+	return &pb.MoveLeaderResponse{Header: s.emptyHeader()}, nil
+}
+
+// Hash is refused.
+func (maintenanceServer) Hash(context.Context, *pb.HashRequest) (*pb.HashResponse, error) {
+	return nil, unsupported("Hash")
+}
+
+// HashKV is refused.
+func (maintenanceServer) HashKV(context.Context, *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	return nil, unsupported("HashKV")
+}
+
+// Downgrade is refused.
+func (maintenanceServer) Downgrade(context.Context, *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+	return nil, unsupported("Downgrade")
+}
