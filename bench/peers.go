@@ -142,12 +142,16 @@ func peersWorkload(cfg peersConfig, out io.Writer) ([]peersRow, error) {
 	return rows, err
 }
 
-// buildMember builds cmd/coordkit into dir. It runs the go command in
-// the current directory, which must be in the bench module (as for go run
-// . and go test).
+// buildMember builds cmd/coordkit, a module of its own, into dir. It runs
+// the go command in ../cmd/coordkit, so the current directory must be
+// bench/ (as for go run . and go test).
 func buildMember(dir string) (string, error) {
-	bin := filepath.Join(dir, "member")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/coordkit/coordkit/cmd/coordkit")
+	bin, err := filepath.Abs(filepath.Join(dir, "member"))
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = filepath.Join("..", "cmd", "coordkit")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building cmd/coordkit (run from bench/, or pass -member-bin): %w: %s", err, out)
 	}

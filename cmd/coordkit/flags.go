@@ -30,6 +30,8 @@ type options struct {
 	bearer   string
 	pprof    bool
 	logLevel slog.Level
+	// etcdAPI serves etcd's v3 gRPC API on the client URL too.
+	etcdAPI bool
 }
 
 // usageError is a bad command line: main exits with status 2 for it, as the
@@ -77,6 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		certFileC    = fs.String("cert-file", "", "`path` to the HTTP API's TLS certificate (serves https)")
 		keyFileC     = fs.String("key-file", "", "`path` to the HTTP API's TLS key")
 		trustedCA    = fs.String("trusted-ca-file", "", "`path` to the CA that signs client certificates (with --client-cert-auth)")
+		etcdAPI      = fs.Bool("etcd-api", true, "also serve etcd's v3 gRPC API on --listen-client-urls, for etcdctl and etcd clients (off with --bearer-token-file unless --client-cert-auth: etcd clients cannot send the token)")
 		clientAuth   = fs.Bool("client-cert-auth", false, "require HTTP API clients to present a certificate signed by --trusted-ca-file")
 		bearerFile   = fs.String("bearer-token-file", "", "`path` to a file holding a token every HTTP API request must carry as 'Authorization: Bearer TOKEN' (/health and /metrics excepted)")
 		pprofFlag    = fs.Bool("enable-pprof", false, "serve Go's pprof under /debug/pprof/ on the client URL")
@@ -248,7 +251,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		if err != nil {
 			return nil, usagef("--cert-file: %v", err)
 		}
-		o.clientTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		// h2 for gRPC (the etcd API), as net/http negotiates it.
+		o.clientTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
 		if *clientAuth {
 			if *trustedCA == "" {
 				return nil, usagef("--client-cert-auth: needs --trusted-ca-file")
@@ -275,6 +279,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 	}
 	o.pprof = *pprofFlag
+	// etcd clients authenticate with certificates or etcd's own users,
+	// never with the API's bearer token: with a token and no client
+	// certificates, serving the etcd API would leave it open.
+	o.etcdAPI = *etcdAPI && (o.bearer == "" || o.clientTLS != nil && o.clientTLS.ClientCAs != nil)
 
 	switch strings.ToLower(*logLevelFlag) {
 	case "debug":

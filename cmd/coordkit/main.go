@@ -1,6 +1,13 @@
 // Command coordkit runs one coordkit member as a process, configured with
-// etcd's member flags, and serves the HTTP API (coord/httpapi) that
-// cmd/coordctl talks to. It is what examples/cluster deploys.
+// etcd's member flags, and serves, on its client URL, the HTTP API
+// (coord/httpapi) that cmd/coordctl talks to and etcd's v3 gRPC API
+// (github.com/coordkit/coordkit/etcdv3) that etcdctl and etcd's client
+// libraries talk to. It is what examples/cluster deploys.
+//
+// It is a module of its own, so that coordkit's core module does not
+// depend on gRPC:
+//
+//	go install github.com/coordkit/coordkit/cmd/coordkit@latest
 //
 // One member with the defaults (Raft on 127.0.0.1:2380, HTTP on
 // 127.0.0.1:2379, data in ./default.coordkit):
@@ -30,7 +37,10 @@
 //
 // Without --client-cert-auth or --bearer-token-file the HTTP API has no
 // authentication: keep --listen-client-urls on loopback or on a network
-// only trusted clients reach.
+// only trusted clients reach. The etcd API (--etcd-api, on by default) has
+// the same TLS and client certificates; etcd clients cannot send the
+// bearer token, so with --bearer-token-file and without --client-cert-auth
+// it is not served.
 //
 // Once the cluster has a leader for every shard and this member has caught
 // up, it prints "member NAME ready"; until then it waits, as long as it
@@ -54,16 +64,19 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
 
 	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/httpapi"
 	"github.com/coordkit/coordkit/coord/metrics"
+	"github.com/coordkit/coordkit/etcdv3"
 )
 
 const (
@@ -138,11 +151,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	base, stopStreams := context.WithCancelCause(context.Background())
 	defer stopStreams(nil)
 	if ln != nil {
+		// Refuse cross-origin requests a browser on this host would send
+		// on a web page's behalf.
+		var handler http.Handler = http.NewCrossOriginProtection().Handler(clientMux(node, o))
+		if o.etcdAPI {
+			grpcSrv := grpc.NewServer()
+			scheme := "http"
+			if o.clientTLS != nil {
+				scheme = "https"
+			}
+			peerScheme := "http"
+			if o.cfg.TLS != nil {
+				peerScheme = "https"
+			}
+			etcdv3.Register(grpcSrv, node, etcdv3.WithClientURLs(scheme+"://"+ln.Addr().String()), etcdv3.WithPeerScheme(peerScheme))
+			defer grpcSrv.Stop() // ends its streams (watches, keep-alives), which Shutdown would wait for
+			handler = withGRPC(grpcSrv, handler)
+		}
+		protocols := new(http.Protocols)
+		protocols.SetHTTP1(true)
+		protocols.SetHTTP2(true)
+		protocols.SetUnencryptedHTTP2(true) // gRPC on an http:// URL: etcdctl speaks HTTP/2 without TLS
 		srv = &http.Server{
-			BaseContext: func(net.Listener) context.Context { return base },
-			// Refuse cross-origin requests a browser on this host would send
-			// on a web page's behalf.
-			Handler:           http.NewCrossOriginProtection().Handler(clientMux(node, o)),
+			BaseContext:       func(net.Listener) context.Context { return base },
+			Handler:           handler,
+			Protocols:         protocols,
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    64 << 10,
@@ -152,7 +185,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			ln = tls.NewListener(ln, o.clientTLS)
 		}
 		go func() { serveErr <- srv.Serve(ln) }()
-		log.Info("serving HTTP API", "address", ln.Addr().String(), "tls", o.clientTLS != nil,
+		log.Info("serving HTTP API", "address", ln.Addr().String(), "etcd_api", o.etcdAPI, "tls", o.clientTLS != nil,
 			"client_cert_auth", o.clientTLS != nil && o.clientTLS.ClientCAs != nil, "bearer_token", o.bearer != "", "pprof", o.pprof)
 		if !loopback(ln.Addr()) && o.bearer == "" && (o.clientTLS == nil || o.clientTLS.ClientCAs == nil) {
 			log.Warn("the HTTP API has no authentication: anyone who can reach it can read and write every key and change membership; use --client-cert-auth or --bearer-token-file", "address", ln.Addr().String())
@@ -179,6 +212,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case err := <-serveErr:
 		return fmt.Errorf("HTTP server: %w", err)
 	}
+}
+
+// withGRPC sends gRPC requests (HTTP/2, application/grpc) to grpcSrv and
+// the others to h: etcd's v3 API and the JSON API share the client URL,
+// as etcd serves its gRPC API and its gateway on one port.
+func withGRPC(grpcSrv *grpc.Server, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			grpcSrv.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // clientMux serves the HTTP API at /, Prometheus metrics at /metrics, and

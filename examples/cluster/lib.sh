@@ -34,7 +34,8 @@ die() {
 build() {
 	say "building coordkit and coordctl into $DIR/bin"
 	mkdir -p "$DIR/bin" "$DIR/data" "$DIR/logs" "$DIR/run"
-	(cd "$REPO" && go build -o "$MEMBER" ./cmd/coordkit && go build -o "$COORDCTL" ./cmd/coordctl)
+	# cmd/coordkit is a module of its own (it serves etcd's API): build it there.
+	(cd "$REPO/cmd/coordkit" && go build -o "$MEMBER" .) && (cd "$REPO" && go build -o "$COORDCTL" ./cmd/coordctl)
 }
 
 # alive PID: the process exists and is not a zombie (a member started by an

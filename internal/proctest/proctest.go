@@ -21,27 +21,75 @@ import (
 	"github.com/coordkit/coordkit/internal/freeport"
 )
 
+// MemberProgram is the import path of the member program, a module of its own
+// (it serves etcd's API, whose dependencies stay out of this module).
+const MemberProgram = "github.com/coordkit/coordkit/cmd/coordkit"
+
 // Build builds the main packages pkgs, given by import path, with
 // "go build -o dir/" and returns the paths of their binaries in dir, in the
-// order of pkgs. The go command runs in the test's working directory, the
-// directory of the package under test, so inside this module. It blocks
-// until the build ends and fails the test if the go command is not found or
-// the build fails.
+// order of pkgs. A package of this module is built from the test's working
+// directory (the directory of the package under test, so inside this
+// module); a program that is a module of its own under this one (MemberProgram)
+// is built in its directory, with its own go.mod, which points back here.
+// BuildTags passes build flags as well. It blocks until the builds end and
+// fails the test if the go command is not found or a build fails.
 func Build(t testing.TB, dir string, pkgs ...string) []string {
+	t.Helper()
+	return BuildTags(t, dir, nil, pkgs...)
+}
+
+// BuildTags is Build with flags for go build, such as "-tags", "x".
+func BuildTags(t testing.TB, dir string, flags []string, pkgs ...string) []string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		t.Fatalf("go command not found: %v", err)
 	}
-	args := append([]string{"build", "-o", dir + string(filepath.Separator)}, pkgs...)
-	if out, err := exec.Command(goTool, args...).CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", strings.Join(pkgs, " "), err, out)
+	out := dir + string(filepath.Separator)
+	var here []string
+	for _, pkg := range pkgs {
+		modDir, own := nestedModule(t, goTool, pkg)
+		if !own {
+			here = append(here, pkg)
+			continue
+		}
+		cmd := exec.Command(goTool, append(append([]string{"build", "-o", out}, flags...), ".")...)
+		cmd.Dir = modDir
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s (in %s): %v\n%s", pkg, modDir, err, b)
+		}
+	}
+	if len(here) > 0 {
+		args := append(append([]string{"build", "-o", out}, flags...), here...)
+		if b, err := exec.Command(goTool, args...).CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", strings.Join(here, " "), err, b)
+		}
 	}
 	bins := make([]string, len(pkgs))
 	for i, pkg := range pkgs {
 		bins[i] = filepath.Join(dir, path.Base(pkg))
 	}
 	return bins
+}
+
+// nestedModule reports whether pkg is the root of a module of its own
+// under this module's directory, and where.
+func nestedModule(t testing.TB, goTool, pkg string) (string, bool) {
+	t.Helper()
+	const mod = "github.com/coordkit/coordkit/"
+	rel, ok := strings.CutPrefix(pkg, mod)
+	if !ok {
+		return "", false
+	}
+	gomod, err := exec.Command(goTool, "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	d := filepath.Join(filepath.Dir(strings.TrimSpace(string(gomod))), filepath.FromSlash(rel))
+	if _, err := os.Stat(filepath.Join(d, "go.mod")); err != nil {
+		return "", false
+	}
+	return d, true
 }
 
 // FreeAddr returns a loopback address, "127.0.0.1:PORT", whose port was free

@@ -2,13 +2,14 @@ package hooks_test
 
 import (
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/coordkit/coordkit/internal/proctest"
 )
 
 // programs are the packages of the programs coordkit ships.
-var programs = []string{"github.com/coordkit/coordkit/cmd/coordkit", "github.com/coordkit/coordkit/cmd/coordctl"}
+var programs = []string{proctest.MemberProgram, "github.com/coordkit/coordkit/cmd/coordctl"}
 
 // The hooks that plant bugs exist only in builds with the coordkit_faults
 // tag: the programs coordkit ships, built as users build them, do not hold
@@ -23,14 +24,9 @@ func TestFaultHooksAreAbsentFromThePrograms(t *testing.T) {
 	}
 	symbols := func(tags ...string) string {
 		t.Helper()
-		dir := t.TempDir()
-		args := append([]string{"build", "-o", dir + string(filepath.Separator)}, tags...)
-		if out, err := exec.Command(goTool, append(args, programs...)...).CombinedOutput(); err != nil {
-			t.Fatalf("go build: %v\n%s", err, out)
-		}
 		var all strings.Builder
-		for _, p := range programs {
-			out, err := exec.Command(goTool, "tool", "nm", filepath.Join(dir, filepath.Base(p))).CombinedOutput()
+		for _, bin := range proctest.BuildTags(t, t.TempDir(), tags, programs...) {
+			out, err := exec.Command(goTool, "tool", "nm", bin).CombinedOutput()
 			if err != nil {
 				t.Fatalf("go tool nm: %v\n%s", err, out)
 			}
