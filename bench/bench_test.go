@@ -385,3 +385,31 @@ func TestParseObservers(t *testing.T) {
 		}
 	}
 }
+
+// TestV3Workloads runs the workloads of coordkit behind etcd's API
+// (coordkit-v3) briefly, and checks every other workload marks it n/a.
+func TestV3Workloads(t *testing.T) {
+	p := testParams()
+	s, err := startSystem(sysV3, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	ran := 0
+	for _, w := range workloads() {
+		if _, na := w.na[sysV3]; na {
+			if v3Workloads[w.name] {
+				t.Fatalf("%s is marked n/a for %s", w.name, sysV3)
+			}
+			continue
+		}
+		if w.voters != 3 {
+			continue
+		}
+		ran++
+		t.Run(w.name, func(t *testing.T) { checkFigure(t, w, w.body(p, s)) })
+	}
+	if ran != len(v3Workloads) {
+		t.Fatalf("ran %d workloads for %s, want %d", ran, sysV3, len(v3Workloads))
+	}
+}

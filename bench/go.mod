@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/coordkit/coordkit v0.0.0
+	github.com/coordkit/coordkit/etcdv3 v0.0.0
 	github.com/coordkit/coordkit/grpcresolver v0.0.0
 	github.com/lni/dragonboat/v4 v4.0.0-20250723143628-076c7f6497dc
 	go.etcd.io/etcd/client/v3 v3.7.3
@@ -104,3 +105,5 @@ require (
 replace github.com/coordkit/coordkit => ../
 
 replace github.com/coordkit/coordkit/grpcresolver => ../grpcresolver
+
+replace github.com/coordkit/coordkit/etcdv3 => ../etcdv3

@@ -18,7 +18,12 @@ func (r results) get(w, sys string) (figure, bool) {
 
 // ratio returns coordkit's figure over other's for m.
 func (r results) ratio(w, other string, m metric) (float64, bool) {
-	ck, ok1 := r.get(w, sysCoordkit)
+	return r.ratioOf(w, sysCoordkit, other, m)
+}
+
+// ratioOf returns num's figure over den's for m.
+func (r results) ratioOf(w, num, other string, m metric) (float64, bool) {
+	ck, ok1 := r.get(w, num)
 	o, ok2 := r.get(w, other)
 	if !ok1 || !ok2 {
 		return 0, false
@@ -38,12 +43,18 @@ func writeTable(out io.Writer, ws []workload, systems []string, res results) {
 	for _, s := range systems {
 		header = append(header, systemTitle(s))
 	}
-	others := []string{}
+	type pair struct{ num, den string }
+	var pairs []pair
 	for _, s := range systems {
-		if s != sysCoordkit && contains(systems, sysCoordkit) {
-			others = append(others, s)
-			header = append(header, "coordkit/"+s)
+		if s != sysCoordkit && s != sysV3 && contains(systems, sysCoordkit) {
+			pairs = append(pairs, pair{sysCoordkit, s})
 		}
+	}
+	if contains(systems, sysV3) && contains(systems, sysEtcd) {
+		pairs = append(pairs, pair{sysV3, sysEtcd})
+	}
+	for _, p := range pairs {
+		header = append(header, p.num+"/"+p.den)
 	}
 	rows := [][]string{header}
 	var notes []string
@@ -62,8 +73,8 @@ func writeTable(out io.Writer, ws []workload, systems []string, res results) {
 				notes = append(notes, fmt.Sprintf("%s, %s: %d errors, the first: %v", w.name, systemTitle(s), f.errs, f.firstErr))
 			}
 		}
-		for _, o := range others {
-			if x, ok := res.ratio(w.name, o, w.metric); ok {
+		for _, p := range pairs {
+			if x, ok := res.ratioOf(w.name, p.num, p.den, w.metric); ok {
 				row = append(row, fmt.Sprintf("%s %s", fmtRatio(x), w.metric))
 			} else {
 				row = append(row, "–")

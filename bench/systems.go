@@ -89,6 +89,8 @@ func startSystem(kind string, voters int) (system, error) {
 		return startEtcd(voters)
 	case sysRaw:
 		return startRaw(voters)
+	case sysV3:
+		return startV3(voters)
 	}
 	return nil, fmt.Errorf("unknown system %q", kind)
 }

@@ -108,6 +108,21 @@ func (w workload) run(p params, kind string) figure {
 // each in-process case at 3 voters, then at 1 (named with "-1v"), then the
 // memory cases.
 func workloads() []workload {
+	out := allWorkloads()
+	for i, w := range out {
+		if !v3Workloads[strings.TrimSuffix(w.name, "-1v")] {
+			na := map[string]string{sysV3: "n/a (coordkit-v3 runs put-256, get-lin and watch-1)"}
+			for k, v := range w.na {
+				na[k] = v
+			}
+			out[i].na = na
+		}
+	}
+	return out
+}
+
+// allWorkloads is workloads before sysV3's n/a marks.
+func allWorkloads() []workload {
 	var out []workload
 	for _, w := range clusterWorkloads() {
 		w1 := w
