@@ -3,6 +3,7 @@ module github.com/coordkit/coordkit/etcdv3
 go 1.26.8
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/coordkit/coordkit v0.0.0
 	go.etcd.io/etcd/api/v3 v3.7.3
 	go.etcd.io/etcd/client/v3 v3.7.3
