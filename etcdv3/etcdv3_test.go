@@ -197,6 +197,12 @@ func TestWatchResumeAndCompacted(t *testing.T) {
 	if _, err := cli.Compact(ctx, last.Header.Revision); err != nil {
 		t.Fatal(err)
 	}
+	// A linearizable read on the watcher's member: it has applied the
+	// compaction when the read returns (Compact answers once its own
+	// member has).
+	if _, err := watcher.Get(ctx, "/w/d"); err != nil {
+		t.Fatal(err)
+	}
 	wr := <-watcher.Watch(wctx, "/w/", clientv3.WithPrefix(), clientv3.WithRev(first.Header.Revision))
 	if !errors.Is(wr.Err(), rpctypes.ErrCompacted) || wr.CompactRevision != last.Header.Revision {
 		t.Fatalf("watch from a compacted revision: err %v, compact revision %d (want %d)", wr.Err(), wr.CompactRevision, last.Header.Revision)
