@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
+	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/coordtest"
 )
 
@@ -451,4 +452,93 @@ func containsAll(s string, parts ...string) bool {
 		}
 	}
 	return true
+}
+
+// TestMembershipThroughTheClusterService adds, promotes and removes
+// members through clientv3: a learner is a coordkit observer.
+func TestMembershipThroughTheClusterService(t *testing.T) {
+	c := serve(t, 3)
+	ctx := ctxT(t)
+	cli := client(t, c.endpoints[0])
+	peer := "127.0.0.1:1" // never started: added and removed only
+	add, err := cli.MemberAddAsLearner(ctx, []string{"http://" + peer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if add.Member.Name != memberName(peer) || !add.Member.IsLearner || len(add.Members) != 4 || add.Header.Revision == 0 {
+		t.Fatalf("member add: %+v", add)
+	}
+	if _, err := cli.MemberAdd(ctx, []string{"http://" + peer}); !errors.Is(err, rpctypes.ErrMemberExist) {
+		t.Fatalf("adding the same address again: %v", err)
+	}
+	if _, err := cli.MemberAdd(ctx, []string{"http://127.0.0.1:5", "http://127.0.0.1:6"}); !errors.Is(err, rpctypes.ErrMemberBadURLs) {
+		t.Fatalf("two peer URLs: %v", err)
+	}
+	if _, err := cli.MemberRemove(ctx, add.Member.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.MemberRemove(ctx, add.Member.ID); !errors.Is(err, rpctypes.ErrMemberNotFound) {
+		t.Fatalf("removing it again: %v", err)
+	}
+	// A running observer, promoted through the API.
+	i := c.JoinObserver()
+	id := c.Node(i).ID()
+	ml, err := cli.MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	learners := 0
+	for _, m := range ml.Members {
+		if m.IsLearner {
+			learners++
+			if m.ID != id {
+				t.Fatalf("learner %x, want the observer %x", m.ID, id)
+			}
+		}
+	}
+	if learners != 1 {
+		t.Fatalf("%d learners listed, want 1", learners)
+	}
+	if _, err := cli.MemberPromote(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	ml, _ = cli.MemberList(ctx)
+	for _, m := range ml.Members {
+		if m.IsLearner {
+			t.Fatalf("still a learner after promotion: %+v", m)
+		}
+	}
+	if _, err := cli.MemberUpdate(ctx, id, []string{"http://127.0.0.1:2"}); err == nil {
+		t.Fatal("MemberUpdate answered")
+	}
+}
+
+// TestSnapshotRestores: a snapshot streamed through the Maintenance
+// service is a backup Node.Restore loads into a new cluster.
+func TestSnapshotRestores(t *testing.T) {
+	c := serve(t, 1)
+	ctx := ctxT(t)
+	cli := client(t, c.endpoints[0])
+	for i := range 50 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("/snap/k%02d", i), strings.Repeat("v", 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rc, err := cli.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	fresh := coordtest.New(t, 1)
+	res, err := fresh.Node(0).Restore(ctx, rc)
+	if err != nil {
+		t.Fatalf("restoring the snapshot: %v", err)
+	}
+	if res.Keys != 50 {
+		t.Fatalf("restored %d keys, want 50", res.Keys)
+	}
+	g, err := fresh.Node(0).Get(ctx, "/snap/", coord.WithPrefix(), coord.WithCountOnly())
+	if err != nil || g.Count != 50 {
+		t.Fatalf("after restore: %+v %v", g, err)
+	}
 }

@@ -95,9 +95,15 @@ func (s *Server) header(h coord.Header) *pb.ResponseHeader {
 	return &pb.ResponseHeader{ClusterId: s.n.ClusterID(), MemberId: s.n.ID(), Revision: int64(h.Revision), RaftTerm: h.RaftTerm}
 }
 
-// emptyHeader is the header of a response that reflects no shard's state.
+// emptyHeader is the header of a response that reflects no one shard's
+// state: shard 0's revision and term as this member knows them (on a
+// one-shard cluster, the store's), read locally.
 func (s *Server) emptyHeader() *pb.ResponseHeader {
-	return &pb.ResponseHeader{ClusterId: s.n.ClusterID(), MemberId: s.n.ID()}
+	h := &pb.ResponseHeader{ClusterId: s.n.ClusterID(), MemberId: s.n.ID()}
+	if st, err := s.n.Status(context.Background()); err == nil {
+		h.Revision, h.RaftTerm = int64(st.Shards[0].Revision), st.Shards[0].Term
+	}
+	return h
 }
 
 // errSpansShards is the error of a request whose keys are in more than one
