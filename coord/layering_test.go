@@ -16,7 +16,7 @@ import (
 //     except the fair queue under lock and election (coord/internal/queue),
 //     which is built, like them, on coord's public API only;
 //   - the facade (coord) leaves dragonboat's NodeHost to the parts;
-//   - the primitives (lock, election, registry, pubsub) are ordinary
+//   - the primitives (lock, election, registry, pubsub, recipe) are ordinary
 //     clients of coord's public API, like etcd's concurrency package over
 //     clientv3: coord, their own internal helpers and the standard library
 //     only (Go's internal/ rule alone would let them reach inside coord);
@@ -40,7 +40,7 @@ func TestLayering(t *testing.T) {
 	}
 	std := func(imp string) bool { first, _, _ := strings.Cut(imp, "/"); return !strings.Contains(first, ".") }
 	own := func(imp string) (string, bool) { return strings.CutPrefix(imp, mod) }
-	primitives := map[string]bool{"coord/lock": true, "coord/election": true, "coord/registry": true, "coord/pubsub": true}
+	primitives := map[string]bool{"coord/lock": true, "coord/election": true, "coord/registry": true, "coord/pubsub": true, "coord/recipe": true}
 	type rule struct {
 		name string
 		ok   func(imp string) bool
