@@ -40,27 +40,37 @@ func (c *cli) put(args []string) error {
 }
 
 func (c *cli) get(args []string) error {
-	const usage = "get KEY [--prefix] [--serializable] [--limit N]"
+	const usage = "get KEY [--prefix] [--serializable] [--limit N] [--rev R] [--keys-only] [--count-only]"
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
 	prefix := fs.Bool("prefix", false, "get every key starting with KEY")
 	serializable := fs.Bool("serializable", false, "read the member's own replica, with no network round (possibly stale)")
 	limit := fs.Int64("limit", 0, "return at most `N` keys (0: no limit)")
+	rev := fs.Int64("rev", 0, "read as of revision `R` of the key's shard (0: the latest)")
+	keysOnly := fs.Bool("keys-only", false, "print the keys only")
+	countOnly := fs.Bool("count-only", false, "print only how many keys match")
 	pos, err := c.parse(fs, usage, args, 1)
 	if err != nil {
 		return err
 	}
+	if *rev < 0 {
+		return fmt.Errorf("--rev: %d is negative", *rev)
+	}
 	ctx, cancel := c.context()
 	defer cancel()
-	req := map[string]any{"key": []byte(pos[0]), "prefix": *prefix, "serializable": *serializable, "limit": *limit}
+	req := map[string]any{"key": []byte(pos[0]), "prefix": *prefix, "serializable": *serializable, "limit": *limit,
+		"revision": *rev, "keys_only": *keysOnly, "count_only": *countOnly}
 	var resp rangeResponse
 	raw, err := c.call(ctx, "/v1/kv/range", req, &resp, true)
 	if err != nil {
 		return err
 	}
-	switch c.writeOut {
-	case "json":
+	switch {
+	case c.writeOut == "json":
 		return c.write(raw)
-	case "table":
+	case *countOnly:
+		_, err := fmt.Fprintln(c.stdout, resp.Count)
+		return err
+	case c.writeOut == "table":
 		t := newTable("KEY", "VALUE", "VERSION", "MOD REVISION", "LEASE")
 		for _, kv := range resp.KVs {
 			t.add(printable(string(kv.Key)), printable(string(kv.Value)), strconv.FormatInt(kv.Version, 10),
@@ -68,10 +78,14 @@ func (c *cli) get(args []string) error {
 		}
 		return t.render(c.stdout)
 	}
-	// As etcdctl: the key, then the value, each on a line, bytes as stored.
+	// As etcdctl: the key, then the value, each on a line, bytes as stored;
+	// with --keys-only, the keys.
 	var out []byte
 	for _, kv := range resp.KVs {
-		out = append(append(append(append(out, kv.Key...), '\n'), kv.Value...), '\n')
+		out = append(append(out, kv.Key...), '\n')
+		if !*keysOnly {
+			out = append(append(out, kv.Value...), '\n')
+		}
 	}
 	return c.write(out)
 }

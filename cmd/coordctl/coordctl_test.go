@@ -87,6 +87,23 @@ func TestCoordctl(t *testing.T) {
 	if out := ok(t, ep, "get", "/nothing"); out != "" {
 		t.Fatalf("get of a missing key: %q", out)
 	}
+	if out := ok(t, ep, "get", "/p/", "--prefix", "--keys-only"); out != "/p/a\n/p/b\n" {
+		t.Fatalf("get --keys-only: %q", out)
+	}
+	if out := ok(t, ep, "get", "/p/", "--prefix", "--count-only"); out != "2\n" {
+		t.Fatalf("get --count-only: %q", out)
+	}
+	var first struct {
+		KVs []struct {
+			ModRevision int64 `json:"mod_revision"`
+		} `json:"kvs"`
+	}
+	json.Unmarshal([]byte(ok(t, ep, "get", "/p/a", "-w", "json")), &first)
+	ok(t, ep, "put", "/p/a", "changed")
+	if out := ok(t, ep, "get", "/p/a", "--rev", strconv.FormatInt(first.KVs[0].ModRevision, 10)); out != "/p/a\n1\n" {
+		t.Fatalf("get --rev: %q", out)
+	}
+	ok(t, ep, "put", "/p/a", "1")
 	out := ok(t, ep, "get", "/p/", "--prefix", "-w", "json")
 	var resp struct {
 		KVs []struct{ Key, Value []byte }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -133,6 +134,24 @@ func TestEndToEnd(t *testing.T) {
 		if out := ctl(ep, "get", "/e2e/k"); out != "/e2e/k\nv1\n" {
 			t.Fatalf("get through %s: %q", ep, out)
 		}
+	}
+	ctl(eps[0], "put", "/e2e/k", "v2")
+	if out := ctl(eps[2], "get", "/e2e/", "--prefix", "--keys-only"); out != "/e2e/k\n" {
+		t.Fatalf("get --keys-only: %q", out)
+	}
+	if out := ctl(eps[1], "get", "/e2e/", "--prefix", "--count-only"); out != "1\n" {
+		t.Fatalf("get --count-only: %q", out)
+	}
+	var first struct {
+		KVs []struct {
+			CreateRevision int64 `json:"create_revision"`
+		} `json:"kvs"`
+	}
+	if err := json.Unmarshal([]byte(ctl(eps[1], "get", "/e2e/k", "-w", "json")), &first); err != nil || len(first.KVs) != 1 {
+		t.Fatalf("get -w json: %v", err)
+	}
+	if out := ctl(eps[1], "get", "/e2e/k", "--rev", strconv.FormatInt(first.KVs[0].CreateRevision, 10)); out != "/e2e/k\nv1\n" {
+		t.Fatalf("get --rev at the key's creation: %q", out)
 	}
 
 	step("lease grant, put --lease, lease timetolive --keys, through three endpoints")

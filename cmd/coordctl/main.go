@@ -245,7 +245,7 @@ type command struct {
 
 var commands = []command{
 	{"put", "put KEY VALUE [--lease ID]", "set KEY to VALUE", (*cli).put},
-	{"get", "get KEY [--prefix] [--serializable] [--limit N]", "read a key or a range", (*cli).get},
+	{"get", "get KEY [--prefix] [--serializable] [--limit N] [--rev R] [--keys-only] [--count-only]", "read a key or a range", (*cli).get},
 	{"del", "del KEY [--prefix]", "delete a key or a range", (*cli).del},
 	{"watch", watchUsage, "print the changes to a key or a range until interrupted", (*cli).watch},
 	{"compact", compactUsage, "remove a shard's history before a revision", (*cli).compact},
