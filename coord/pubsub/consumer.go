@@ -13,9 +13,11 @@ import (
 type ConsumerOption func(*consumerConfig)
 
 type consumerConfig struct {
-	ackWait time.Duration
-	start   []SubscribeOption
-	ttl     time.Duration
+	ackWait       time.Duration
+	start         []SubscribeOption
+	ttl           time.Duration
+	maxDeliveries int
+	deadLetter    string
 }
 
 // AckWait redelivers a message not acknowledged within d. Default 30s.
@@ -30,6 +32,17 @@ func StartAt(o SubscribeOption) ConsumerOption {
 // MemberTTL sets a group member's session TTL: how long after its process
 // dies its unacknowledged messages go to another member. Default 10s.
 func MemberTTL(d time.Duration) ConsumerOption { return func(c *consumerConfig) { c.ttl = d } }
+
+// MaxDeliveries stops redelivering a message after n deliveries that did
+// not end in an Ack: the message is published to the dead-letter topic
+// (default: the topic's name followed by "-dead-letter"), wrapped in a
+// DeadLetter that says why and how often it was delivered, and then
+// acknowledged, so the consumer moves past it. Deliveries are counted by
+// the consumer or group member delivering the message: a group batch
+// claimed again after its member died counts afresh. Default: no limit.
+func MaxDeliveries(n int, deadLetterTopic string) ConsumerOption {
+	return func(c *consumerConfig) { c.maxDeliveries, c.deadLetter = n, deadLetterTopic }
+}
 
 func consumerDefaults(opts []ConsumerOption) consumerConfig {
 	c := consumerConfig{ackWait: 30 * time.Second, ttl: 10 * time.Second, start: []SubscribeOption{FromEarliest()}}
@@ -48,21 +61,41 @@ type tracker struct {
 }
 
 type pendingMsg struct {
-	m        Message
-	deadline time.Time
+	m          Message
+	deadline   time.Time
+	deliveries int
 }
 
 func newTracker() *tracker {
 	return &tracker{pending: map[Offset]*pendingMsg{}, acked: map[Offset]bool{}}
 }
 
-func (t *tracker) delivered(m Message, wait time.Duration) {
+// delivered records a delivery of m, due for redelivery after wait, and
+// returns how many times it has been delivered.
+func (t *tracker) delivered(m Message, wait time.Duration) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.pending[m.Offset]; !ok {
+	p, ok := t.pending[m.Offset]
+	if !ok {
 		t.order = append(t.order, m.Offset)
+		p = &pendingMsg{m: m}
+		t.pending[m.Offset] = p
 	}
-	t.pending[m.Offset] = &pendingMsg{m: m, deadline: time.Now().Add(wait)}
+	p.deadline = time.Now().Add(wait)
+	p.deliveries++
+	return p.deliveries
+}
+
+// due sets m's redelivery for d from now, if m is pending; it reports
+// whether it was.
+func (t *tracker) due(o Offset, d time.Duration) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.pending[o]
+	if ok {
+		p.deadline = time.Now().Add(d)
+	}
+	return ok
 }
 
 // ack marks o done and returns the new commit point: the highest offset at
@@ -84,18 +117,20 @@ func (t *tracker) ack(o Offset) (Offset, bool) {
 	return commit, true
 }
 
-func (t *tracker) overdue(wait time.Duration) []Message {
+// overdue returns the pending messages past their deadline, with their
+// delivery counts, and sets their next deadline after wait.
+func (t *tracker) overdue(wait time.Duration) []pendingMsg {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := time.Now()
-	var out []Message
+	var out []pendingMsg
 	for _, p := range t.pending {
 		if now.After(p.deadline) {
 			p.deadline = now.Add(wait)
-			out = append(out, p.m)
+			out = append(out, *p)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Offset < out[j].Offset })
+	sort.Slice(out, func(i, j int) bool { return out[i].m.Offset < out[j].m.Offset })
 	return out
 }
 
@@ -111,9 +146,10 @@ func (t *tracker) outstanding() int {
 // messages after the last contiguous acknowledgement are. Safe for
 // concurrent use.
 type Consumer struct {
-	p      *PubSub
-	topic  string
-	key    string
+	p       *PubSub
+	topic   string
+	key     string
+	ackWait time.Duration
 	out    chan Delivery
 	t      *tracker
 	cancel context.CancelFunc
@@ -146,19 +182,20 @@ func (p *PubSub) Consumer(ctx context.Context, topic, name string, opts ...Consu
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	cs := &Consumer{p: p, topic: topic, key: key, out: make(chan Delivery, 64), t: newTracker(), cancel: cancel,
+	cs := &Consumer{p: p, topic: topic, key: key, ackWait: c.ackWait, out: make(chan Delivery, 64), t: newTracker(), cancel: cancel,
 		ended: make(chan struct{})}
 	send := func(m Message) bool {
-		cs.t.delivered(m, c.ackWait)
+		n := cs.t.delivered(m, c.ackWait)
 		select {
-		case cs.out <- Delivery{Message: m}:
+		case cs.out <- Delivery{Message: m, Deliveries: n}:
 			return true
 		case <-rctx.Done():
 			return false
 		}
 	}
+	dead := p.deadLetterer(c, "consumer "+name, cs.Ack)
 	deliver(rctx, cancel, cs.out, cs.ended, func(ctx context.Context) error { return p.stream(ctx, topic, from, send) },
-		func(ctx context.Context) { redeliver(ctx, cs.t, c.ackWait, send) })
+		func(ctx context.Context) { redeliver(ctx, cs.t, c, send, dead) })
 	return cs, nil
 }
 
@@ -191,16 +228,22 @@ func deliver(ctx context.Context, cancel context.CancelFunc, out chan Delivery, 
 	}()
 }
 
-func redeliver(ctx context.Context, t *tracker, wait time.Duration, send func(Message) bool) {
-	tick := time.NewTicker(max(wait/4, 10*time.Millisecond))
+// redeliver sends the overdue messages again, or, past MaxDeliveries,
+// hands them to dead.
+func redeliver(ctx context.Context, t *tracker, c consumerConfig, send func(Message) bool, dead func(context.Context, Message, int)) {
+	tick := time.NewTicker(min(max(c.ackWait/4, 10*time.Millisecond), 50*time.Millisecond))
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			for _, m := range t.overdue(wait) {
-				if !send(m) {
+			for _, p := range t.overdue(c.ackWait) {
+				if c.maxDeliveries > 0 && p.deliveries >= c.maxDeliveries {
+					dead(ctx, p.m, p.deliveries)
+					continue
+				}
+				if !send(p.m) {
 					return
 				}
 			}
@@ -223,6 +266,15 @@ func (c *Consumer) Ack(ctx context.Context, m Message) error {
 	_, err := c.p.n.Put(ctx, c.key, []byte(strconv.FormatInt(int64(commit), 10)))
 	return err
 }
+
+// Nak asks for m to be delivered again after delay (0: at once), as a
+// failed attempt: it counts toward MaxDeliveries. A message already
+// acknowledged is left alone.
+func (c *Consumer) Nak(m Message, delay time.Duration) { c.t.due(m.Offset, delay) }
+
+// InProgress tells the consumer that m is still being worked on: its
+// redelivery is put off for another AckWait.
+func (c *Consumer) InProgress(m Message) { c.t.due(m.Offset, c.ackWait) }
 
 // Close stops the consumer and closes Messages; its saved position stays.
 // It blocks until the consumer's goroutines ended, or ctx ends (ctx's

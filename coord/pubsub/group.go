@@ -22,7 +22,8 @@ const groupBatch = 64
 // batch again and gets its messages redelivered (at-least-once). Safe for
 // concurrent use.
 type GroupMember struct {
-	p      *PubSub
+	ackWait time.Duration
+	p       *PubSub
 	topic  string
 	dir    string
 	s      *coord.Session
@@ -57,20 +58,21 @@ func (p *PubSub) JoinGroup(ctx context.Context, topic, group string, opts ...Con
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	gm := &GroupMember{p: p, topic: topic, dir: p.meta(topic) + "groups/" + group + "/", s: s,
+	gm := &GroupMember{ackWait: c.ackWait, p: p, topic: topic, dir: p.meta(topic) + "groups/" + group + "/", s: s,
 		id: fmt.Sprintf("%016x", uint64(s.Lease())), out: make(chan Delivery, 64), t: newTracker(),
 		acks: make(chan struct{}, 1), cancel: cancel, ended: make(chan struct{})}
 	send := func(m Message) bool {
-		gm.t.delivered(m, c.ackWait)
+		n := gm.t.delivered(m, c.ackWait)
 		select {
-		case gm.out <- Delivery{Message: m}:
+		case gm.out <- Delivery{Message: m, Deliveries: n}:
 			return true
 		case <-rctx.Done():
 			return false
 		}
 	}
+	dead := p.deadLetterer(c, "group "+group, gm.Ack)
 	deliver(rctx, cancel, gm.out, gm.ended, func(ctx context.Context) error { return gm.run(ctx, send) },
-		func(ctx context.Context) { redeliver(ctx, gm.t, c.ackWait, send) })
+		func(ctx context.Context) { redeliver(ctx, gm.t, c, send, dead) })
 	return gm, nil
 }
 
@@ -90,6 +92,14 @@ func (gm *GroupMember) Ack(ctx context.Context, m Message) error {
 	}
 	return nil
 }
+
+// Nak asks for m to be delivered again after delay, as a failed attempt
+// (see Consumer.Nak).
+func (gm *GroupMember) Nak(m Message, delay time.Duration) { gm.t.due(m.Offset, delay) }
+
+// InProgress puts off m's redelivery for another AckWait (see
+// Consumer.InProgress).
+func (gm *GroupMember) InProgress(m Message) { gm.t.due(m.Offset, gm.ackWait) }
 
 // Close leaves the group and closes Messages: the member's session is
 // closed, so a batch it had not finished goes to another member at once.

@@ -15,6 +15,12 @@
 // their last acknowledged offset (at-least-once). Consumer groups share a
 // topic: each message is processed by one member, and the messages of a
 // member that dies are redelivered to another.
+//
+// A message that keeps failing does not block a consumer forever: with
+// MaxDeliveries it goes, after that many deliveries without an Ack, to a
+// dead-letter topic as a DeadLetter (the reason and the count), and the
+// consumer moves past it. Nak asks for a delayed redelivery; InProgress
+// puts off the redelivery of a long task.
 package pubsub
 
 import (

@@ -94,7 +94,11 @@ func FromTime(t time.Time) SubscribeOption {
 // ended it (the channel closes after it).
 type Delivery struct {
 	Message
-	Err error
+	// Deliveries counts the deliveries of this message to this consumer or
+	// group member, this one included (durable consumers and groups; 0
+	// for Subscribe).
+	Deliveries int
+	Err        error
 }
 
 // Subscribe delivers topic's messages from the chosen start (default: every

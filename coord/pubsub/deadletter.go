@@ -1,0 +1,53 @@
+package pubsub
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// DeadLetter is what a dead-letter topic's messages hold (JSON): a
+// message that was delivered MaxDeliveries times without an Ack.
+type DeadLetter struct {
+	Topic      string    `json:"topic"`
+	Offset     Offset    `json:"offset"`
+	Time       time.Time `json:"time"`
+	Consumer   string    `json:"consumer"` // "consumer NAME" or "group NAME"
+	Deliveries int       `json:"deliveries"`
+	Reason     string    `json:"reason"`
+	Payload    []byte    `json:"payload"`
+}
+
+// ParseDeadLetter decodes a message of a dead-letter topic. Errors:
+// ErrInvalid for a message that is no DeadLetter.
+func ParseDeadLetter(m Message) (*DeadLetter, error) {
+	var d DeadLetter
+	if err := json.Unmarshal(m.Payload, &d); err != nil || d.Topic == "" {
+		return nil, fmt.Errorf("%w: message %d of %s is not a dead letter", ErrInvalid, m.Offset, m.Topic)
+	}
+	return &d, nil
+}
+
+// deadLetterTopic is the topic a consumer's dead letters go to.
+func deadLetterTopic(c consumerConfig, topic string) string {
+	if c.deadLetter != "" {
+		return c.deadLetter
+	}
+	return topic + "-dead-letter"
+}
+
+// deadLetterer returns what moves a message past MaxDeliveries to the
+// dead-letter topic, then acknowledges it with ack. A failed publish
+// leaves the message pending: it is tried again at its next deadline.
+func (p *PubSub) deadLetterer(c consumerConfig, who string, ack func(context.Context, Message) error) func(context.Context, Message, int) {
+	return func(ctx context.Context, m Message, deliveries int) {
+		d := DeadLetter{Topic: m.Topic, Offset: m.Offset, Time: m.Time, Consumer: who, Deliveries: deliveries,
+			Reason: fmt.Sprintf("not acknowledged after %d deliveries", deliveries), Payload: m.Payload}
+		b, _ := json.Marshal(d)
+		if _, err := p.Publish(ctx, deadLetterTopic(c, m.Topic), b); err != nil {
+			return
+		}
+		ack(ctx, m)
+	}
+}
