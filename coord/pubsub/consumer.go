@@ -150,10 +150,10 @@ type Consumer struct {
 	topic   string
 	key     string
 	ackWait time.Duration
-	out    chan Delivery
-	t      *tracker
-	cancel context.CancelFunc
-	ended  chan struct{} // closed with out, once the consumer's goroutines ended
+	out     chan Delivery
+	t       *tracker
+	cancel  context.CancelFunc
+	ended   chan struct{} // closed with out, once the consumer's goroutines ended
 }
 
 // Consumer starts (or resumes) the durable consumer name on topic. ctx

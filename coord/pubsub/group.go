@@ -24,15 +24,15 @@ const groupBatch = 64
 type GroupMember struct {
 	ackWait time.Duration
 	p       *PubSub
-	topic  string
-	dir    string
-	s      *coord.Session
-	id     string
-	out    chan Delivery
-	t      *tracker
-	acks   chan struct{}
-	cancel context.CancelFunc
-	ended  chan struct{} // closed with out, once the member's goroutines ended
+	topic   string
+	dir     string
+	s       *coord.Session
+	id      string
+	out     chan Delivery
+	t       *tracker
+	acks    chan struct{}
+	cancel  context.CancelFunc
+	ended   chan struct{} // closed with out, once the member's goroutines ended
 }
 
 type batch struct {
