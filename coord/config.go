@@ -167,6 +167,19 @@ type Config struct {
 	// the log would end the process (README, "A corrupt member"). Checked
 	// four times a second. Default 64 MiB; negative turns the check off.
 	DiskReserve int64
+	// MaxStoreBytes bounds each shard's store, as etcd's
+	// --quota-backend-bytes bounds its backend: keys and values, the
+	// history kept for watches and past reads, tombstones and leases, each
+	// version counted with a fixed overhead (Status and Metrics show the
+	// count). Every member holds every shard in memory, so this bounds
+	// what one runaway writer can make every instance of a fleet hold.
+	// Once a shard reaches it, a member asked for a write that would grow
+	// the shard raises the shard's NOSPACE alarm through Raft, and from
+	// then on every member refuses such writes (puts, grants) with
+	// ErrNoSpace, while deletes, revokes, compaction and reads still work.
+	// Free space (delete, then Compact), then DisarmAlarms. Every member
+	// should be given the same value. Default 1 GiB; negative: no quota.
+	MaxStoreBytes int64
 	// Logger receives this member's logs and dragonboat's. dragonboat's
 	// logging is process-wide: with several Nodes in one process, its lines
 	// go to the Logger of the Node opened last. Its Info lines are logged at
@@ -206,5 +219,5 @@ func (c *Config) settings() member.Settings {
 		RequestTimeout: c.RequestTimeout, HeartbeatInterval: c.HeartbeatInterval, ElectionTimeout: c.ElectionTimeout,
 		MaxKeyBytes: c.MaxKeyBytes, MaxValueBytes: c.MaxValueBytes, MaxTxnOps: c.MaxTxnOps, MaxRequestBytes: c.MaxRequestBytes,
 		HistoryRetention: c.HistoryRetention, SnapshotEntries: c.SnapshotEntries, CompactionOverhead: c.CompactionOverhead,
-		DiskReserve: c.DiskReserve, Logger: c.Logger, FS: c.testFS, DiskFree: c.testDiskFree, WrapTransport: c.testTransport}
+		DiskReserve: c.DiskReserve, MaxStoreBytes: c.MaxStoreBytes, Logger: c.Logger, FS: c.testFS, DiskFree: c.testDiskFree, WrapTransport: c.testTransport}
 }

@@ -70,11 +70,13 @@ var (
 	// every committed write; rebuild the member from them (README, "A
 	// corrupt member").
 	ErrCorrupt = errdefs.ErrCorrupt
-	// ErrNoSpace: the disk that holds the member's DataDir has less free
-	// space than Config.DiskReserve, and the member refused the write rather
-	// than grow its Raft log: the write was not applied. Write through
-	// another member, or free space; the member takes writes again by
-	// itself.
+	// ErrNoSpace: the write was not applied, for lack of space. Either
+	// the disk that holds the member's DataDir has less free space than
+	// Config.DiskReserve, and the member refused the write rather than grow
+	// its Raft log (write through another member, or free space: the
+	// member takes writes again by itself); or the shard's store reached
+	// Config.MaxStoreBytes and its NOSPACE alarm is raised (delete and
+	// compact, then Node.DisarmAlarms).
 	ErrNoSpace = errdefs.ErrNoSpace
 )
 

@@ -7,6 +7,7 @@ import (
 	"github.com/coordkit/coordkit/coord/internal/errdefs"
 	"github.com/coordkit/coordkit/coord/internal/members"
 	"github.com/coordkit/coordkit/coord/internal/meta"
+	"github.com/coordkit/coordkit/coord/internal/sm"
 )
 
 // Membership errors. Match them with errors.Is.
@@ -178,6 +179,10 @@ type ShardStatus struct {
 	CompactRevision Revision
 	AppliedIndex    uint64
 	Leases          int
+	// StoreBytes is the shard's store as Config.MaxStoreBytes counts it,
+	// on this member's replica; NoSpace reports its NOSPACE alarm.
+	StoreBytes int64
+	NoSpace    bool
 }
 
 // Status describes this member.
@@ -189,6 +194,8 @@ type Status struct {
 	// Config.DiskReserve; the member takes no writes (ErrNoSpace) and no new
 	// entries until space is freed.
 	DiskLow bool
+	// MaxStoreBytes is this member's Config.MaxStoreBytes (negative: none).
+	MaxStoreBytes int64
 }
 
 // Status reports this member's view of every shard, from its own replica;
@@ -197,13 +204,62 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 	if err := n.m.Host.Check(ctx); err != nil {
 		return nil, err
 	}
-	st := &Status{Member: n.m.Cfg.Name, ReplicaID: n.m.Host.ReplicaID(), DiskLow: n.m.Host.DiskLow()}
+	st := &Status{Member: n.m.Cfg.Name, ReplicaID: n.m.Host.ReplicaID(), DiskLow: n.m.Host.DiskLow(), MaxStoreBytes: n.m.Cfg.MaxStoreBytes}
 	for _, s := range n.m.Shards {
 		v := s.View()
 		ss := ShardStatus{Shard: s.Index, Revision: Revision(v.Revision()), CompactRevision: Revision(v.CompactRevision()),
-			AppliedIndex: v.Applied(), Leases: len(v.Leases())}
+			AppliedIndex: v.Applied(), Leases: len(v.Leases()), StoreBytes: v.Bytes(), NoSpace: v.NoSpace()}
 		ss.Leader, ss.Term, _ = s.Leader()
 		st.Shards = append(st.Shards, ss)
 	}
 	return st, nil
+}
+
+// AlarmNoSpace names the alarm of a shard whose store reached
+// Config.MaxStoreBytes.
+const AlarmNoSpace = "NOSPACE"
+
+// Alarm is an alarm raised on a shard.
+type Alarm struct {
+	Shard int
+	Kind  string // AlarmNoSpace
+}
+
+// Alarms lists the alarms raised, by shard (linearizable: it reads every
+// shard after a ReadIndex round). Errors: those of Get.
+func (n *Node) Alarms(ctx context.Context) ([]Alarm, error) {
+	ctx, cancel := n.m.Host.WithTimeout(ctx)
+	defer cancel()
+	var out []Alarm
+	for _, s := range n.m.Shards {
+		v, err := s.Read(ctx, false)
+		if err != nil {
+			return nil, err
+		}
+		if v.NoSpace() {
+			out = append(out, Alarm{Shard: s.Index, Kind: AlarmNoSpace})
+		}
+	}
+	return out, nil
+}
+
+// DisarmAlarms clears every alarm raised (etcdctl alarm disarm), through
+// Raft. A shard still at its quota raises its alarm again at the next
+// write that would grow it: free space first. It blocks until every
+// shard with an alarm has cleared it, or ctx ends. Errors: those of Put.
+func (n *Node) DisarmAlarms(ctx context.Context) error {
+	alarms, err := n.Alarms(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range alarms {
+		res, err := n.m.Shards[a.Shard].Propose(ctx, &sm.Command{Kind: sm.CmdAlarm, Alarm: sm.AlarmNoSpace})
+		if err != nil {
+			return err
+		}
+		if err := res.Code.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -95,6 +95,10 @@ type ShardMetrics struct {
 	LeaderChanges uint64
 	Watchers      int // watches open on this member
 	Leases        int // leases in the shard
+	// StoreBytes is the shard's store as Config.MaxStoreBytes counts it;
+	// NoSpace reports its NOSPACE alarm.
+	StoreBytes int64
+	NoSpace    bool
 }
 
 // Histogram is a cumulative histogram: Counts[i] observations were at most
@@ -126,6 +130,7 @@ func (n *Node) Metrics() Metrics {
 		if v := s.View(); v != nil {
 			sm.Revision, sm.CompactRevision, sm.AppliedIndex = Revision(v.Revision()), Revision(v.CompactRevision()), v.Applied()
 			sm.Leases = len(v.Leases())
+			sm.StoreBytes, sm.NoSpace = v.Bytes(), v.NoSpace()
 		}
 		if l, _, ok := s.Leader(); ok && !n.m.Host.Closed() {
 			sm.HasLeader, sm.IsLeader = true, l == n.m.Host.ReplicaID()

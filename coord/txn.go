@@ -192,6 +192,11 @@ func (t *Txn) Commit() (*TxnResponse, error) {
 		return nil, err
 	}
 	s := n.m.Shards[si]
+	if sm.HasPut(&cmd.Txn) {
+		if err := n.m.Room(t.ctx, s); err != nil {
+			return nil, err
+		}
+	}
 	for _, op := range leased {
 		if err := n.m.Leases.Resolve(t.ctx, s.Index, op); err != nil {
 			return nil, err

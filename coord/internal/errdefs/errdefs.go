@@ -31,7 +31,7 @@ var (
 	ErrInvalidOption   = errors.New("coord: invalid option")
 	ErrInvalidConfig   = errors.New("coord: invalid config")
 	ErrCorrupt         = errors.New("coord: corrupt data in DataDir")
-	ErrNoSpace         = errors.New("coord: the member's disk is nearly full")
+	ErrNoSpace         = errors.New("coord: no space")
 )
 
 // ErrInvalidArgument is coord.ErrInvalidArgument.

@@ -25,6 +25,7 @@ import (
 	"github.com/coordkit/coordkit/coord/internal/admit"
 	"github.com/coordkit/coordkit/coord/internal/boot"
 	"github.com/coordkit/coordkit/coord/internal/compactor"
+	"github.com/coordkit/coordkit/coord/internal/errdefs"
 	"github.com/coordkit/coordkit/coord/internal/lease"
 	"github.com/coordkit/coordkit/coord/internal/members"
 	"github.com/coordkit/coordkit/coord/internal/meta"
@@ -218,6 +219,35 @@ func (m *Member) hostConfig() raftnode.Config {
 		},
 		Failed: func(error) { m.Crash() },
 	}
+}
+
+// Room refuses a write that would grow shard s's store while the store is
+// at its quota (Settings.MaxStoreBytes): it raises the shard's NOSPACE
+// alarm through Raft, once, and returns an error wrapping ErrNoSpace.
+// While the alarm is raised, the state machine itself refuses every
+// member's growing writes, so replicas agree on what was refused.
+func (m *Member) Room(ctx context.Context, s *Shard) error {
+	q := m.Cfg.MaxStoreBytes
+	if q <= 0 {
+		return nil
+	}
+	v := s.View()
+	if v.Bytes() < q {
+		return nil
+	}
+	if !v.NoSpace() {
+		res, err := s.Propose(ctx, &sm.Command{Kind: sm.CmdAlarm, Alarm: sm.AlarmNoSpace, Activate: true})
+		if err != nil {
+			return err
+		}
+		if err := res.Code.Err(); err != nil {
+			return err
+		}
+		m.Log.Warn("the shard's store reached its quota: NOSPACE alarm raised; writes that grow it are refused until it is disarmed",
+			"shard", s.Index, "bytes", v.Bytes(), "quota", q)
+	}
+	return fmt.Errorf("%w: shard %d holds %d bytes, quota %d (MaxStoreBytes): delete and compact, then disarm the alarm",
+		errdefs.ErrNoSpace, s.Index, v.Bytes(), q)
 }
 
 // Go runs f in a goroutine of the member's: Shutdown and Crash wait for it

@@ -37,6 +37,7 @@ type Settings struct {
 	HistoryRetention                                       int64
 	SnapshotEntries, CompactionOverhead                    uint64
 	DiskReserve                                            int64
+	MaxStoreBytes                                          int64
 	Logger                                                 *slog.Logger
 
 	// Test hooks (coord/internal/hooks): nil in production.
@@ -64,6 +65,7 @@ const (
 	DefaultCompactionOverhad = 5000
 	DefaultObserverGrace     = time.Minute
 	DefaultDiskReserve       = 64 << 20
+	DefaultMaxStoreBytes     = 1 << 30
 )
 
 // WithDefaults returns a copy of c with every zero field filled, and the
@@ -115,6 +117,9 @@ func (c Settings) WithDefaults() Settings {
 	}
 	if c.DiskReserve == 0 {
 		c.DiskReserve = DefaultDiskReserve
+	}
+	if c.MaxStoreBytes == 0 {
+		c.MaxStoreBytes = DefaultMaxStoreBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -32,7 +32,8 @@ func TestWithDefaultsFillsEveryDefaultAndCopies(t *testing.T) {
 		RequestTimeout: DefaultRequestTimeout, HeartbeatInterval: DefaultHeartbeat, ElectionTimeout: DefaultElection,
 		ObserverGracePeriod: DefaultObserverGrace, MaxKeyBytes: DefaultMaxKeyBytes, MaxValueBytes: DefaultMaxValueBytes,
 		MaxTxnOps: DefaultMaxTxnOps, MaxRequestBytes: DefaultMaxRequestBytes, HistoryRetention: DefaultHistoryRetention,
-		SnapshotEntries: DefaultSnapshotEntries, CompactionOverhead: DefaultCompactionOverhad, DiskReserve: DefaultDiskReserve}
+		SnapshotEntries: DefaultSnapshotEntries, CompactionOverhead: DefaultCompactionOverhad, DiskReserve: DefaultDiskReserve,
+		MaxStoreBytes: DefaultMaxStoreBytes}
 	got := d
 	got.InitialCluster, got.Logger, got.JoinSeeds = nil, nil, nil
 	if !reflect.DeepEqual(got, want) {

@@ -239,7 +239,7 @@ func (s *Shard) Propose(ctx context.Context, cmd *sm.Command) (*sm.Result, error
 		return nil, err
 	}
 	if h.diskLow.Load() && growsLog(cmd.Kind) {
-		return nil, errdefs.ErrNoSpace
+		return nil, fmt.Errorf("%w: the member's disk is nearly full (below Config.DiskReserve)", errdefs.ErrNoSpace)
 	}
 	start := time.Now()
 	deadline, ok := ctx.Deadline()

@@ -12,8 +12,9 @@ const (
 	codecVersion = 1
 	// reqVersion starts a command that carries a request ID (Client, Seq).
 	reqVersion = 2
-	// snapshotVersion 2 adds the request table to version 1.
-	snapshotVersion = 2
+	// snapshotVersion 2 adds the request table to version 1; 3 the NOSPACE
+	// alarm.
+	snapshotVersion = 3
 )
 
 // errDecode is returned for any malformed input; decoders never panic.
@@ -164,6 +165,9 @@ func EncodeCommand(c *Command) []byte {
 		e.uvar(c.Member.ID)
 		e.str(c.Member.Name)
 		e.str(c.Member.Address)
+	case CmdAlarm:
+		e.u8(c.Alarm)
+		e.flag(c.Activate)
 	case CmdExpire:
 		e.uvar(uint64(len(c.Expire)))
 		for _, it := range c.Expire {
@@ -272,6 +276,9 @@ func decodeCommandInto(c *Command, b []byte) error {
 		c.LeaseID = d.svar()
 	case CmdMember:
 		c.Member = MemberRecord{ID: d.uvar(), Name: d.str(), Address: d.str()}
+	case CmdAlarm:
+		c.Alarm = d.u8()
+		c.Activate = d.flag()
 	case CmdExpire:
 		n := d.count()
 		if n > 0 {

@@ -44,11 +44,13 @@ func sampleCommands() []*sm.Command {
 		{Kind: sm.CmdExpire, Expire: []sm.ExpireItem{{ID: 1, Renew: 2}, {ID: -3, Renew: math.MaxUint64}}},
 		{Kind: sm.CmdMember, Member: sm.MemberRecord{ID: 3, Name: "n3", Address: "127.0.0.1:7000"}},
 		{Kind: sm.CmdMember, Member: sm.MemberRecord{ID: math.MaxUint64, Name: "x"}},
+		{Kind: sm.CmdAlarm, Alarm: sm.AlarmNoSpace, Activate: true},
+		{Kind: sm.CmdAlarm, Alarm: 200},
 	}
 }
 
 // lastKind is the highest command kind the package defines.
-const lastKind = sm.CmdMember
+const lastKind = sm.CmdAlarm
 
 func TestCommandRoundTrip(t *testing.T) {
 	kinds := map[uint8]bool{}

@@ -22,6 +22,8 @@ func (c Code) Err() error {
 		return errdefs.ErrDuplicateKey
 	case CodeResultLost:
 		return fmt.Errorf("%w: the write was applied once, but its result was too large to keep for the retry that asked", errdefs.ErrOutcomeUnknown)
+	case CodeNoSpace:
+		return fmt.Errorf("%w: the shard's store is at its quota (NOSPACE alarm): delete and compact, then disarm the alarm", errdefs.ErrNoSpace)
 	case CodeStale:
 		return fmt.Errorf("%w: the write was overtaken by a later one of the same client", errdefs.ErrOutcomeUnknown)
 	}

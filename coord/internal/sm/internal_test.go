@@ -178,6 +178,9 @@ func TestSnapshotRebuildsIndexes(t *testing.T) {
 // live with that lease, and the history holds past versions only (none of a
 // live key at or after its live version).
 func checkTrees(st *state) error {
+	if n := st.recount(); n != st.bytes {
+		return fmt.Errorf("bytes counted as the state changed: %d, counted afresh: %d", st.bytes, n)
+	}
 	var err error
 	st.cur.Ascend(func(kv KV) bool {
 		if kv.Version <= 0 || kv.ModRevision <= 0 {

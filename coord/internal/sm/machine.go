@@ -185,7 +185,16 @@ func (s *state) apply(t *applyCtx, cmd *Command, index uint64) *Result {
 		if dupKeys(&cmd.Txn) {
 			return &Result{Code: CodeDuplicateKey}
 		}
+		if s.noSpace && HasPut(&cmd.Txn) {
+			return &Result{Code: CodeNoSpace}
+		}
 		return s.applyTxn(t, &cmd.Txn, index)
+	case CmdAlarm:
+		if cmd.Alarm != AlarmNoSpace {
+			return &Result{Code: CodeBadCommand}
+		}
+		s.noSpace = cmd.Activate
+		return &Result{}
 	case CmdCompact:
 		switch {
 		case cmd.Revision > s.rev:
@@ -202,8 +211,12 @@ func (s *state) apply(t *applyCtx, cmd *Command, index uint64) *Result {
 		if s.hasLease(cmd.LeaseID) {
 			return &Result{Code: CodeLeaseExists}
 		}
+		if s.noSpace {
+			return &Result{Code: CodeNoSpace}
+		}
 		l := lease{id: cmd.LeaseID, ttl: cmd.TTL, renew: index}
 		s.leases.ReplaceOrInsert(l)
+		s.bytes += leaseOverhead
 		t.leaseRenewed = append(t.leaseRenewed, l)
 		return &Result{TTL: l.ttl}
 	case CmdKeepAlive:
@@ -236,6 +249,19 @@ func (s *state) apply(t *applyCtx, cmd *Command, index uint64) *Result {
 		return &Result{}
 	}
 	return &Result{Code: CodeBadCommand}
+}
+
+// HasPut reports whether either branch of txn puts a key: whether it may
+// grow the store.
+func HasPut(txn *Txn) bool {
+	for _, ops := range [][]Op{txn.Then, txn.Else} {
+		for i := range ops {
+			if ops[i].Kind == OpPut {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // dupKeys reports whether one branch of a Txn writes a key twice: two puts,
@@ -348,6 +374,7 @@ func (v *View) WriteTo(w io.Writer, done <-chan struct{}) error {
 		e.bytes(r.result)
 		return true
 	})
+	e.flag(v.st.noSpace)
 	// Every version, live or past, in key order and newest first: the
 	// layout of snapshot versions 1 and 2, from before live versions were
 	// kept apart from the history.
@@ -397,7 +424,7 @@ func decodeSnapshot(b []byte) (*state, error) {
 	}
 	d := &decoder{b: b[len(snapshotMagic):]}
 	version := d.u8()
-	if version != codecVersion && version != snapshotVersion {
+	if version < codecVersion || version > snapshotVersion {
 		return nil, errDecode
 	}
 	s := newState()
@@ -413,7 +440,7 @@ func decodeSnapshot(b []byte) (*state, error) {
 	for i := 0; i < n && d.err == nil; i++ {
 		s.members.ReplaceOrInsert(MemberRecord{ID: d.uvar(), Name: d.str(), Address: d.str()})
 	}
-	if version >= snapshotVersion {
+	if version >= 2 {
 		n = d.count()
 		var prev uint64
 		for i := 0; i < n && d.err == nil; i++ {
@@ -426,6 +453,9 @@ func decodeSnapshot(b []byte) (*state, error) {
 			prev = r.client
 			s.requests.ReplaceOrInsert(r)
 		}
+	}
+	if version >= 3 {
+		s.noSpace = d.flag()
 	}
 	n = d.count()
 	var last rec
@@ -469,6 +499,7 @@ func decodeSnapshot(b []byte) (*state, error) {
 	if d.err != nil || len(d.b) != 0 {
 		return nil, errDecode
 	}
+	s.bytes = s.recount()
 	return s, nil
 }
 
@@ -479,6 +510,7 @@ func (v *View) Hash() uint64 {
 	e := &encoder{}
 	e.svar(v.st.rev)
 	e.svar(v.st.compactRev)
+	e.flag(v.st.noSpace)
 	v.st.eachVersion(func(key string, rev int64, kv *KV) bool {
 		e.str(key)
 		e.svar(rev)

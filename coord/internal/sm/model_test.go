@@ -24,6 +24,7 @@ type model struct {
 	events       map[int64][]sm.Event       // per revision, in key order
 	leases       map[int64]sm.LeaseInfo
 	members      map[uint64]sm.MemberRecord
+	noSpace      bool
 }
 
 func newModel() *model {
@@ -191,6 +192,9 @@ func (m *model) apply(index uint64, c *sm.Command) (*sm.Result, []sm.Event) {
 				}
 			}
 		}
+		if m.noSpace && sm.HasPut(&c.Txn) {
+			return &sm.Result{Code: sm.CodeNoSpace, Revision: m.rev}, nil
+		}
 		ok := true
 		for _, cp := range c.Txn.Compares {
 			ok = ok && m.compare(cp)
@@ -271,6 +275,8 @@ func (m *model) apply(index uint64, c *sm.Command) (*sm.Result, []sm.Event) {
 			res.Code = sm.CodeBadCommand
 		case have:
 			res.Code = sm.CodeLeaseExists
+		case m.noSpace:
+			res.Code = sm.CodeNoSpace
 		default:
 			m.leases[c.LeaseID] = sm.LeaseInfo{ID: c.LeaseID, TTL: c.TTL, Renew: index}
 			res.TTL = c.TTL
@@ -302,6 +308,12 @@ func (m *model) apply(index uint64, c *sm.Command) (*sm.Result, []sm.Event) {
 			break
 		}
 		m.members[c.Member.ID] = c.Member
+	case sm.CmdAlarm:
+		if c.Alarm != sm.AlarmNoSpace {
+			res.Code = sm.CodeBadCommand
+			break
+		}
+		m.noSpace = c.Activate
 	}
 	m.write(evs)
 	res.Revision = m.rev
@@ -414,6 +426,9 @@ func (g *gen) branch(n int) []sm.Op {
 }
 
 func (g *gen) command() *sm.Command {
+	if g.m.noSpace && g.rng.Intn(20) == 0 { // an alarm lasts about 20 commands
+		return &sm.Command{Kind: sm.CmdAlarm, Alarm: sm.AlarmNoSpace}
+	}
 	switch n := g.rng.Intn(100); {
 	case n < 58:
 		c := &sm.Command{Kind: sm.CmdTxn}
@@ -435,6 +450,9 @@ func (g *gen) command() *sm.Command {
 		return &sm.Command{Kind: sm.CmdKeepAlive, LeaseID: g.leaseID()}
 	case n < 79:
 		return &sm.Command{Kind: sm.CmdRevoke, LeaseID: g.leaseID()}
+	case n < 80 && g.rng.Intn(2) == 0:
+		// The alarm, raised one time in three, so that writes mostly go in.
+		return &sm.Command{Kind: sm.CmdAlarm, Alarm: uint8(g.rng.Intn(3)), Activate: g.rng.Intn(3) == 0}
 	case n < 80:
 		return &sm.Command{Kind: sm.CmdMember, Member: sm.MemberRecord{
 			ID: uint64(g.rng.Intn(5)), Name: []string{"", "n1", "n2"}[g.rng.Intn(3)], Address: fmt.Sprint(g.rng.Intn(3))}}

@@ -123,7 +123,26 @@ type state struct {
 	attached *btree.BTreeG[attach]
 	members  *btree.BTreeG[MemberRecord]
 	requests *btree.BTreeG[request]
+	// bytes is what the store holds, as counted by size: live and past
+	// versions, tombstones and leases. It is kept as the state changes,
+	// the same on every replica (it depends on the state only), for the
+	// quota (see noSpace).
+	bytes int64
+	// noSpace is the NOSPACE alarm: raised through Raft (CmdAlarm) by a
+	// member that found the store at its quota; while it is raised,
+	// commands that grow the store are refused (CodeNoSpace).
+	noSpace bool
 }
+
+// Bytes the quota counts per version, tombstone and lease beside keys and
+// values: about what the trees and indexes spend on each.
+const (
+	versionOverhead = 64
+	leaseOverhead   = 48
+)
+
+// size is what one version or tombstone counts for in the store's bytes.
+func size(kv *KV) int64 { return int64(len(kv.Key) + len(kv.Value) + versionOverhead) }
 
 func memberLess(a, b MemberRecord) bool { return a.ID < b.ID }
 
@@ -145,7 +164,7 @@ func (s *state) clone() *View {
 		rev: s.rev, compactRev: s.compactRev, applied: s.applied,
 		cur: s.cur.Clone(), hist: s.hist.Clone(), byRev: s.byRev.Clone(),
 		leases: s.leases.Clone(), attached: s.attached.Clone(), members: s.members.Clone(),
-		requests: s.requests.Clone(),
+		requests: s.requests.Clone(), bytes: s.bytes, noSpace: s.noSpace,
 	}}
 }
 
@@ -161,6 +180,14 @@ func (v *View) CompactRevision() int64 { return v.st.compactRev }
 
 // Applied is the Raft index this view reflects.
 func (v *View) Applied() uint64 { return v.st.applied }
+
+// Bytes returns what the store holds as the quota counts it: every live
+// and past version (key, value and a fixed overhead), tombstone and lease.
+// Every replica counts the same at the same applied index.
+func (v *View) Bytes() int64 { return v.st.bytes }
+
+// NoSpace reports whether the NOSPACE alarm is raised.
+func (v *View) NoSpace() bool { return v.st.noSpace }
 
 // txnCtx collects what one command changes, to hand to watchers afterwards.
 type txnCtx struct {
@@ -181,6 +208,7 @@ func (s *state) put(t *txnCtx, key string, value []byte, leaseID int64) *KV {
 	// Version it learns from the version it replaced (the tree has no
 	// update in place).
 	old, existed := s.cur.ReplaceOrInsert(kv)
+	s.bytes += size(&kv) // the replaced version stays, as history
 	var prev *KV
 	if existed {
 		p := old // allocated on this branch only
@@ -211,7 +239,9 @@ func (s *state) del(t *txnCtx, kv *KV) {
 		s.attached.Delete(attach{kv.Lease, kv.Key})
 	}
 	s.hist.ReplaceOrInsert(rec{*kv})
-	s.hist.ReplaceOrInsert(histKey(kv.Key, t.rev))
+	tomb := histKey(kv.Key, t.rev)
+	s.hist.ReplaceOrInsert(tomb)
+	s.bytes += size(&tomb.KV)
 	s.byRev.ReplaceOrInsert(revKey{t.rev, kv.Key})
 	t.wrote = true
 	t.events = append(t.events, Event{Delete: true, KV: &KV{Key: kv.Key, ModRevision: t.rev}, PrevKV: kv})
@@ -505,6 +535,7 @@ func (s *state) applyTxn(t *applyCtx, txn *Txn, index uint64) *Result {
 				// The lease lives in another shard: materialise it here with
 				// the TTL the proposer read from its home shard.
 				s.leases.ReplaceOrInsert(lease{id: op.Lease, ttl: op.LeaseTTL, renew: index})
+				s.bytes += leaseOverhead
 				t.leaseRenewed = append(t.leaseRenewed, lease{id: op.Lease, ttl: op.LeaseTTL, renew: index})
 			}
 			prev := s.put(&t.txnCtx, op.Key, op.Value, op.Lease)
@@ -538,7 +569,9 @@ func (s *state) applyTxn(t *applyCtx, txn *Txn, index uint64) *Result {
 
 // revokeLease deletes a lease and every key attached to it in this shard.
 func (s *state) revokeLease(t *applyCtx, id int64) {
-	s.leases.Delete(lease{id: id})
+	if _, ok := s.leases.Delete(lease{id: id}); ok {
+		s.bytes -= leaseOverhead
+	}
 	var keys []string
 	s.attached.AscendGreaterOrEqual(attach{lease: id}, func(a attach) bool {
 		if a.lease != id {
@@ -553,6 +586,15 @@ func (s *state) revokeLease(t *applyCtx, id int64) {
 		}
 	}
 	t.leaseGone = append(t.leaseGone, id)
+}
+
+// recount is bytes counted from scratch: what the incremental count must
+// equal.
+func (s *state) recount() int64 {
+	var n int64
+	s.cur.Ascend(func(kv KV) bool { n += size(&kv); return true })
+	s.hist.Ascend(func(r rec) bool { n += size(&r.KV); return true })
+	return n + int64(s.leases.Len())*leaseOverhead
 }
 
 // compact drops history older than rev, keeping for each key the newest
@@ -592,6 +634,7 @@ func (s *state) compact(rev int64) {
 		}
 		for _, r := range old {
 			s.hist.Delete(r)
+			s.bytes -= size(&r.KV)
 		}
 	}
 	s.compactRev = rev

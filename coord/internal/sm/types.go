@@ -56,6 +56,15 @@ const (
 	// CodeResultLost: a retry of a request applied earlier whose result was
 	// too large to keep for retries. The request was applied once.
 	CodeResultLost
+	// CodeNoSpace: the shard's NOSPACE alarm is raised, and the command
+	// would grow the store (a Txn with a put, a grant).
+	CodeNoSpace
+)
+
+// Alarms (Command.Alarm).
+const (
+	// AlarmNoSpace: the store reached its quota; see CodeNoSpace.
+	AlarmNoSpace uint8 = 1
 )
 
 // Compare targets and results, the same set etcd's Txn offers.
@@ -150,6 +159,8 @@ const (
 	CmdKeepAlive
 	CmdExpire
 	CmdMember
+	// CmdAlarm raises (Activate) or clears an alarm.
+	CmdAlarm
 )
 
 // Command is the decoded form of one Raft entry.
@@ -168,6 +179,8 @@ type Command struct {
 	TTL      int64 // CmdGrant, ms
 	Expire   []ExpireItem
 	Member   MemberRecord // CmdMember
+	Alarm    uint8        // CmdAlarm
+	Activate bool         // CmdAlarm
 }
 
 // MemberRecord names a member that joined after the cluster was founded
