@@ -3,10 +3,9 @@ package etcdv3
 import (
 	"context"
 	"io"
+	"strconv"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-
-	"github.com/coordkit/coordkit/coord"
 )
 
 type maintenanceServer struct {
@@ -17,18 +16,49 @@ type maintenanceServer struct {
 // Version is the etcd API version the server reports in Status.
 const Version = "3.7.0"
 
-// Alarm lists no alarm: coordkit raises none yet. Activating or
-// deactivating one is refused.
-func (s maintenanceServer) Alarm(_ context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	if r.Action != pb.AlarmRequest_GET {
-		return nil, unsupported("activating or deactivating an alarm")
+// Alarm lists the NOSPACE alarms (one per shard at its quota, reported
+// as this member's), or, to deactivate, disarms every alarm as
+// etcdctl alarm disarm expects. Activating one is refused: coordkit raises
+// NOSPACE itself.
+func (s maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	switch r.Action {
+	case pb.AlarmRequest_ACTIVATE:
+		return nil, unsupported("activating an alarm")
+	case pb.AlarmRequest_DEACTIVATE:
+		if r.Alarm != pb.AlarmType_NOSPACE && r.Alarm != pb.AlarmType_NONE {
+			return &pb.AlarmResponse{Header: s.emptyHeader()}, nil
+		}
+		before, err := s.alarms(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.n.DisarmAlarms(ctx); err != nil {
+			return nil, toGRPC(err)
+		}
+		return &pb.AlarmResponse{Header: s.emptyHeader(), Alarms: before}, nil
 	}
-	return &pb.AlarmResponse{Header: s.emptyHeader()}, nil
+	as, err := s.alarms(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.AlarmResponse{Header: s.emptyHeader(), Alarms: as}, nil
+}
+
+func (s maintenanceServer) alarms(ctx context.Context) ([]*pb.AlarmMember, error) {
+	as, err := s.n.Alarms(ctx)
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	var out []*pb.AlarmMember
+	if len(as) > 0 {
+		out = append(out, &pb.AlarmMember{MemberID: s.n.ID(), Alarm: pb.AlarmType_NOSPACE})
+	}
+	return out, nil
 }
 
 // Status describes this member, from shard 0's point of view: its leader,
-// term and applied index. DbSize is the bytes of the keys and values held
-// now (coordkit has no database file), read from this member's replica.
+// term and applied index. DbSize is the store as Config.MaxStoreBytes
+// counts it (coordkit has no database file), DbSizeQuota that quota.
 func (s maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
 	st, err := s.n.Status(ctx)
 	if err != nil {
@@ -45,16 +75,17 @@ func (s maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb
 			}
 		}
 	}
-	// etcd reports its bbolt file; coordkit has none. The bytes of the keys
-	// and values held now stand for it (history not counted), read from
-	// this member's replica: Status costs a scan of the store.
-	if g, err := s.n.Get(ctx, "\x00", coord.WithFromKey(), coord.WithSerializable()); err == nil {
-		for _, kv := range g.KVs {
-			resp.DbSize += int64(len(kv.Key) + len(kv.Value))
+	// etcd reports its bbolt file; coordkit has none. The store as the
+	// quota counts it stands for it, summed over the shards.
+	for _, sh := range st.Shards {
+		resp.DbSize += sh.StoreBytes
+		if sh.NoSpace {
+			resp.Errors = append(resp.Errors, "memberID:"+strconv.FormatUint(s.n.ID(), 16)+" alarm:NOSPACE")
 		}
 	}
 	resp.DbSize = max(resp.DbSize, 1) // etcdctl divides by it
 	resp.DbSizeInUse = resp.DbSize
+	resp.DbSizeQuota = max(st.MaxStoreBytes, 0)
 	if st.DiskLow {
 		resp.Errors = append(resp.Errors, "coordkit: the disk holding the data directory is below its reserve; writes are refused")
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/coordtest"
 	"github.com/coordkit/coordkit/coord/httpapi"
 	"github.com/coordkit/coordkit/internal/proctest"
@@ -295,4 +297,51 @@ func TestHelpAndCompletion(t *testing.T) {
 	}
 	fails(t, "lease needs a subcommand", "lease")
 	fails(t, `unknown command "lease frob"`, "lease", "frob")
+}
+
+// TestAlarmCommands: past the quota coordctl's puts fail with the
+// NOSPACE error, alarm list shows the alarm, and after del and compact,
+// alarm disarm lets puts in again.
+func TestAlarmCommands(t *testing.T) {
+	c := coordtest.New(t, 1, coordtest.WithConfig(func(cfg *coord.Config) {
+		cfg.MaxStoreBytes, cfg.HistoryRetention = 16<<10, -1
+	}))
+	srv := httptest.NewServer(httpapi.New(c.Node(0)))
+	defer srv.Close()
+	ep := "--endpoints=" + srv.URL
+	value := strings.Repeat("v", 1024)
+	for i := 0; ; i++ {
+		code, _, errOut := ctl(t, ep, "put", fmt.Sprintf("/q/%d", i), value)
+		if code != 0 {
+			if !strings.Contains(errOut, "quota") {
+				t.Fatalf("put past the quota: %q", errOut)
+			}
+			break
+		}
+		if i > 100 {
+			t.Fatal("no refusal after 100 KiB with a 16 KiB quota")
+		}
+	}
+	if out := ok(t, ep, "alarm", "list"); out != "shard:0 alarm:NOSPACE\n" {
+		t.Fatalf("alarm list: %q", out)
+	}
+	if out := ok(t, ep, "alarm", "list", "-w", "table"); !strings.Contains(out, "| 0     | NOSPACE |") {
+		t.Fatalf("alarm list -w table:\n%s", out)
+	}
+	ok(t, ep, "del", "/q/", "--prefix")
+	var g struct {
+		Header struct {
+			Revision int64 `json:"revision"`
+		} `json:"header"`
+	}
+	json.Unmarshal([]byte(ok(t, ep, "get", "/q/x", "-w", "json")), &g)
+	ok(t, ep, "compact", strconv.FormatInt(g.Header.Revision, 10))
+	if out := ok(t, ep, "alarm", "disarm"); out != "OK\n" {
+		t.Fatalf("alarm disarm: %q", out)
+	}
+	if out := ok(t, ep, "alarm", "list"); out != "" {
+		t.Fatalf("alarm list after the disarm: %q", out)
+	}
+	ok(t, ep, "put", "/q/again", "x")
+	fails(t, "alarm needs a subcommand", ep, "alarm")
 }

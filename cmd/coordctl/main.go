@@ -263,6 +263,8 @@ var commands = []command{
 	{"member promote", "member promote NAME [--force]", "make an observer a voter", (*cli).memberPromote},
 	{"endpoint status", "endpoint status", "show each endpoint's member status", (*cli).endpointStatus},
 	{"endpoint health", "endpoint health", "check each endpoint's health", (*cli).endpointHealth},
+	{"alarm list", "alarm list", "list the alarms raised (NOSPACE: a shard at its quota)", (*cli).alarmList},
+	{"alarm disarm", "alarm disarm", "clear every alarm, once space is freed", (*cli).alarmDisarm},
 }
 
 // subcommands are the commands that take a subcommand, with the list of
@@ -272,6 +274,7 @@ var subcommands = map[string]string{
 	"endpoint": "status or health",
 	"lease":    "grant, keep-alive, revoke, timetolive or list",
 	"snapshot": "save",
+	"alarm":    "list or disarm",
 }
 
 // tree is the command tree, for dispatch, help per command and shell

@@ -86,7 +86,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		compactMode  = fs.String("auto-compaction-mode", "revision", "`mode` of automatic history compaction: revision (the only one: keep the last --auto-compaction-retention revisions of each shard)")
 		retention    = fs.Int64("auto-compaction-retention", 10000, "`revisions` of history each shard keeps for watches and old reads; 0 turns automatic compaction off")
 		snapCount    = fs.Uint64("snapshot-count", 100000, "`number` of applied entries between snapshots; the Raft log behind a snapshot is compacted")
-		diskReserve  = fs.Int64("disk-reserve-bytes", 64<<20, "free `bytes` on the data directory's filesystem below which this member takes no writes (they fail with 'disk is nearly full') until space is freed; 0 turns the check off")
+		diskReserve  = fs.Int64("disk-reserve-bytes", 64<<20, "free `bytes` on the data directory's filesystem below which this member takes no writes (they fail with 'no space: the member's disk is nearly full') until space is freed; 0 turns the check off")
+		quota        = fs.Int64("quota-backend-bytes", 0, "bound on each shard's store, in `bytes`: past it, writes that grow it are refused until the NOSPACE alarm is disarmed (0: the default, 1 GiB; negative: none)")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -206,6 +207,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	case *diskReserve != 64<<20:
 		o.cfg.DiskReserve = *diskReserve
 	}
+	o.cfg.MaxStoreBytes = *quota
 	o.cfg.HeartbeatInterval = time.Duration(*heartbeat) * time.Millisecond
 	o.cfg.ElectionTimeout = time.Duration(*election) * time.Millisecond
 

@@ -84,6 +84,12 @@ func TestParseFlagsGood(t *testing.T) {
 			expect: "TLS files, 4 shards, 50ms/750ms, debug",
 		},
 		{
+			name:   "quota",
+			args:   []string{"--quota-backend-bytes", "8388608"},
+			check:  func(o *options) bool { return o.cfg.MaxStoreBytes == 8<<20 },
+			expect: "MaxStoreBytes 8 MiB",
+		},
+		{
 			name: "observer of a fleet: seeds, admin address, grace period",
 			args: []string{"--initial-cluster-state", "existing", "--observer",
 				"--join-seeds", "http://127.0.0.1:12381, 127.0.0.1:22381", "--listen-admin-urls", "127.0.0.1:42381",

@@ -68,6 +68,9 @@
 //	POST /v1/members/remove      {"name","force"?} -> {}
 //	POST /v1/members/promote     {"name","force"?} -> {}
 //	GET  /v1/status              -> {"member","replica_id","shards":[...],"disk_low"}
+//	                                (each shard with its "store_bytes" and "nospace" alarm)
+//	GET  /v1/alarms              -> {"alarms":[{"shard","alarm":"NOSPACE"}]}
+//	POST /v1/alarms/disarm       {} -> {} (coord.Node.DisarmAlarms)
 //	GET  /v1/snapshot          ~ -> a backup (application/octet-stream), see Snapshots
 //	GET  /health                 -> 200 {"health":true} or 503 {"health":false,"reason"}
 //
@@ -250,8 +253,9 @@
 //	too_many_streams     503  see MaxStreams
 //	unavailable          503  the node is closed or the request was cancelled
 //	timeout              504
-//	no_space             507  the member's disk is nearly full (Config.DiskReserve): the
-//	                          write was not applied; another member may take it
+//	no_space             507  the write was not applied: the member's disk is nearly full
+//	                          (Config.DiskReserve; another member may take it), or the
+//	                          shard reached its quota (Config.MaxStoreBytes; NOSPACE alarm)
 //
 // A write that timed out after it was proposed may or may not have been
 // applied: its message says "outcome unknown"; read the key before retrying.

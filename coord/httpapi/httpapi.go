@@ -180,6 +180,8 @@ func New(n *coord.Node, opts ...Option) http.Handler {
 		"/v1/members/remove":    {method: http.MethodPost, serve: post(a, a.removeMember)},
 		"/v1/members/promote":   {method: http.MethodPost, serve: post(a, a.promoteMember)},
 		"/v1/status":            {method: http.MethodGet, serve: get(a.status)},
+		"/v1/alarms":            {method: http.MethodGet, serve: get(a.alarms)},
+		"/v1/alarms/disarm":     {method: http.MethodPost, serve: post(a, a.disarmAlarms)},
 		"/health":               {method: http.MethodGet, serve: a.health},
 	}
 	return a

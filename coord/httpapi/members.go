@@ -111,6 +111,8 @@ type shardStatus struct {
 	CompactRevision int64  `json:"compact_revision"`
 	AppliedIndex    uint64 `json:"applied_index"`
 	Leases          int    `json:"leases"`
+	StoreBytes      int64  `json:"store_bytes"`
+	NoSpace         bool   `json:"nospace"`
 }
 
 func (a *api) status(ctx context.Context) (any, error) {
@@ -123,6 +125,7 @@ func (a *api) status(ctx context.Context) (any, error) {
 		out.Shards = append(out.Shards, shardStatus{
 			Shard: s.Shard, Leader: s.Leader, Term: s.Term, Revision: int64(s.Revision),
 			CompactRevision: int64(s.CompactRevision), AppliedIndex: s.AppliedIndex, Leases: s.Leases,
+			StoreBytes: s.StoreBytes, NoSpace: s.NoSpace,
 		})
 	}
 	return out, nil
@@ -166,4 +169,34 @@ func (a *api) unhealthy(ctx context.Context) string {
 		return "linearizable read failed: " + err.Error()
 	}
 	return ""
+}
+
+type alarm struct {
+	Shard int    `json:"shard"`
+	Alarm string `json:"alarm"`
+}
+
+type alarmsResponse struct {
+	Alarms []alarm `json:"alarms"`
+}
+
+// alarms lists the alarms raised (coord.Node.Alarms).
+func (a *api) alarms(ctx context.Context) (any, error) {
+	as, err := a.n.Alarms(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := alarmsResponse{Alarms: make([]alarm, 0, len(as))}
+	for _, x := range as {
+		out.Alarms = append(out.Alarms, alarm{Shard: x.Shard, Alarm: x.Kind})
+	}
+	return out, nil
+}
+
+// disarmAlarms clears every alarm (coord.Node.DisarmAlarms).
+func (a *api) disarmAlarms(ctx context.Context, _ *struct{}) (any, error) {
+	if err := a.n.DisarmAlarms(ctx); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
 }
