@@ -231,11 +231,11 @@ func (m *Member) Room(ctx context.Context, s *Shard) error {
 	if q <= 0 {
 		return nil
 	}
-	v := s.View()
-	if v.Bytes() < q {
+	bytes, noSpace := s.Usage() // not s.View(): a view per write would make writes copy the trees
+	if bytes < q {
 		return nil
 	}
-	if !v.NoSpace() {
+	if !noSpace {
 		res, err := s.Propose(ctx, &sm.Command{Kind: sm.CmdAlarm, Alarm: sm.AlarmNoSpace, Activate: true})
 		if err != nil {
 			return err
@@ -244,10 +244,10 @@ func (m *Member) Room(ctx context.Context, s *Shard) error {
 			return err
 		}
 		m.Log.Warn("the shard's store reached its quota: NOSPACE alarm raised; writes that grow it are refused until it is disarmed",
-			"shard", s.Index, "bytes", v.Bytes(), "quota", q)
+			"shard", s.Index, "bytes", bytes, "quota", q)
 	}
 	return fmt.Errorf("%w: shard %d holds %d bytes, quota %d (MaxStoreBytes): delete and compact, then disarm the alarm",
-		errdefs.ErrNoSpace, s.Index, v.Bytes(), q)
+		errdefs.ErrNoSpace, s.Index, bytes, q)
 }
 
 // Go runs f in a goroutine of the member's: Shutdown and Crash wait for it

@@ -55,6 +55,16 @@ func (s *Shard) View() *sm.View {
 	return nil
 }
 
+// Usage returns the replica's store size as the quota counts it and its
+// NOSPACE alarm, as of the last batch applied (0, false before the
+// replica starts). Cheap: it takes no View.
+func (s *Shard) Usage() (bytes int64, noSpace bool) {
+	if m := s.machine.Load(); m != nil {
+		return m.Usage()
+	}
+	return 0, false
+}
+
 // Machine returns the shard's state machine (for test hooks).
 func (s *Shard) Machine() *sm.Machine { return s.machine.Load() }
 

@@ -65,6 +65,11 @@ type Machine struct {
 	// cmd is where Update decodes each entry (under mu): nothing applied
 	// keeps a pointer into it, so its slices serve every entry.
 	cmd Command
+	// bytes and noSpace are the state's, as of the last batch applied:
+	// Usage reads them without taking a View (which would make the next
+	// writes copy the trees' nodes).
+	bytes   atomic.Int64
+	noSpace atomic.Bool
 }
 
 var _ dbsm.IConcurrentStateMachine = (*Machine)(nil)
@@ -93,6 +98,11 @@ func (m *Machine) View() *View {
 	return m.view.Load()
 }
 
+// Usage returns the store's bytes as the quota counts them and whether its
+// NOSPACE alarm is raised, as of the last batch applied. It is cheap and
+// safe to call from any goroutine: it takes no View.
+func (m *Machine) Usage() (bytes int64, noSpace bool) { return m.bytes.Load(), m.noSpace.Load() }
+
 // Update applies a batch of committed entries.
 func (m *Machine) Update(entries []dbsm.Entry) ([]dbsm.Entry, error) {
 	var all []Event
@@ -105,6 +115,8 @@ func (m *Machine) Update(entries []dbsm.Entry) ([]dbsm.Entry, error) {
 		e.Result = dbsm.Result{Value: uint64(res.Code), Data: data}
 	}
 	rev := m.st.rev
+	m.bytes.Store(m.st.bytes)
+	m.noSpace.Store(m.st.noSpace)
 	m.stale.Store(true)
 	m.mu.Unlock()
 	if l := m.listener; l != nil {
@@ -127,6 +139,8 @@ func (m *Machine) Apply(index uint64, cmd []byte) (*Result, []Event) {
 	var gone []int64
 	m.mu.Lock()
 	res, _ := m.applyEntry(index, cmd, &ev, &renewed, &gone)
+	m.bytes.Store(m.st.bytes)
+	m.noSpace.Store(m.st.noSpace)
 	m.stale.Store(true)
 	m.mu.Unlock()
 	return res, ev
@@ -319,6 +333,8 @@ func (m *Machine) RecoverFromSnapshot(r io.Reader, _ []dbsm.SnapshotFile, _ <-ch
 	m.st = st
 	v := st.clone()
 	m.view.Store(v)
+	m.bytes.Store(st.bytes)
+	m.noSpace.Store(st.noSpace)
 	m.stale.Store(false)
 	m.mu.Unlock()
 	if m.listener != nil {
