@@ -345,3 +345,31 @@ func TestAlarmCommands(t *testing.T) {
 	ok(t, ep, "put", "/q/again", "x")
 	fails(t, "alarm needs a subcommand", ep, "alarm")
 }
+
+// TestTxn: coordctl txn reads etcdctl's interactive format from stdin.
+func TestTxn(t *testing.T) {
+	c := coordtest.New(t, 1)
+	srv := httptest.NewServer(httpapi.New(c.Node(0)))
+	defer srv.Close()
+	ep := "--endpoints=" + srv.URL
+	in := func(stdin string, args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := run(args, env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errOut, signals: noSignals})
+		return code, out.String(), errOut.String()
+	}
+	ok(t, ep, "put", "foo", "bar")
+	code, out, errOut := in("value(\"foo\") = \"bar\"\nversion(\"foo\") = \"1\"\n\nput foo baz qux\nget foo\n\nput foo nope\n\n", ep, "txn")
+	if code != 0 || out != "SUCCESS\n\nOK\n\nfoo\nbaz qux\n" {
+		t.Fatalf("txn: %d %q %q", code, out, errOut)
+	}
+	code, out, _ = in("mod(\"foo\") < \"2\"\n\ndel foo\n\nget foo\ndel foo\n\n", ep, "txn")
+	if code != 0 || out != "FAILURE\n\nfoo\nbaz qux\n\n1\n" {
+		t.Fatalf("failed txn: %d %q", code, out)
+	}
+	if code, _, errOut := in("what(\"foo\") = \"1\"\n\n\n", ep, "txn"); code != 1 || !strings.Contains(errOut, "bad compare") {
+		t.Fatalf("bad compare: %d %q", code, errOut)
+	}
+	if code, _, errOut := in("\nfrobnicate foo\n\n", ep, "txn"); code != 1 || !strings.Contains(errOut, "bad op") {
+		t.Fatalf("bad op: %d %q", code, errOut)
+	}
+}

@@ -153,6 +153,13 @@ func TestEndToEnd(t *testing.T) {
 	if out := ctl(eps[1], "get", "/e2e/k", "--rev", strconv.FormatInt(first.KVs[0].CreateRevision, 10)); out != "/e2e/k\nv1\n" {
 		t.Fatalf("get --rev at the key's creation: %q", out)
 	}
+	step("txn from stdin, as etcdctl's")
+	if code, out, errOut := runBinaryIn(t, coordctl, "value(\"/e2e/k\") = \"v2\"\n\nput /e2e/k v3\n\nput /e2e/k nope\n\n", eps[2], "txn"); code != 0 || out != "SUCCESS\n\nOK\n" {
+		t.Fatalf("txn: %d %q %q", code, out, errOut)
+	}
+	if out := ctl(eps[0], "get", "/e2e/k"); out != "/e2e/k\nv3\n" {
+		t.Fatalf("get after txn: %q", out)
+	}
 
 	step("lease grant, put --lease, lease timetolive --keys, through three endpoints")
 	out := ctl(eps[1], "lease", "grant", "60")
@@ -273,9 +280,16 @@ func checkHolds(t *testing.T, record string, n int) {
 // runBinary runs a binary to its end, within e2eWait.
 func runBinary(t *testing.T, bin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runBinaryIn(t, bin, "", args...)
+}
+
+// runBinaryIn is runBinary with stdin.
+func runBinaryIn(t *testing.T, bin, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

@@ -247,6 +247,7 @@ var commands = []command{
 	{"put", "put KEY VALUE [--lease ID]", "set KEY to VALUE", (*cli).put},
 	{"get", "get KEY [--prefix] [--serializable] [--limit N] [--rev R] [--keys-only] [--count-only]", "read a key or a range", (*cli).get},
 	{"del", "del KEY [--prefix]", "delete a key or a range", (*cli).del},
+	{"txn", txnUsage, "run a transaction read from stdin (etcdctl's format)", (*cli).txn},
 	{"watch", watchUsage, "print the changes to a key or a range until interrupted", (*cli).watch},
 	{"compact", compactUsage, "remove a shard's history before a revision", (*cli).compact},
 	{"lease grant", "lease grant TTL_SECONDS", "create a lease", (*cli).leaseGrant},
