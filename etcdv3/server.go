@@ -30,7 +30,8 @@
 // (every call but AuthStatus says authentication is not enabled), Put's
 // ignore_value and ignore_lease, nested Txns, compares over a range,
 // Range's min/max mod revision filters, MemberUpdate, Hash, HashKV,
-// Downgrade, and alarms (none is ever raised). Snapshot streams coordkit's
+// Downgrade, and activating an alarm (Alarm lists and disarms NOSPACE,
+// which coordkit raises itself). Snapshot streams coordkit's
 // backup format (Node.Snapshot), which coordctl and Node.Restore read,
 // not a bbolt file etcdutl could restore. MemberAdd names the new member
 // after its peer address (see Cluster).

@@ -13,18 +13,24 @@ import (
 	"github.com/coordkit/coordkit/coord/election"
 )
 
-func ExampleElection_Campaign() {
+// openNode opens a one-member cluster in a temporary directory for an
+// example; done closes it and removes the directory.
+func openNode() (n *coord.Node, done func()) {
 	dir, _ := os.MkdirTemp("", "election-example-")
-	defer os.RemoveAll(dir)
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()
 	l.Close()
-	ctx := context.Background()
-	n, err := coord.Open(ctx, coord.Config{DataDir: dir, RaftAddress: addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	n, err := coord.Open(context.Background(), coord.Config{DataDir: dir, RaftAddress: addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer n.Close()
+	return n, func() { n.Close(); os.RemoveAll(dir) }
+}
+
+func ExampleElection_Campaign() {
+	n, done := openNode()
+	defer done()
+	ctx := context.Background()
 	s, _ := n.NewSession(ctx)
 	defer s.Close(ctx)
 
@@ -38,7 +44,7 @@ func ExampleElection_Campaign() {
 	leader, _ = e.Leader(ctx)
 	fmt.Printf("leader: %s\n", leader.Value)
 	e.Resign(ctx)
-	_, err = e.Leader(ctx)
+	_, err := e.Leader(ctx)
 	fmt.Println(err)
 	// Output:
 	// leader: host-a
@@ -49,21 +55,13 @@ func ExampleElection_Campaign() {
 // Run keeps a job running on exactly one process, campaigning again
 // whenever leadership is lost; here the job ends its term itself.
 func ExampleRun() {
-	dir, _ := os.MkdirTemp("", "election-run-example-")
-	defer os.RemoveAll(dir)
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
+	n, done := openNode()
+	defer done()
 	ctx := context.Background()
-	n, err := coord.Open(ctx, coord.Config{DataDir: dir, RaftAddress: addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer n.Close()
 
 	ctx, stop := context.WithCancel(ctx)
 	terms := 0
-	err = election.Run(ctx, n, "/scheduler/leader", []byte("host-a"), func(ctx context.Context, t election.Term) error {
+	err := election.Run(ctx, n, "/scheduler/leader", []byte("host-a"), func(ctx context.Context, t election.Term) error {
 		terms++
 		fmt.Printf("term %d leads with a fence\n", terms)
 		// Work until ctx ends; it ends at once if leadership is lost.

@@ -14,18 +14,24 @@ import (
 	"github.com/coordkit/coordkit/coord/registry"
 )
 
-func ExampleRegistry_Register() {
+// openNode opens a one-member cluster in a temporary directory for an
+// example; done closes it and removes the directory.
+func openNode() (n *coord.Node, done func()) {
 	dir, _ := os.MkdirTemp("", "registry-example-")
-	defer os.RemoveAll(dir)
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()
 	l.Close()
-	ctx := context.Background()
-	n, err := coord.Open(ctx, coord.Config{DataDir: dir, RaftAddress: addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	n, err := coord.Open(context.Background(), coord.Config{DataDir: dir, RaftAddress: addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer n.Close()
+	return n, func() { n.Close(); os.RemoveAll(dir) }
+}
+
+func ExampleRegistry_Register() {
+	n, done := openNode()
+	defer done()
+	ctx := context.Background()
 
 	r := registry.New(n, "/services")
 	reg, err := r.Register(ctx, registry.Instance{Service: "billing", ID: "b1", Addr: "10.0.0.5:8080"})
@@ -46,17 +52,9 @@ func ExampleRegistry_Register() {
 // A registration that outlives its session: after a pause or a partition
 // longer than its TTL, it registers again by itself, and Events says so.
 func ExampleKeepRegistered() {
-	dir, _ := os.MkdirTemp("", "registry-keep-example-")
-	defer os.RemoveAll(dir)
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
+	n, done := openNode()
+	defer done()
 	ctx := context.Background()
-	n, err := coord.Open(ctx, coord.Config{DataDir: dir, RaftAddress: addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer n.Close()
 
 	r := registry.New(n, "/services")
 	reg, err := r.Register(ctx, registry.Instance{Service: "billing", ID: "b1", Addr: "10.0.0.5:8080"},
