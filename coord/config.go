@@ -180,6 +180,15 @@ type Config struct {
 	// Free space (delete, then Compact), then DisarmAlarms. Every member
 	// should be given the same value. Default 1 GiB; negative: no quota.
 	MaxStoreBytes int64
+	// HashCheckInterval is how often each shard's leader starts an
+	// integrity check (Node.CheckHash starts one on demand): every replica
+	// hashes the shard's state as of the check's log entry and reports the
+	// hash through Raft; when hashes differ, the shard's CORRUPT alarm is
+	// raised, naming the members whose state diverged, and every member
+	// refuses the shard's writes with ErrCorruptAlarm until the alarm is
+	// disarmed. A check costs each replica a pass over its store, off the
+	// apply path. Default 30 minutes; negative: only on demand.
+	HashCheckInterval time.Duration
 	// Logger receives this member's logs and dragonboat's. dragonboat's
 	// logging is process-wide: with several Nodes in one process, its lines
 	// go to the Logger of the Node opened last. Its Info lines are logged at
@@ -219,5 +228,5 @@ func (c *Config) settings() member.Settings {
 		RequestTimeout: c.RequestTimeout, HeartbeatInterval: c.HeartbeatInterval, ElectionTimeout: c.ElectionTimeout,
 		MaxKeyBytes: c.MaxKeyBytes, MaxValueBytes: c.MaxValueBytes, MaxTxnOps: c.MaxTxnOps, MaxRequestBytes: c.MaxRequestBytes,
 		HistoryRetention: c.HistoryRetention, SnapshotEntries: c.SnapshotEntries, CompactionOverhead: c.CompactionOverhead,
-		DiskReserve: c.DiskReserve, MaxStoreBytes: c.MaxStoreBytes, Logger: c.Logger, FS: c.testFS, DiskFree: c.testDiskFree, WrapTransport: c.testTransport}
+		DiskReserve: c.DiskReserve, MaxStoreBytes: c.MaxStoreBytes, HashCheckInterval: c.HashCheckInterval, Logger: c.Logger, FS: c.testFS, DiskFree: c.testDiskFree, WrapTransport: c.testTransport}
 }

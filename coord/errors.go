@@ -78,6 +78,14 @@ var (
 	// Config.MaxStoreBytes and its NOSPACE alarm is raised (delete and
 	// compact, then Node.DisarmAlarms).
 	ErrNoSpace = errdefs.ErrNoSpace
+	// ErrCorruptAlarm: the write was not applied because the shard's
+	// CORRUPT alarm is raised: an integrity check found members whose
+	// copies of the shard differ (Node.Alarms names them). Every member
+	// refuses the shard's writes (reads, keep-alives and membership changes
+	// go on) until the alarm is disarmed: remove the members it names and
+	// add them back with empty DataDirs, so that they copy a good replica,
+	// then Node.DisarmAlarms.
+	ErrCorruptAlarm = errdefs.ErrCorruptAlarm
 )
 
 // CompactedError is the error of a read or watch at a revision that

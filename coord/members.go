@@ -3,6 +3,7 @@ package coord
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/coordkit/coordkit/coord/internal/errdefs"
 	"github.com/coordkit/coordkit/coord/internal/members"
@@ -183,6 +184,8 @@ type ShardStatus struct {
 	// on this member's replica; NoSpace reports its NOSPACE alarm.
 	StoreBytes int64
 	NoSpace    bool
+	// Corrupt reports its CORRUPT alarm (Node.Alarms names the members).
+	Corrupt bool
 }
 
 // Status describes this member.
@@ -208,21 +211,35 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 	for _, s := range n.m.Shards {
 		v := s.View()
 		ss := ShardStatus{Shard: s.Index, Revision: Revision(v.Revision()), CompactRevision: Revision(v.CompactRevision()),
-			AppliedIndex: v.Applied(), Leases: len(v.Leases()), StoreBytes: v.Bytes(), NoSpace: v.NoSpace()}
+			AppliedIndex: v.Applied(), Leases: len(v.Leases()), StoreBytes: v.Bytes(), NoSpace: v.NoSpace(), Corrupt: len(v.Corrupt()) > 0}
 		ss.Leader, ss.Term, _ = s.Leader()
 		st.Shards = append(st.Shards, ss)
 	}
 	return st, nil
 }
 
-// AlarmNoSpace names the alarm of a shard whose store reached
-// Config.MaxStoreBytes.
-const AlarmNoSpace = "NOSPACE"
+// The kinds of alarm.
+const (
+	// AlarmNoSpace names the alarm of a shard whose store reached
+	// Config.MaxStoreBytes: writes that grow it are refused (ErrNoSpace).
+	AlarmNoSpace = "NOSPACE"
+	// AlarmCorrupt names the alarm of a shard whose replicas an integrity
+	// check found diverged (Node.CheckHash): its writes are refused
+	// (ErrCorruptAlarm).
+	AlarmCorrupt = "CORRUPT"
+)
 
 // Alarm is an alarm raised on a shard.
 type Alarm struct {
 	Shard int
-	Kind  string // AlarmNoSpace
+	Kind  string // AlarmNoSpace or AlarmCorrupt
+	// Members, for a CORRUPT alarm, names the members whose replica's
+	// hash differed from the most common one (every member that reported
+	// when no hash was the most common), by name, or by replica ID in
+	// hexadecimal for a member this one cannot name; MemberIDs holds their
+	// replica IDs, in the same order.
+	Members   []string
+	MemberIDs []uint64
 }
 
 // Alarms lists the alarms raised, by shard (linearizable: it reads every
@@ -239,21 +256,40 @@ func (n *Node) Alarms(ctx context.Context) ([]Alarm, error) {
 		if v.NoSpace() {
 			out = append(out, Alarm{Shard: s.Index, Kind: AlarmNoSpace})
 		}
+		if ids := v.Corrupt(); len(ids) > 0 {
+			out = append(out, Alarm{Shard: s.Index, Kind: AlarmCorrupt, Members: n.memberNames(ids), MemberIDs: ids})
+		}
 	}
 	return out, nil
 }
 
-// DisarmAlarms clears every alarm raised (etcdctl alarm disarm), through
-// Raft. A shard still at its quota raises its alarm again at the next
-// write that would grow it: free space first. It blocks until every
-// shard with an alarm has cleared it, or ctx ends. Errors: those of Put.
-func (n *Node) DisarmAlarms(ctx context.Context) error {
+// DisarmAlarms clears every alarm raised (etcdctl alarm disarm), or with
+// kinds (AlarmNoSpace, AlarmCorrupt) only the alarms of those kinds,
+// through Raft. A shard still at its quota raises its NOSPACE alarm again at the
+// next write that would grow it: free space first. A CORRUPT alarm is
+// raised again by the next check that finds the replicas diverged: replace
+// the members it names first. It blocks until every shard with an alarm
+// has cleared it, or ctx ends. Errors: ErrInvalidArgument for an unknown
+// kind, and those of Put.
+func (n *Node) DisarmAlarms(ctx context.Context, kinds ...string) error {
+	for _, k := range kinds {
+		if k != AlarmNoSpace && k != AlarmCorrupt {
+			return fmt.Errorf("%w: alarm kind %q", ErrInvalidArgument, k)
+		}
+	}
 	alarms, err := n.Alarms(ctx)
 	if err != nil {
 		return err
 	}
 	for _, a := range alarms {
-		res, err := n.m.Shards[a.Shard].Propose(ctx, &sm.Command{Kind: sm.CmdAlarm, Alarm: sm.AlarmNoSpace})
+		if len(kinds) > 0 && !slices.Contains(kinds, a.Kind) {
+			continue
+		}
+		kind := sm.AlarmNoSpace
+		if a.Kind == AlarmCorrupt {
+			kind = sm.AlarmCorrupt
+		}
+		res, err := n.m.Shards[a.Shard].Propose(ctx, &sm.Command{Kind: sm.CmdAlarm, Alarm: kind})
 		if err != nil {
 			return err
 		}

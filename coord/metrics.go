@@ -96,9 +96,10 @@ type ShardMetrics struct {
 	Watchers      int // watches open on this member
 	Leases        int // leases in the shard
 	// StoreBytes is the shard's store as Config.MaxStoreBytes counts it;
-	// NoSpace reports its NOSPACE alarm.
+	// NoSpace reports its NOSPACE alarm, Corrupt its CORRUPT alarm.
 	StoreBytes int64
 	NoSpace    bool
+	Corrupt    bool
 }
 
 // Histogram is a cumulative histogram: Counts[i] observations were at most
@@ -130,7 +131,7 @@ func (n *Node) Metrics() Metrics {
 		if v := s.View(); v != nil {
 			sm.Revision, sm.CompactRevision, sm.AppliedIndex = Revision(v.Revision()), Revision(v.CompactRevision()), v.Applied()
 			sm.Leases = len(v.Leases())
-			sm.StoreBytes, sm.NoSpace = v.Bytes(), v.NoSpace()
+			sm.StoreBytes, sm.NoSpace, sm.Corrupt = v.Bytes(), v.NoSpace(), len(v.Corrupt()) > 0
 		}
 		if l, _, ok := s.Leader(); ok && !n.m.Host.Closed() {
 			sm.HasLeader, sm.IsLeader = true, l == n.m.Host.ReplicaID()

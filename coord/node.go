@@ -18,6 +18,10 @@ func init() {
 	hooks.SetFS = func(cfg any, fs vfs.FS) { cfg.(*Config).testFS = fs }
 	hooks.SetDiskFree = func(cfg any, free func() (uint64, error)) { cfg.(*Config).testDiskFree = free }
 	hooks.Crash = func(node any) { node.(*Node).m.Crash() }
+	hooks.Tamper = func(node any, key string, value []byte) bool {
+		n := node.(*Node)
+		return n.m.Shards[n.ShardOf(key)].Machine().Tamper(key, value)
+	}
 	hooks.StateHashes = func(node any) (revs []int64, hashes []uint64) {
 		for _, s := range node.(*Node).m.Shards {
 			v := s.View()

@@ -3,9 +3,12 @@ package etcdv3
 import (
 	"context"
 	"io"
+	"slices"
 	"strconv"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/coordkit/coordkit/coord"
 )
 
 type maintenanceServer struct {
@@ -16,23 +19,34 @@ type maintenanceServer struct {
 // Version is the etcd API version the server reports in Status.
 const Version = "3.7.0"
 
-// Alarm lists the NOSPACE alarms (one per shard at its quota, reported
-// as this member's), or, to deactivate, disarms every alarm as
-// etcdctl alarm disarm expects. Activating one is refused: coordkit raises
-// NOSPACE itself.
+// Alarm lists the alarms: NOSPACE (once for any shard at its quota,
+// reported as this member's) and CORRUPT (once for each member an
+// integrity check found diverged, with its ID); or, to deactivate, disarms
+// the alarms of the kind asked (every kind for NONE), as etcdctl alarm
+// disarm expects. Activating one is refused: coordkit raises them itself.
 func (s maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
 	switch r.Action {
 	case pb.AlarmRequest_ACTIVATE:
 		return nil, unsupported("activating an alarm")
 	case pb.AlarmRequest_DEACTIVATE:
-		if r.Alarm != pb.AlarmType_NOSPACE && r.Alarm != pb.AlarmType_NONE {
+		var kinds []string
+		switch r.Alarm {
+		case pb.AlarmType_NONE:
+		case pb.AlarmType_NOSPACE:
+			kinds = []string{coord.AlarmNoSpace}
+		case pb.AlarmType_CORRUPT:
+			kinds = []string{coord.AlarmCorrupt}
+		default:
 			return &pb.AlarmResponse{Header: s.emptyHeader()}, nil
 		}
 		before, err := s.alarms(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if err := s.n.DisarmAlarms(ctx); err != nil {
+		before = slices.DeleteFunc(before, func(a *pb.AlarmMember) bool {
+			return r.Alarm != pb.AlarmType_NONE && a.Alarm != r.Alarm
+		})
+		if err := s.n.DisarmAlarms(ctx, kinds...); err != nil {
 			return nil, toGRPC(err)
 		}
 		return &pb.AlarmResponse{Header: s.emptyHeader(), Alarms: before}, nil
@@ -50,8 +64,22 @@ func (s maintenanceServer) alarms(ctx context.Context) ([]*pb.AlarmMember, error
 		return nil, toGRPC(err)
 	}
 	var out []*pb.AlarmMember
-	if len(as) > 0 {
-		out = append(out, &pb.AlarmMember{MemberID: s.n.ID(), Alarm: pb.AlarmType_NOSPACE})
+	noSpace, corrupt := false, map[uint64]bool{}
+	for _, a := range as {
+		switch a.Kind {
+		case coord.AlarmNoSpace:
+			if !noSpace {
+				out = append(out, &pb.AlarmMember{MemberID: s.n.ID(), Alarm: pb.AlarmType_NOSPACE})
+			}
+			noSpace = true
+		case coord.AlarmCorrupt:
+			for _, id := range a.MemberIDs {
+				if !corrupt[id] {
+					out = append(out, &pb.AlarmMember{MemberID: id, Alarm: pb.AlarmType_CORRUPT})
+				}
+				corrupt[id] = true
+			}
+		}
 	}
 	return out, nil
 }
@@ -81,6 +109,9 @@ func (s maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb
 		resp.DbSize += sh.StoreBytes
 		if sh.NoSpace {
 			resp.Errors = append(resp.Errors, "memberID:"+strconv.FormatUint(s.n.ID(), 16)+" alarm:NOSPACE")
+		}
+		if sh.Corrupt {
+			resp.Errors = append(resp.Errors, "shard "+strconv.Itoa(sh.Shard)+" alarm:CORRUPT (see etcdctl alarm list)")
 		}
 	}
 	resp.DbSize = max(resp.DbSize, 1) // etcdctl divides by it

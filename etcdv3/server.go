@@ -138,6 +138,7 @@ func toGRPC(err error) error {
 		{coord.ErrOutcomeUnknown, rpctypes.ErrGRPCTimeout},
 		{coord.ErrClosed, rpctypes.ErrGRPCStopped},
 		{coord.ErrCorrupt, rpctypes.ErrGRPCCorrupt},
+		{coord.ErrCorruptAlarm, rpctypes.ErrGRPCCorrupt},
 		{coord.ErrMemberExists, rpctypes.ErrGRPCMemberExist},
 		{coord.ErrMemberNotFound, rpctypes.ErrGRPCMemberNotFound},
 		{coord.ErrQuorum, rpctypes.ErrGRPCUnhealthy},

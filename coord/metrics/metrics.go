@@ -23,6 +23,9 @@
 //	coordkit_shard_leader_changes_total      leader changes seen by this member
 //	coordkit_shard_watchers                  watches open on this member
 //	coordkit_shard_leases                    leases in the shard
+//	coordkit_shard_store_bytes               the shard's store as the quota counts it
+//	coordkit_shard_alarm_nospace             1 while the NOSPACE alarm is raised
+//	coordkit_shard_alarm_corrupt             1 while the CORRUPT alarm is raised
 //
 // The package lives apart from coord so that only applications that export
 // to Prometheus link its client library.
@@ -46,6 +49,7 @@ type collector struct {
 	revision, compacted, applied       *prometheus.Desc
 	hasLeader, isLeader, leaderChanges *prometheus.Desc
 	watchers, leases                   *prometheus.Desc
+	storeBytes, noSpace, corrupt       *prometheus.Desc
 	transport                          []*prometheus.Desc // refused, bad handshakes, bad frames, chunks received
 	peer                               []peerDesc
 }
@@ -118,12 +122,16 @@ func NewCollector(n *coord.Node) prometheus.Collector {
 		leaderChanges:  desc("shard_leader_changes_total", "Leader changes of the shard seen by this member.", true),
 		watchers:       desc("shard_watchers", "Watches open on this member.", true),
 		leases:         desc("shard_leases", "Leases in the shard.", true),
+		storeBytes:     desc("shard_store_bytes", "The shard's store as Config.MaxStoreBytes counts it.", true),
+		noSpace:        desc("shard_alarm_nospace", "1 while the shard's NOSPACE alarm is raised: writes that grow it are refused.", true),
+		corrupt:        desc("shard_alarm_corrupt", "1 while the shard's CORRUPT alarm is raised: its replicas diverged and its writes are refused.", true),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.proposals, c.failures, c.retries, c.proposeSeconds, c.applySeconds, c.reapSeconds, c.sessions, c.diskLow,
-		c.revision, c.compacted, c.applied, c.hasLeader, c.isLeader, c.leaderChanges, c.watchers, c.leases} {
+		c.revision, c.compacted, c.applied, c.hasLeader, c.isLeader, c.leaderChanges, c.watchers, c.leases,
+		c.storeBytes, c.noSpace, c.corrupt} {
 		ch <- d
 	}
 	for _, d := range c.transport {
@@ -161,6 +169,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.leaderChanges, prometheus.CounterValue, float64(s.LeaderChanges), shard)
 		gauge(c.watchers, float64(s.Watchers))
 		gauge(c.leases, float64(s.Leases))
+		gauge(c.storeBytes, float64(s.StoreBytes))
+		gauge(c.noSpace, b2f(s.NoSpace))
+		gauge(c.corrupt, b2f(s.Corrupt))
 	}
 	t := m.Transport
 	for i, v := range []uint64{t.RefusedConnections, t.BadHandshakes, t.BadFrames, t.SnapshotChunksReceived} {

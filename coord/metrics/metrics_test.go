@@ -96,6 +96,12 @@ func TestCollectorReportsWhatTheMemberDid(t *testing.T) {
 	if v := value(t, fams, "coordkit_shard_leases"); v != 1 {
 		t.Fatalf("shard_leases %v, want 1", v)
 	}
+	if v := value(t, fams, "coordkit_shard_store_bytes"); v != float64(st.Shards[0].StoreBytes) || v <= 0 {
+		t.Fatalf("shard_store_bytes %v, want %d", v, st.Shards[0].StoreBytes)
+	}
+	if a, b := value(t, fams, "coordkit_shard_alarm_nospace"), value(t, fams, "coordkit_shard_alarm_corrupt"); a != 0 || b != 0 {
+		t.Fatalf("alarms %v %v with none raised", a, b)
+	}
 	// Exactly one member leads, every member knows a leader, and a forced
 	// change of leader is counted.
 	leaders := 0.0

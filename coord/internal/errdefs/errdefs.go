@@ -32,6 +32,7 @@ var (
 	ErrInvalidConfig   = errors.New("coord: invalid config")
 	ErrCorrupt         = errors.New("coord: corrupt data in DataDir")
 	ErrNoSpace         = errors.New("coord: no space")
+	ErrCorruptAlarm    = errors.New("coord: shard writes stopped by a CORRUPT alarm")
 )
 
 // ErrInvalidArgument is coord.ErrInvalidArgument.

@@ -48,3 +48,8 @@ var Crash func(node any)
 // StateHashes returns, for a *coord.Node, the revision and state hash of
 // each of its shard replicas. Set by package coord at init.
 var StateHashes func(node any) (revs []int64, hashes []uint64)
+
+// Tamper sets key's value on one replica of a *coord.Node alone, outside
+// Raft, and reports whether key was live: a replica that diverged, for the
+// tests of the integrity check. Set by package coord at init.
+var Tamper func(node any, key string, value []byte) bool

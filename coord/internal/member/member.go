@@ -26,6 +26,7 @@ import (
 	"github.com/coordkit/coordkit/coord/internal/boot"
 	"github.com/coordkit/coordkit/coord/internal/compactor"
 	"github.com/coordkit/coordkit/coord/internal/errdefs"
+	"github.com/coordkit/coordkit/coord/internal/integrity"
 	"github.com/coordkit/coordkit/coord/internal/lease"
 	"github.com/coordkit/coordkit/coord/internal/members"
 	"github.com/coordkit/coordkit/coord/internal/meta"
@@ -63,18 +64,20 @@ type Member struct {
 // sm.Listener).
 type Shard struct {
 	*raftnode.Shard
-	Hub    *watch.Hub
-	Keeper *lease.Keeper
+	Hub     *watch.Hub
+	Keeper  *lease.Keeper
+	Checker *integrity.Checker
 }
 
 // The shard's sm.Listener: watchers follow its events, the keeper its
-// leases.
+// leases, the checker its integrity checks.
 
 func (s *Shard) Applied(rev int64, events []sm.Event)     { s.Hub.Applied(rev, events) }
 func (s *Shard) Recovered(v *sm.View)                     { s.Hub.Recovered(v) }
 func (s *Shard) LeaseRenewed(id, ttl int64, renew uint64) { s.Keeper.LeaseRenewed(id, ttl, renew) }
 func (s *Shard) LeaseGone(id int64)                       { s.Keeper.LeaseGone(id) }
 func (s *Shard) LeasesReset(leases []sm.LeaseInfo)        { s.Keeper.LeasesReset(leases) }
+func (s *Shard) HashCheck(index uint64, v *sm.View)       { s.Checker.Requested(index, v) }
 
 // Open starts a member, as coord.Open documents; given is the Config as
 // the caller gave it, before defaults.
@@ -173,6 +176,7 @@ func (m *Member) newShard(i int) *Shard {
 	s.Hub = watch.NewHub(c.Name, func() *sm.View { return s.View() })
 	s.Keeper = lease.NewKeeper(s, lease.Config{Self: m.file.ReplicaID, Period: min(c.HeartbeatInterval, 100*time.Millisecond),
 		ElectionTimeout: c.ElectionTimeout, RequestTimeout: c.RequestTimeout, Logger: m.Log.With("shard", i)})
+	s.Checker = integrity.New(s, m.file.ReplicaID, c.RequestTimeout, m.Log.With("shard", i))
 	return s
 }
 
@@ -183,6 +187,7 @@ func (m *Member) startWork() {
 	c, ctx := &m.Cfg, m.Host.Context()
 	for _, s := range m.Shards {
 		m.Go(func() { s.Keeper.Run(ctx) })
+		m.Go(func() { s.Checker.Run(ctx, c.HashCheckInterval) })
 		if c.HistoryRetention >= 0 {
 			m.Go(func() { compactor.Run(ctx, s, c.HistoryRetention, c.RequestTimeout, m.Log.With("shard", s.Index)) })
 		}

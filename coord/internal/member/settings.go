@@ -38,6 +38,7 @@ type Settings struct {
 	SnapshotEntries, CompactionOverhead                    uint64
 	DiskReserve                                            int64
 	MaxStoreBytes                                          int64
+	HashCheckInterval                                      time.Duration
 	Logger                                                 *slog.Logger
 
 	// Test hooks (coord/internal/hooks): nil in production.
@@ -66,6 +67,7 @@ const (
 	DefaultObserverGrace     = time.Minute
 	DefaultDiskReserve       = 64 << 20
 	DefaultMaxStoreBytes     = 1 << 30
+	DefaultHashCheck         = 30 * time.Minute
 )
 
 // WithDefaults returns a copy of c with every zero field filled, and the
@@ -92,7 +94,8 @@ func (c Settings) WithDefaults() Settings {
 		p *time.Duration
 		v time.Duration
 	}{{&c.RequestTimeout, DefaultRequestTimeout}, {&c.HeartbeatInterval, DefaultHeartbeat},
-		{&c.ElectionTimeout, DefaultElection}, {&c.ObserverGracePeriod, DefaultObserverGrace}} {
+		{&c.ElectionTimeout, DefaultElection}, {&c.ObserverGracePeriod, DefaultObserverGrace},
+		{&c.HashCheckInterval, DefaultHashCheck}} {
 		if *d.p == 0 {
 			*d.p = d.v
 		}

@@ -33,7 +33,7 @@ func TestWithDefaultsFillsEveryDefaultAndCopies(t *testing.T) {
 		ObserverGracePeriod: DefaultObserverGrace, MaxKeyBytes: DefaultMaxKeyBytes, MaxValueBytes: DefaultMaxValueBytes,
 		MaxTxnOps: DefaultMaxTxnOps, MaxRequestBytes: DefaultMaxRequestBytes, HistoryRetention: DefaultHistoryRetention,
 		SnapshotEntries: DefaultSnapshotEntries, CompactionOverhead: DefaultCompactionOverhad, DiskReserve: DefaultDiskReserve,
-		MaxStoreBytes: DefaultMaxStoreBytes}
+		MaxStoreBytes: DefaultMaxStoreBytes, HashCheckInterval: DefaultHashCheck}
 	got := d
 	got.InitialCluster, got.Logger, got.JoinSeeds = nil, nil, nil
 	if !reflect.DeepEqual(got, want) {

@@ -79,6 +79,10 @@ func (c *Manager) names(v *sm.View) map[uint64]string {
 	return names
 }
 
+// Names maps every known member's replica ID to its name, from this
+// member's replica of shard 0 (no network).
+func (c *Manager) Names() map[uint64]string { return c.names(c.host.Shards()[0].View()) }
+
 // describe lists m's members (without Reachable), ordered by ID.
 func (c *Manager) Describe(m *raftnode.Membership) []Member {
 	names := c.names(c.host.Shards()[0].View())

@@ -23,6 +23,7 @@ func (quiet) LeaseRenewed(int64, int64, uint64) {}
 func (quiet) LeaseGone(int64)                   {}
 func (quiet) LeasesReset([]sm.LeaseInfo)        {}
 func (quiet) Recovered(*sm.View)                {}
+func (quiet) HashCheck(uint64, *sm.View)        {}
 
 // startOne starts a 1-member Host on a free loopback port in a temporary
 // directory, with cfg's timings (defaults where zero), and runs it. The

@@ -13,8 +13,8 @@ const (
 	// reqVersion starts a command that carries a request ID (Client, Seq).
 	reqVersion = 2
 	// snapshotVersion 2 adds the request table to version 1; 3 the NOSPACE
-	// alarm.
-	snapshotVersion = 3
+	// alarm; 4 the integrity check and the CORRUPT alarm.
+	snapshotVersion = 4
 )
 
 // errDecode is returned for any malformed input; decoders never panic.
@@ -168,6 +168,11 @@ func EncodeCommand(c *Command) []byte {
 	case CmdAlarm:
 		e.u8(c.Alarm)
 		e.flag(c.Activate)
+	case CmdHashCheck:
+	case CmdHashReport:
+		e.uvar(c.Check)
+		e.uvar(c.Replica)
+		e.uvar(c.Hash)
 	case CmdExpire:
 		e.uvar(uint64(len(c.Expire)))
 		for _, it := range c.Expire {
@@ -279,6 +284,11 @@ func decodeCommandInto(c *Command, b []byte) error {
 	case CmdAlarm:
 		c.Alarm = d.u8()
 		c.Activate = d.flag()
+	case CmdHashCheck:
+	case CmdHashReport:
+		c.Check = d.uvar()
+		c.Replica = d.uvar()
+		c.Hash = d.uvar()
 	case CmdExpire:
 		n := d.count()
 		if n > 0 {

@@ -46,11 +46,13 @@ func sampleCommands() []*sm.Command {
 		{Kind: sm.CmdMember, Member: sm.MemberRecord{ID: math.MaxUint64, Name: "x"}},
 		{Kind: sm.CmdAlarm, Alarm: sm.AlarmNoSpace, Activate: true},
 		{Kind: sm.CmdAlarm, Alarm: 200},
+		{Kind: sm.CmdHashCheck},
+		{Kind: sm.CmdHashReport, Check: 12, Replica: 3, Hash: math.MaxUint64},
 	}
 }
 
 // lastKind is the highest command kind the package defines.
-const lastKind = sm.CmdAlarm
+const lastKind = sm.CmdHashReport
 
 func TestCommandRoundTrip(t *testing.T) {
 	kinds := map[uint8]bool{}

@@ -24,6 +24,8 @@ func (c Code) Err() error {
 		return fmt.Errorf("%w: the write was applied once, but its result was too large to keep for the retry that asked", errdefs.ErrOutcomeUnknown)
 	case CodeNoSpace:
 		return fmt.Errorf("%w: the shard's store is at its quota (NOSPACE alarm): delete and compact, then disarm the alarm", errdefs.ErrNoSpace)
+	case CodeCorrupt:
+		return fmt.Errorf("%w: an integrity check found this shard's replicas diverged; replace the members the alarm names, then disarm it", errdefs.ErrCorruptAlarm)
 	case CodeStale:
 		return fmt.Errorf("%w: the write was overtaken by a later one of the same client", errdefs.ErrOutcomeUnknown)
 	}

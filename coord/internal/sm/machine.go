@@ -39,6 +39,11 @@ type Listener interface {
 	// revision may have jumped forward with no events. Anyone following
 	// events must re-read what they missed from v's history.
 	Recovered(v *View)
+	// HashCheck reports that the integrity check at Raft index index
+	// started: v is the state as of that entry, to hash (v.Hash, which
+	// takes time in proportion to the store: not on the apply goroutine)
+	// and report in a CmdHashReport.
+	HashCheck(index uint64, v *View)
 }
 
 type applyCtx struct {
@@ -103,15 +108,28 @@ func (m *Machine) View() *View {
 // safe to call from any goroutine: it takes no View.
 func (m *Machine) Usage() (bytes int64, noSpace bool) { return m.bytes.Load(), m.noSpace.Load() }
 
+// batch is what a batch's entries produced for the listener.
+type batch struct {
+	events  []Event
+	renewed []lease
+	gone    []int64
+	checks  []checkView
+}
+
+// checkView is a view of the state as of a CmdHashCheck, for the replica
+// to hash.
+type checkView struct {
+	index uint64
+	view  *View
+}
+
 // Update applies a batch of committed entries.
 func (m *Machine) Update(entries []dbsm.Entry) ([]dbsm.Entry, error) {
-	var all []Event
-	var renewed []lease
-	var gone []int64
+	var b batch
 	m.mu.Lock()
 	for i := range entries {
 		e := &entries[i]
-		res, data := m.applyEntry(e.Index, e.Cmd, &all, &renewed, &gone)
+		res, data := m.applyEntry(e.Index, e.Cmd, &b)
 		e.Result = dbsm.Result{Value: uint64(res.Code), Data: data}
 	}
 	rev := m.st.rev
@@ -120,13 +138,16 @@ func (m *Machine) Update(entries []dbsm.Entry) ([]dbsm.Entry, error) {
 	m.stale.Store(true)
 	m.mu.Unlock()
 	if l := m.listener; l != nil {
-		for _, le := range renewed {
+		for _, le := range b.renewed {
 			l.LeaseRenewed(le.id, le.ttl, le.renew)
 		}
-		for _, id := range gone {
+		for _, id := range b.gone {
 			l.LeaseGone(id)
 		}
-		l.Applied(rev, all)
+		l.Applied(rev, b.events)
+		for _, c := range b.checks {
+			l.HashCheck(c.index, c.view)
+		}
 	}
 	return entries, nil
 }
@@ -134,20 +155,18 @@ func (m *Machine) Update(entries []dbsm.Entry) ([]dbsm.Entry, error) {
 // Apply applies one encoded command at Raft index index and returns its
 // result and events. It is the pure core of Update, exported for tests.
 func (m *Machine) Apply(index uint64, cmd []byte) (*Result, []Event) {
-	var ev []Event
-	var renewed []lease
-	var gone []int64
+	var b batch
 	m.mu.Lock()
-	res, _ := m.applyEntry(index, cmd, &ev, &renewed, &gone)
+	res, _ := m.applyEntry(index, cmd, &b)
 	m.bytes.Store(m.st.bytes)
 	m.noSpace.Store(m.st.noSpace)
 	m.stale.Store(true)
 	m.mu.Unlock()
-	return res, ev
+	return res, b.events
 }
 
 // applyEntry applies one entry and returns its result, decoded and encoded.
-func (m *Machine) applyEntry(index uint64, raw []byte, all *[]Event, renewed *[]lease, gone *[]int64) (*Result, []byte) {
+func (m *Machine) applyEntry(index uint64, raw []byte, b *batch) (*Result, []byte) {
 	s := m.st
 	s.applied = index
 	cmd := &m.cmd
@@ -181,9 +200,14 @@ func (m *Machine) applyEntry(index uint64, raw []byte, all *[]Event, renewed *[]
 	if len(t.events) > 1 {
 		slices.SortStableFunc(t.events, func(a, b Event) int { return strings.Compare(a.KV.Key, b.KV.Key) })
 	}
-	*all = append(*all, t.events...)
-	*renewed = append(*renewed, t.leaseRenewed...)
-	*gone = append(*gone, t.leaseGone...)
+	b.events = append(b.events, t.events...)
+	b.renewed = append(b.renewed, t.leaseRenewed...)
+	b.gone = append(b.gone, t.leaseGone...)
+	if cmd.Kind == CmdHashCheck && res.Code == CodeOK {
+		// The state as of this entry, whatever the batch applies after
+		// it: a clone is O(1).
+		b.checks = append(b.checks, checkView{index: index, view: s.clone()})
+	}
 	data := EncodeResult(res)
 	// Only a request that may have changed the state is remembered: one
 	// refused changed nothing, so applying a retry of it is safe.
@@ -194,6 +218,9 @@ func (m *Machine) applyEntry(index uint64, raw []byte, all *[]Event, renewed *[]
 }
 
 func (s *state) apply(t *applyCtx, cmd *Command, index uint64) *Result {
+	if len(s.corrupt) > 0 && changesStore(cmd) {
+		return &Result{Code: CodeCorrupt}
+	}
 	switch cmd.Kind {
 	case CmdTxn:
 		if dupKeys(&cmd.Txn) {
@@ -204,10 +231,20 @@ func (s *state) apply(t *applyCtx, cmd *Command, index uint64) *Result {
 		}
 		return s.applyTxn(t, &cmd.Txn, index)
 	case CmdAlarm:
-		if cmd.Alarm != AlarmNoSpace {
+		switch {
+		case cmd.Alarm == AlarmNoSpace:
+			s.noSpace = cmd.Activate
+		case cmd.Alarm == AlarmCorrupt && !cmd.Activate:
+			s.clearCorrupt()
+		default: // a CORRUPT alarm is raised by reports only
 			return &Result{Code: CodeBadCommand}
 		}
-		s.noSpace = cmd.Activate
+		return &Result{}
+	case CmdHashCheck:
+		s.startCheck(index)
+		return &Result{}
+	case CmdHashReport:
+		s.report(cmd.Check, cmd.Replica, cmd.Hash)
 		return &Result{}
 	case CmdCompact:
 		switch {
@@ -391,6 +428,7 @@ func (v *View) WriteTo(w io.Writer, done <-chan struct{}) error {
 		return true
 	})
 	e.flag(v.st.noSpace)
+	encodeIntegrity(e, &v.st)
 	// Every version, live or past, in key order and newest first: the
 	// layout of snapshot versions 1 and 2, from before live versions were
 	// kept apart from the history.
@@ -472,6 +510,9 @@ func decodeSnapshot(b []byte) (*state, error) {
 	}
 	if version >= 3 {
 		s.noSpace = d.flag()
+	}
+	if version >= 4 {
+		decodeIntegrity(d, s)
 	}
 	n = d.count()
 	var last rec

@@ -424,7 +424,7 @@ func TestViewIsImmutable(t *testing.T) {
 func TestBadCommandChangesNothing(t *testing.T) {
 	h, _ := historyScenario(t)
 	hash, rev := h.view().Hash(), h.view().Revision()
-	for i, b := range [][]byte{nil, {}, {2, 1}, {1, 9}, {1, sm.CmdTxn, 0, 0, 0, 0}, {1, sm.CmdGrant}} {
+	for i, b := range [][]byte{nil, {}, {2, 1}, {1, 99}, {1, sm.CmdTxn, 0, 0, 0, 0}, {1, sm.CmdGrant}} {
 		h.idx += 2
 		res, ev := h.m.Apply(h.idx, b)
 		if res.Code != sm.CodeBadCommand || res.Revision != rev || len(ev) != 0 {

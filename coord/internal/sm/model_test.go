@@ -25,6 +25,13 @@ type model struct {
 	leases       map[int64]sm.LeaseInfo
 	members      map[uint64]sm.MemberRecord
 	noSpace      bool
+	// The integrity check: the current check's index (0: none), its
+	// reports by replica, whether the CORRUPT alarm was cleared since it
+	// started, and whether the alarm is raised.
+	check    uint64
+	reports  map[uint64]uint64
+	disarmed bool
+	corrupt  bool
 }
 
 func newModel() *model {
@@ -179,6 +186,9 @@ func (m *model) revoke(id int64) []sm.Event {
 func (m *model) apply(index uint64, c *sm.Command) (*sm.Result, []sm.Event) {
 	res := &sm.Result{}
 	var evs []sm.Event
+	if m.corrupt && m.changes(c) {
+		return &sm.Result{Code: sm.CodeCorrupt, Revision: m.rev}, nil
+	}
 	switch c.Kind {
 	case sm.CmdTxn:
 		for _, ops := range [][]sm.Op{c.Txn.Then, c.Txn.Else} {
@@ -309,15 +319,46 @@ func (m *model) apply(index uint64, c *sm.Command) (*sm.Result, []sm.Event) {
 		}
 		m.members[c.Member.ID] = c.Member
 	case sm.CmdAlarm:
-		if c.Alarm != sm.AlarmNoSpace {
+		switch {
+		case c.Alarm == sm.AlarmNoSpace:
+			m.noSpace = c.Activate
+		case c.Alarm == sm.AlarmCorrupt && !c.Activate:
+			m.corrupt, m.disarmed = false, true
+		default:
 			res.Code = sm.CodeBadCommand
+		}
+	case sm.CmdHashCheck:
+		m.check, m.reports, m.disarmed = index, map[uint64]uint64{}, false
+	case sm.CmdHashReport:
+		if _, dup := m.reports[c.Replica]; c.Check != m.check || m.check == 0 || m.disarmed || c.Replica == 0 || dup {
 			break
 		}
-		m.noSpace = c.Activate
+		m.reports[c.Replica] = c.Hash
+		for _, h := range m.reports {
+			if h != c.Hash {
+				m.corrupt = true
+			}
+		}
 	}
 	m.write(evs)
 	res.Revision = m.rev
 	return res, m.events[m.rev][:len(evs):len(evs)]
+}
+
+// changes reports whether c would change the store: what the CORRUPT
+// alarm refuses.
+func (m *model) changes(c *sm.Command) bool {
+	switch c.Kind {
+	case sm.CmdTxn:
+		for _, op := range append(slices.Clip(c.Txn.Then), c.Txn.Else...) {
+			if op.Kind != sm.OpRange {
+				return true
+			}
+		}
+	case sm.CmdCompact, sm.CmdGrant, sm.CmdRevoke, sm.CmdExpire:
+		return true
+	}
+	return false
 }
 
 func (m *model) leaseList() []sm.LeaseInfo {
@@ -429,6 +470,24 @@ func (g *gen) command() *sm.Command {
 	if g.m.noSpace && g.rng.Intn(20) == 0 { // an alarm lasts about 20 commands
 		return &sm.Command{Kind: sm.CmdAlarm, Alarm: sm.AlarmNoSpace}
 	}
+	if g.m.corrupt && g.rng.Intn(20) == 0 {
+		return &sm.Command{Kind: sm.CmdAlarm, Alarm: sm.AlarmCorrupt}
+	}
+	switch n := g.rng.Intn(200); {
+	case n == 0:
+		return &sm.Command{Kind: sm.CmdHashCheck}
+	case n < 4 && g.m.check != 0:
+		// A report of replica 1-3, for the current check or an older one,
+		// mostly agreeing.
+		c := &sm.Command{Kind: sm.CmdHashReport, Check: g.m.check, Replica: uint64(g.rng.Intn(4)), Hash: 7}
+		if g.rng.Intn(8) == 0 {
+			c.Check--
+		}
+		if g.rng.Intn(6) == 0 {
+			c.Hash = 8
+		}
+		return c
+	}
 	switch n := g.rng.Intn(100); {
 	case n < 58:
 		c := &sm.Command{Kind: sm.CmdTxn}
@@ -497,6 +556,9 @@ func checkAgainstModel(t *testing.T, step int, v *sm.View, m *model, g *gen) {
 	}
 	if got, want := v.Leases(), m.leaseList(); !slices.Equal(got, want) && len(got)+len(want) > 0 {
 		t.Fatalf("step %d: leases %v, model %v", step, got, want)
+	}
+	if got := len(v.Corrupt()) > 0; got != m.corrupt {
+		t.Fatalf("step %d: CORRUPT alarm %v, model %v", step, got, m.corrupt)
 	}
 	var members []sm.MemberRecord
 	for _, mr := range m.members {

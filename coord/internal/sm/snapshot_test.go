@@ -277,7 +277,7 @@ func TestSnapshotRecoverErrors(t *testing.T) {
 	bad := func(i int, v byte) []byte { c := slices.Clone(snap); c[i] = v; return c }
 	try("bad magic", bad(0, 'X'))
 	try("version 0", bad(4, 0))
-	try("version 4", bad(4, 4))
+	try("version 5", bad(4, 5))
 	try("trailing byte", append(slices.Clone(snap), 0))
 	try("empty", nil)
 	if err := victim.m.RecoverFromSnapshot(failReader{}, nil, nil); err == nil {

@@ -132,6 +132,11 @@ type state struct {
 	// member that found the store at its quota; while it is raised,
 	// commands that grow the store are refused (CodeNoSpace).
 	noSpace bool
+	// check is the latest integrity check (see integrity.go), nil before
+	// the first; corrupt, when not empty, is the CORRUPT alarm: the
+	// replicas a check found diverged.
+	check   *check
+	corrupt []uint64
 }
 
 // Bytes the quota counts per version, tombstone and lease beside keys and
@@ -165,6 +170,7 @@ func (s *state) clone() *View {
 		cur: s.cur.Clone(), hist: s.hist.Clone(), byRev: s.byRev.Clone(),
 		leases: s.leases.Clone(), attached: s.attached.Clone(), members: s.members.Clone(),
 		requests: s.requests.Clone(), bytes: s.bytes, noSpace: s.noSpace,
+		check: s.check, corrupt: s.corrupt,
 	}}
 }
 

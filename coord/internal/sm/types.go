@@ -59,12 +59,19 @@ const (
 	// CodeNoSpace: the shard's NOSPACE alarm is raised, and the command
 	// would grow the store (a Txn with a put, a grant).
 	CodeNoSpace
+	// CodeCorrupt: the shard's CORRUPT alarm is raised (its replicas'
+	// states differ), and the command would change the store.
+	CodeCorrupt
 )
 
 // Alarms (Command.Alarm).
 const (
 	// AlarmNoSpace: the store reached its quota; see CodeNoSpace.
 	AlarmNoSpace uint8 = 1
+	// AlarmCorrupt: an integrity check found replicas whose states differ;
+	// see CodeCorrupt. Only reports raise it (CmdHashReport); CmdAlarm
+	// clears it.
+	AlarmCorrupt uint8 = 2
 )
 
 // Compare targets and results, the same set etcd's Txn offers.
@@ -161,6 +168,13 @@ const (
 	CmdMember
 	// CmdAlarm raises (Activate) or clears an alarm.
 	CmdAlarm
+	// CmdHashCheck starts an integrity check: every replica that applies
+	// it hashes its state as of that entry (Listener.HashCheck) and
+	// proposes the hash in a CmdHashReport.
+	CmdHashCheck
+	// CmdHashReport is one replica's hash for the check at Raft index
+	// Check; a hash that differs from others raises the CORRUPT alarm.
+	CmdHashReport
 )
 
 // Command is the decoded form of one Raft entry.
@@ -181,6 +195,9 @@ type Command struct {
 	Member   MemberRecord // CmdMember
 	Alarm    uint8        // CmdAlarm
 	Activate bool         // CmdAlarm
+	Check    uint64       // CmdHashReport: the check's Raft index
+	Replica  uint64       // CmdHashReport: the reporting replica's ID
+	Hash     uint64       // CmdHashReport
 }
 
 // MemberRecord names a member that joined after the cluster was founded

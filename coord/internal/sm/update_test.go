@@ -18,6 +18,12 @@ type recorder struct {
 	recovered []*sm.View
 	events    [][]sm.Event
 	reset     [][]sm.LeaseInfo
+	checks    []hashCheck
+}
+
+type hashCheck struct {
+	index uint64
+	view  *sm.View
 }
 
 func (r *recorder) Applied(rev int64, events []sm.Event) {
@@ -33,6 +39,10 @@ func (r *recorder) Recovered(v *sm.View) {
 	r.recovered = append(r.recovered, v)
 }
 func (r *recorder) LeaseGone(id int64) { r.log = append(r.log, fmt.Sprintf("gone %d", id)) }
+func (r *recorder) HashCheck(index uint64, v *sm.View) {
+	r.log = append(r.log, fmt.Sprintf("check %d", index))
+	r.checks = append(r.checks, hashCheck{index, v})
+}
 func (r *recorder) LeasesReset(l []sm.LeaseInfo) {
 	r.log = append(r.log, fmt.Sprintf("reset %v", l))
 	r.reset = append(r.reset, l)

@@ -23,6 +23,7 @@ type hubListener struct{ *Hub }
 func (hubListener) LeaseRenewed(int64, int64, uint64) {}
 func (hubListener) LeaseGone(int64)                   {}
 func (hubListener) LeasesReset([]sm.LeaseInfo)        {}
+func (hubListener) HashCheck(uint64, *sm.View)        {}
 
 func newReplica() *replica {
 	r := &replica{}
