@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"slices"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,8 +34,12 @@ func toRef(e coord.Event) refEvent {
 type history struct {
 	events []refEvent
 	final  int64
-	byKey  map[string][]refEvent
-	perRev map[int64]int
+	// compacted is the oldest revision readable at the end: 1, or the
+	// revision the run compacted to, the events before which were read back
+	// before the compaction (see compactions).
+	compacted int64
+	byKey     map[string][]refEvent
+	perRev    map[int64]int
 }
 
 // stateAt returns a key's value at revision rev.
@@ -76,13 +82,19 @@ func settle(t testing.TB, c *coordtest.Cluster, rep *Report) {
 	rep.violate("replicas differ after settling: revisions %v, state hashes %v", revs, hashes)
 }
 
-// reference reads the committed history back through a watch from
-// revision 1 on member 0.
-func reference(t testing.TB, c *coordtest.Cluster) *history {
+// reference reads the committed history back through a watch on member
+// 0: from revision 1, or, when the run compacted (cp), from the
+// compaction on, after the events cp read back before compacting.
+func reference(t testing.TB, c *coordtest.Cluster, cp *compactions) *history {
 	t.Helper()
 	revs, _ := hooks.StateHashes(c.Node(0))
 	h := &history{final: revs[0], byKey: map[string][]refEvent{}, perRev: map[int64]int{}}
-	h.events = watchRange(t, c.Node(0), 1, h.final)
+	h.compacted, h.events = cp.from, cp.events
+	rest, err := watchRange(c.Node(0), h.compacted, h.final)
+	if err != nil {
+		t.Fatalf("reading history back: %v", err)
+	}
+	h.events = append(slices.Clip(h.events), rest...)
 	for _, e := range h.events {
 		h.byKey[e.key] = append(h.byKey[e.key], e)
 		h.perRev[e.rev]++
@@ -91,28 +103,26 @@ func reference(t testing.TB, c *coordtest.Cluster) *history {
 }
 
 // watchRange collects the events of revisions [from, to] under /rob/.
-func watchRange(t testing.TB, n *coord.Node, from, to int64) []refEvent {
-	t.Helper()
+func watchRange(n *coord.Node, from, to int64) ([]refEvent, error) {
 	var out []refEvent
 	if from > to {
-		return nil
+		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	w := n.Watch(ctx, "/rob/", coord.WithPrefix(), coord.WithRev(coord.Revision(from)), coord.WithProgressNotify(100*time.Millisecond))
 	for r := range w {
 		if err := r.Err(); err != nil {
-			t.Fatalf("reading history back: %v", err)
+			return nil, err
 		}
 		for _, e := range r.Events {
 			out = append(out, toRef(e))
 		}
 		if int64(r.Header.Revision) >= to {
-			return out
+			return out, nil
 		}
 	}
-	t.Fatalf("reading history back: watch ended before revision %d", to)
-	return nil
+	return nil, fmt.Errorf("watch ended before revision %d", to)
 }
 
 // changed reports whether op was an acknowledged write that created a
@@ -217,12 +227,14 @@ type watchLog struct {
 	events    []refEvent
 	responses [][]refEvent
 	err       error
+	next      atomic.Int64 // the revision it resumes from
 }
 
 // follow watches /rob/ on member i from revision 1, resuming from the next
 // revision whenever the member closes and comes back, until stop.
 func (w *watchLog) follow(c *coordtest.Cluster, i int, stop chan struct{}) {
 	next := int64(1)
+	w.next.Store(next)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { <-stop; cancel() }()
@@ -232,7 +244,9 @@ func (w *watchLog) follow(c *coordtest.Cluster, i int, stop chan struct{}) {
 			time.Sleep(20 * time.Millisecond) // member down: wait for its restart
 			continue
 		}
-		for r := range n.Watch(ctx, "/rob/", coord.WithPrefix(), coord.WithRev(coord.Revision(next))) {
+		// Progress notifications move next past revisions with no event
+		// under /rob/, so that faultQuota can compact up to it.
+		for r := range n.Watch(ctx, "/rob/", coord.WithPrefix(), coord.WithRev(coord.Revision(next)), coord.WithProgressNotify(100*time.Millisecond)) {
 			if err := r.Err(); err != nil {
 				if !errors.Is(err, coord.ErrClosed) {
 					w.err = err
@@ -248,7 +262,10 @@ func (w *watchLog) follow(c *coordtest.Cluster, i int, stop chan struct{}) {
 				w.events = append(w.events, resp...)
 				w.responses = append(w.responses, resp)
 				next = resp[len(resp)-1].rev + 1
+			} else if r.IsProgressNotify() {
+				next = max(next, int64(r.Header.Revision)+1)
 			}
+			w.next.Store(next)
 		}
 	}
 }
@@ -287,11 +304,14 @@ func checkWatch(rep *Report, name string, w *watchLog, h *history) int {
 // checkResume starts a watch at a random past revision on a random member
 // and checks it replays exactly the history from there.
 func checkResume(t testing.TB, c *coordtest.Cluster, rep *Report, h *history, rng *rand.Rand) {
-	if h.final < 2 {
+	if h.final-h.compacted < 1 {
 		return
 	}
-	from := 1 + rng.Int63n(h.final)
-	got := watchRange(t, c.Node(rng.Intn(c.Size())), from, h.final)
+	from := h.compacted + rng.Int63n(h.final-h.compacted+1)
+	got, err := watchRange(c.Node(rng.Intn(c.Size())), from, h.final)
+	if err != nil {
+		t.Fatalf("resuming a watch at revision %d: %v", from, err)
+	}
 	var want []refEvent
 	for _, e := range h.events {
 		if e.rev >= from {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -32,6 +33,7 @@ func shortProfile() []Scenario {
 		{Name: "3m-restart-leader", Seed: 12, Members: 3, Clients: 2, Duration: d, Faults: []faultKind{faultRestartLeader, faultRestart}, Election: 750 * time.Millisecond, SnapEvery: 200},
 		{Name: "3m-isolate-slow", Seed: 13, Members: 3, Clients: 2, Duration: d, Faults: []faultKind{faultIsolate, faultIsolateLeader, faultSlow}, Election: 500 * time.Millisecond, SnapEvery: 50},
 		{Name: "3m-power-loss", Seed: 14, Members: 3, Clients: 2, Duration: 2 * d, Faults: []faultKind{faultPowerLoss, faultPowerLossLeader, faultPowerLossAll}, Election: 500 * time.Millisecond, SnapEvery: 50},
+		{Name: "3m-quota-restart", Seed: 15, Members: 3, Clients: 2, Duration: d, Faults: []faultKind{faultQuota, faultRestart}, Election: 500 * time.Millisecond, SnapEvery: 200},
 	}
 }
 
@@ -53,8 +55,11 @@ func TestRobustness(t *testing.T) {
 		}
 		t.Run(sc.Name, func(t *testing.T) {
 			rep := run(t, sc)
-			t.Logf("%s: ops=%d unknown=%d serializable=%d watch-events=%d faults=%d linearizable=%s violations=%d",
-				sc.Name, rep.Ops, rep.Unknown, rep.SerialReads, rep.WatchEvents, rep.FaultsInjected, rep.Linearizable, len(rep.Violations))
+			t.Logf("%s: ops=%d unknown=%d serializable=%d watch-events=%d faults=%d nospace-refusals=%d compacted-to=%d linearizable=%s violations=%d",
+				sc.Name, rep.Ops, rep.Unknown, rep.SerialReads, rep.WatchEvents, rep.FaultsInjected, rep.NoSpace, rep.Compacted, rep.Linearizable, len(rep.Violations))
+			if !*long && slices.Contains(sc.Faults, faultQuota) && (rep.NoSpace == 0 || rep.Compacted <= 1) {
+				t.Errorf("%s: the quota fault did not take effect: %d writes refused, history compacted to %d", sc.Name, rep.NoSpace, rep.Compacted)
+			}
 			total.Ops += rep.Ops
 			total.Unknown += rep.Unknown
 			total.WatchEvents += rep.WatchEvents

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,16 +30,17 @@ const (
 	faultPowerLoss                        // a member loses power: what it had not synced is gone; then reopened
 	faultPowerLossLeader                  // the leader's member loses power, then is reopened
 	faultPowerLossAll                     // every member loses power at once, then all are reopened
+	faultQuota                            // the store fills to its quota (NOSPACE alarm); then space is freed and the alarm disarmed
 )
 
 func (f faultKind) String() string {
 	return [...]string{"restart", "restart-leader", "isolate", "isolate-leader", "slow",
-		"power-loss", "power-loss-leader", "power-loss-all"}[f]
+		"power-loss", "power-loss-leader", "power-loss-all", "quota"}[f]
 }
 
 func (f faultKind) needsNetwork() bool { return f >= faultIsolate && f <= faultSlow }
 
-func (f faultKind) needsPowerLoss() bool { return f >= faultPowerLoss }
+func (f faultKind) needsPowerLoss() bool { return f >= faultPowerLoss && f <= faultPowerLossAll }
 
 // Scenario is one randomized run.
 type Scenario struct {
@@ -62,7 +65,7 @@ func randomScenario(seed int64, d time.Duration) Scenario {
 		sc.Faults = []faultKind{faultRestart}
 	} else {
 		all := []faultKind{faultRestart, faultRestartLeader, faultIsolate, faultIsolateLeader, faultSlow,
-			faultPowerLoss, faultPowerLossLeader, faultPowerLossAll}
+			faultPowerLoss, faultPowerLossLeader, faultPowerLossAll, faultQuota}
 		n := 1 + rng.Intn(3)
 		for _, i := range rng.Perm(len(all))[:n] {
 			sc.Faults = append(sc.Faults, all[i])
@@ -75,10 +78,14 @@ func randomScenario(seed int64, d time.Duration) Scenario {
 // Report is what a run observed.
 type Report struct {
 	Ops, Unknown, SerialReads, WatchEvents, FaultsInjected int
-	Linearizable                                           porcupine.CheckResult
-	Violations                                             []string
-	history                                                []porcupine.Operation
-	info                                                   porcupine.LinearizationInfo
+	// NoSpace counts the writes refused under a NOSPACE alarm, Compacted
+	// the revision faultQuota compacted the history to (1: none).
+	NoSpace      int
+	Compacted    int64
+	Linearizable porcupine.CheckResult
+	Violations   []string
+	history      []porcupine.Operation
+	info         porcupine.LinearizationInfo
 }
 
 func (r *Report) violate(format string, args ...any) {
@@ -100,10 +107,19 @@ type serialRead struct {
 
 // recorder collects what clients saw, with times from one monotonic clock.
 type recorder struct {
-	start  time.Time
-	mu     sync.Mutex
-	ops    []porcupine.Operation
-	serial []serialRead
+	start   time.Time
+	mu      sync.Mutex
+	ops     []porcupine.Operation
+	serial  []serialRead
+	noSpace atomic.Int64 // writes refused with ErrNoSpace
+}
+
+// outcome is writeOutcome, counting the writes the NOSPACE alarm refused.
+func (r *recorder) outcome(err error) (output, bool) {
+	if errors.Is(err, coord.ErrNoSpace) {
+		r.noSpace.Add(1)
+	}
+	return writeOutcome(err)
 }
 
 func (r *recorder) now() int64 { return int64(time.Since(r.start)) }
@@ -125,8 +141,11 @@ func run(t testing.TB, sc Scenario) *Report {
 		c.HeartbeatInterval = sc.Election / 10
 		c.SnapshotEntries = sc.SnapEvery
 		c.CompactionOverhead = sc.SnapEvery / 5
-		c.HistoryRetention = -1 // the checker replays the whole history
+		c.HistoryRetention = -1 // the checker replays the history; only faultQuota compacts
 		c.RequestTimeout = 5 * time.Second
+		if slices.Contains(sc.Faults, faultQuota) {
+			c.MaxStoreBytes = quotaBytes
+		}
 	})}
 	for _, f := range sc.Faults {
 		if f.needsNetwork() {
@@ -146,6 +165,7 @@ func run(t testing.TB, sc Scenario) *Report {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 
+	cp := &compactions{from: 1}
 	// Watchers: one per member from revision 1, resumed after restarts.
 	watchers := make([]*watchLog, sc.Members)
 	for i := range watchers {
@@ -172,7 +192,7 @@ func run(t testing.TB, sc Scenario) *Report {
 	faultsDone := make(chan struct{})
 	go func() {
 		defer close(faultsDone)
-		rep.FaultsInjected = inject(c, sc, rand.New(rand.NewSource(sc.Seed)), stop)
+		rep.FaultsInjected = inject(c, sc, rand.New(rand.NewSource(sc.Seed)), stop, cp, watchers)
 	}()
 	time.Sleep(sc.Duration)
 	close(stop)
@@ -180,8 +200,9 @@ func run(t testing.TB, sc Scenario) *Report {
 	wg.Wait()
 
 	settle(t, c, rep)
-	ref := reference(t, c)
+	ref := reference(t, c, cp)
 	rep.Ops = len(rec.ops)
+	rep.NoSpace, rep.Compacted = int(rec.noSpace.Load()), cp.from
 	rep.SerialReads = len(rec.serial)
 	rep.history = finishHistory(rec.ops, rep)
 	checkRevisions(rep, rep.history)
@@ -221,7 +242,7 @@ func client(c *coordtest.Cluster, m, id int, rng *rand.Rand, rec *recorder, seq 
 		switch p := rng.Intn(100); {
 		case p < 28: // put
 			r, err := n.Put(ctx, key, []byte(value))
-			if out, ok := writeOutcome(err); ok {
+			if out, ok := rec.outcome(err); ok {
 				if err == nil {
 					out.Rev = int64(r.Header.Revision)
 					lastRev[key] = out.Rev
@@ -251,7 +272,7 @@ func client(c *coordtest.Cluster, m, id int, rng *rand.Rand, rec *recorder, seq 
 			}
 		case p < 71: // delete
 			r, err := n.Delete(ctx, key)
-			if out, ok := writeOutcome(err); ok {
+			if out, ok := rec.outcome(err); ok {
 				if err == nil {
 					out.Rev, out.Deleted = int64(r.Header.Revision), r.Deleted
 				}
@@ -264,7 +285,7 @@ func client(c *coordtest.Cluster, m, id int, rng *rand.Rand, rec *recorder, seq 
 			}
 			r, err := n.Txn(ctx).If(coord.Compare(coord.ModRevision(key), "=", exp)).
 				Then(coord.OpPut(key, []byte(value))).Commit()
-			if out, ok := writeOutcome(err); ok {
+			if out, ok := rec.outcome(err); ok {
 				if err == nil {
 					out.Rev, out.Succeeded = int64(r.Header.Revision), r.Succeeded
 				}
@@ -282,7 +303,7 @@ func client(c *coordtest.Cluster, m, id int, rng *rand.Rand, rec *recorder, seq 
 				call = rec.now()
 			}
 			r, err := n.Put(ctx, key, []byte(value), coord.WithLease(coord.LeaseID(l)))
-			if out, ok := writeOutcome(err); ok {
+			if out, ok := rec.outcome(err); ok {
 				if err == nil {
 					out.Rev = int64(r.Header.Revision)
 				}
@@ -294,7 +315,7 @@ func client(c *coordtest.Cluster, m, id int, rng *rand.Rand, rec *recorder, seq 
 				break
 			}
 			err := n.Revoke(ctx, coord.LeaseID(l))
-			if out, ok := writeOutcome(err); ok {
+			if out, ok := rec.outcome(err); ok {
 				rec.add(id, input{Kind: opRevoke, Key: key, Lease: l}, call, out)
 				if !out.Unknown {
 					delete(leases, key)
@@ -317,6 +338,10 @@ func writeOutcome(err error) (output, bool) {
 		return output{Unknown: true}, true
 	case errors.Is(err, coord.ErrNoLeader), errors.Is(err, coord.ErrClosed):
 		return output{}, false // refused before it was proposed
+	case errors.Is(err, coord.ErrNoSpace):
+		// Refused under the NOSPACE alarm, and not applied: left out of
+		// the history, a read that saw it would be a violation.
+		return output{}, false
 	}
 	return output{Unknown: true}, true
 }
@@ -340,7 +365,9 @@ func finishHistory(ops []porcupine.Operation, rep *Report) []porcupine.Operation
 }
 
 // inject runs faults until stop closes and returns how many it injected.
-func inject(c *coordtest.Cluster, sc Scenario, rng *rand.Rand, stop chan struct{}) int {
+// faultQuota compacts the history up to where every watcher has read, and
+// keeps the events it compacts in cp.
+func inject(c *coordtest.Cluster, sc Scenario, rng *rand.Rand, stop chan struct{}, cp *compactions, watchers []*watchLog) int {
 	count := 0
 	wait := func(d time.Duration) bool {
 		select {
@@ -387,7 +414,102 @@ func inject(c *coordtest.Cluster, sc Scenario, rng *rand.Rand, stop chan struct{
 			for _, i := range all {
 				c.Restart(i)
 			}
+		case faultQuota:
+			fill(c, target)
+			wait(hold)
+			free(c, target, cp, watchers)
 		}
 	}
 	return count
+}
+
+// quotaBytes is MaxStoreBytes in the scenarios with faultQuota: the
+// history of a few seconds of traffic, so that filling it takes tens of
+// puts of fillValue.
+const quotaBytes = 1 << 20
+
+var fillValue = make([]byte, 32<<10)
+
+// compactions holds the history faultQuota compacted away: the events
+// under /rob/ of the revisions before from, read back before compacting.
+type compactions struct {
+	from   int64
+	events []refEvent
+}
+
+// fill writes to /fill/ through member m (or the next one up) until the
+// shard's NOSPACE alarm refuses a put, for at most 10 s.
+func fill(c *coordtest.Cluster, m int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		n := liveNode(c, m)
+		if n == nil {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := n.Put(ctx, fmt.Sprintf("/fill/%d", i), fillValue)
+		cancel()
+		if errors.Is(err, coord.ErrNoSpace) {
+			return
+		}
+	}
+}
+
+// free frees the store through member m (or the next one up): it deletes
+// /fill/, waits up to 3 s for every watcher to have read past the delete
+// (each resumes from its next revision, so the history before the lowest
+// of those can go), reads back the /rob/ events it is about to compact,
+// compacts, and disarms the alarm. Each step is best effort: a member
+// lost meanwhile only leaves the store fuller.
+func free(c *coordtest.Cluster, m int, cp *compactions, watchers []*watchLog) {
+	n := liveNode(c, m)
+	if n == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := n.Delete(ctx, "/fill/", coord.WithPrefix())
+	if err != nil {
+		return
+	}
+	low := func() int64 {
+		r := int64(math.MaxInt64)
+		for _, w := range watchers {
+			r = min(r, w.next.Load())
+		}
+		return r
+	}
+	for deadline := time.Now().Add(3 * time.Second); low() <= int64(d.Header.Revision) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	g, err := n.Get(ctx, "/fill/")
+	if err != nil {
+		return
+	}
+	// A watcher's next may be the revision after the last one.
+	if to := min(low(), int64(g.Header.Revision)); to > cp.from {
+		evs, err := watchRange(n, cp.from, to-1)
+		if err != nil {
+			return
+		}
+		// Kept before compacting: whether or not the compaction is applied,
+		// the history is then these events and what a watch from to reads.
+		cp.events = append(cp.events, evs...)
+		cp.from = to
+		if _, err := n.Compact(ctx, 0, coord.Revision(to)); err != nil {
+			return
+		}
+	}
+	_ = n.DisarmAlarms(ctx)
+}
+
+// liveNode returns member m's Node, or the first member's up, or nil.
+func liveNode(c *coordtest.Cluster, m int) *coord.Node {
+	for i := range c.Size() {
+		if n := c.Node((m + i) % c.Size()); n != nil {
+			return n
+		}
+	}
+	return nil
 }
