@@ -30,6 +30,7 @@
 //	POST /v1/kv/txn              {"compare":[Cmp],"success":[ReqOp],"failure":[ReqOp]}
 //	                             -> {"header","succeeded","responses":[RespOp]}
 //	POST /v1/kv/compact          {"shard","revision"} -> {"header"}
+//	POST /v1/kv/list             {"dir"?,"serializable"?} -> {"header","entries":[Entry]}
 //	POST /v1/watch             ~ {"key","range_end"?,"prefix"?,"start_revision"?,"prev_kv"?,
 //	                              "filters"?:["noput","nodelete"],"progress_notify"?}
 //	                             -> {"header","created":true}, then {"header","events":[Event]} ...
@@ -62,11 +63,13 @@
 //	POST /v1/pubsub/publish      {"prefix"?,"topic","payload"} -> {"offset"}
 //	POST /v1/pubsub/subscribe  ~ {"prefix"?,"topic","from"?:"now"|"earliest","offset"?,"time"?}
 //	                             -> {"message":{"topic","offset","time","payload"}} ...
+//	POST /v1/pubsub/stats        {"prefix"?,"topic"} -> {"messages","bytes","first","last","removed"}
 //	Cluster
 //	GET  /v1/members             -> {"members":[Member]}
 //	POST /v1/members/add         {"name","address","observer"?,"force"?} -> {"member":Member}
 //	POST /v1/members/remove      {"name","force"?} -> {}
 //	POST /v1/members/promote     {"name","force"?} -> {}
+//	POST /v1/members/move-leader {"name","shard"?} -> {} once "name" leads the shard
 //	GET  /v1/status              -> {"member","replica_id","shards":[...],"disk_low"}
 //	                                (each shard with its "store_bytes" and "nospace" alarm)
 //	GET  /v1/alarms              -> {"alarms":[{"shard","alarm":"NOSPACE"}]}
@@ -83,6 +86,8 @@
 //	ReqOp    = {"put":{put body}} | {"range":{range body}} | {"delete_range":{deleterange body}}
 //	RespOp   = {"put":{...}} | {"range":{...}} | {"delete_range":{...}}, the endpoints' answers
 //	Event    = {"type":"PUT"|"DELETE","kv":KV,"prev_kv":KV|null}
+//	Entry    = {"name","dir","kv":KV|null}: a key ("kv" set) or a directory ("dir" true,
+//	           "name" ending in "/"), "name" the whole key
 //	Leader   = {"name","key","value","rev","lease"}
 //	Instance = {"service","id","addr","metadata":{},"weight","status","revision"}
 //	Check    = {"http":URL | "tcp":"host:port","interval_ms"?,"timeout_ms"?,"deregister_after_ms"?}
@@ -107,6 +112,19 @@
 // one shard, and, as in etcd, a compare that fails is not an error but
 // succeeded=false with the failure branch run. A range inside a txn takes
 // neither serializable nor revision.
+//
+// list is coord.Node.List, the directory's immediate children as ls shows
+// them: the keys directly under "dir" (a "/" is appended if it does not end
+// in one) and each subdirectory once, in name order; an empty dir lists the
+// top level. Its header is that of dir's shard; the top level of a cluster
+// of several shards reads every shard, and its header's "shard" is -1
+// (coord.ShardAll), with revision 0, as for a range across shards.
+//
+// POST /v1/members/move-leader hands the leadership of "shard" (default 0)
+// to the voter "name", as etcdctl move-leader does, and answers once the
+// serving member sees the voter lead: 404 not_found for an unknown member,
+// 400 for an observer or a shard out of range, 504 timeout when the
+// transfer does not complete in time (the voter is down or behind).
 //
 // A watch's first line carries the header of this member's replica when the
 // watch started. Without start_revision the watch delivers exactly the

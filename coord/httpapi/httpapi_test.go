@@ -165,9 +165,11 @@ func TestAPI(t *testing.T) {
 	api := []*client{serve(t, c.Node(0)), serve(t, c.Node(1)), serve(t, c.Node(2))}
 
 	t.Run("kv", func(t *testing.T) { testKV(t, c, api) })
+	t.Run("list", func(t *testing.T) { testList(t, api) })
 	t.Run("binary keys", func(t *testing.T) { testBinaryKeys(t, api) })
 	t.Run("request errors", func(t *testing.T) { testRequestErrors(t, c, api) })
 	t.Run("members", func(t *testing.T) { testMembers(t, api) })
+	t.Run("move leader", func(t *testing.T) { testMoveLeader(t, api) })
 	t.Run("conditional writes", func(t *testing.T) { testConditionalWrites(t, api) })
 	t.Run("txn and compact", func(t *testing.T) { testTxnAndCompact(t, api) })
 	t.Run("leases", func(t *testing.T) { testLeases(t, api) })

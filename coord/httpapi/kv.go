@@ -428,3 +428,36 @@ func (a *api) compact(ctx context.Context, req *compactRequest) (any, error) {
 	}
 	return compactResponse{Header: toHeader(resp.Header)}, nil
 }
+
+type listRequest struct {
+	Dir          []byte `json:"dir"`
+	Serializable bool   `json:"serializable"`
+}
+
+type listEntry struct {
+	Name []byte    `json:"name"`
+	Dir  bool      `json:"dir"`
+	KV   *keyValue `json:"kv"`
+}
+
+type listResponse struct {
+	Header  header      `json:"header"`
+	Entries []listEntry `json:"entries"`
+}
+
+// list answers the immediate children of a directory (coord.Node.List).
+func (a *api) list(ctx context.Context, req *listRequest) (any, error) {
+	var opts []coord.OpOption
+	if req.Serializable {
+		opts = append(opts, coord.WithSerializable())
+	}
+	resp, err := a.n.List(ctx, string(req.Dir), opts...)
+	if err != nil {
+		return nil, err
+	}
+	out := listResponse{Header: toHeader(resp.Header), Entries: make([]listEntry, 0, len(resp.Entries))}
+	for _, e := range resp.Entries {
+		out.Entries = append(out.Entries, listEntry{Name: []byte(e.Name), Dir: e.Dir, KV: toKV(e.KV)})
+	}
+	return out, nil
+}

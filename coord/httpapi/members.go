@@ -96,6 +96,23 @@ func (a *api) promoteMember(ctx context.Context, req *memberRequest) (any, error
 	return struct{}{}, nil
 }
 
+type moveLeaderRequest struct {
+	Name  string `json:"name"`
+	Shard int    `json:"shard"`
+}
+
+// moveLeader hands a shard's leadership to a voter (coord.Node.MoveLeader)
+// and answers once this member sees it lead.
+func (a *api) moveLeader(ctx context.Context, req *moveLeaderRequest) (any, error) {
+	if err := checkName("name", req.Name); err != nil {
+		return nil, err
+	}
+	if err := a.n.MoveLeader(ctx, req.Shard, req.Name); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
 type statusResponse struct {
 	Member    string        `json:"member"`
 	ReplicaID uint64        `json:"replica_id,string"`

@@ -58,6 +58,28 @@ func (a *api) publish(ctx context.Context, req *publishRequest) (any, error) {
 	return publishResponse{Offset: int64(off)}, nil
 }
 
+type statsRequest struct {
+	Prefix string `json:"prefix"`
+	Topic  string `json:"topic"`
+}
+
+type statsResponse struct {
+	Messages int   `json:"messages"`
+	Bytes    int64 `json:"bytes"`
+	First    int64 `json:"first"`
+	Last     int64 `json:"last"`
+	Removed  int64 `json:"removed"`
+}
+
+// stats answers a topic's counters (pubsub.PubSub.Stats).
+func (a *api) stats(ctx context.Context, req *statsRequest) (any, error) {
+	st, err := a.pubsub(req.Prefix).Stats(ctx, req.Topic)
+	if err != nil {
+		return nil, err
+	}
+	return statsResponse{Messages: st.Messages, Bytes: st.Bytes, First: int64(st.First), Last: int64(st.Last), Removed: st.Removed}, nil
+}
+
 type subscribeRequest struct {
 	Prefix string     `json:"prefix"`
 	Topic  string     `json:"topic"`

@@ -73,6 +73,26 @@ func testPubSub(t *testing.T, c *coordtest.Cluster, api []*client) {
 	if err != nil || st.Messages != 1 {
 		t.Fatalf("after trim: %+v %v", st, err)
 	}
+	// The stats endpoint answers what PubSub.Stats says.
+	var got struct {
+		Messages int   `json:"messages"`
+		Bytes    int64 `json:"bytes"`
+		First    int64 `json:"first"`
+		Last     int64 `json:"last"`
+		Removed  int64 `json:"removed"`
+	}
+	raw := b.call("/v1/pubsub/stats", map[string]any{"topic": "orders"}, 200, &got)
+	if got.Messages != st.Messages || got.Bytes != st.Bytes || got.First != int64(st.First) || got.Last != int64(st.Last) ||
+		got.Removed != st.Removed || got.Removed == 0 {
+		t.Fatalf("stats: %s, want %+v", raw, st)
+	}
+	if raw := b.call("/v1/pubsub/stats", map[string]any{"topic": "nothing"}, 200, nil); string(bytes.TrimSpace(raw)) != `{"messages":0,"bytes":0,"first":0,"last":0,"removed":0}` {
+		t.Fatalf("stats of a topic without messages: %s", raw)
+	}
+	b.call("/v1/pubsub/stats", map[string]any{"prefix": "/elsewhere", "topic": "orders"}, 200, &got)
+	if got.Messages != 0 {
+		t.Fatalf("stats under another prefix: %+v", got)
+	}
 	gone := b.open("/v1/pubsub/subscribe", map[string]any{"topic": "orders", "offset": o1})
 	if e := gone.end("out_of_range"); e.Error.Earliest == nil || *e.Error.Earliest != int64(st.First) {
 		t.Fatalf("out_of_range line %+v, want earliest %d", e, st.First)
@@ -90,4 +110,6 @@ func testPubSub(t *testing.T, c *coordtest.Cluster, api []*client) {
 		a.fail("POST", "/v1/pubsub/subscribe", body, 400, "invalid_argument")
 	}
 	a.fail("POST", "/v1/pubsub/publish", `{"topic":"","payload":"eA=="}`, 400, "invalid_argument")
+	a.fail("POST", "/v1/pubsub/stats", `{"topic":"a/b"}`, 400, "invalid_argument")
+	a.fail("POST", "/v1/pubsub/stats", `{"topic":"orders","from":"now"}`, 400, "invalid_argument")
 }
