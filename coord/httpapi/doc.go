@@ -13,7 +13,7 @@
 //
 // # Endpoints
 //
-// Every POST body is one JSON object; a field the endpoint does not know is
+// Every POST body but a restore's is one JSON object; a field the endpoint does not know is
 // refused with 400, as are trailing data and an empty body. Endpoints marked
 // "~" answer with a stream (see Streams); lock/acquire, election/campaign and
 // registry/register hold a resource for as long as their stream is open (see
@@ -75,6 +75,7 @@
 //	GET  /v1/alarms              -> {"alarms":[{"shard","alarm":"NOSPACE"}]}
 //	POST /v1/alarms/disarm       {} -> {} (coord.Node.DisarmAlarms)
 //	GET  /v1/snapshot          ~ -> a backup (application/octet-stream), see Snapshots
+//	POST /v1/snapshot/restore    a backup as the body -> {"keys","skipped_lease"}, see Snapshots
 //	GET  /health                 -> 200 {"health":true} or 503 {"health":false,"reason"}
 //
 // with
@@ -243,6 +244,23 @@
 // checksum in any case). Its writes have the same deadline as a stream's,
 // and it counts toward MaxStreams.
 //
+// POST /v1/snapshot/restore loads such a backup, sent as the request body
+// (any Content-Type), into a cluster that holds no key, with
+// coord.Node.Restore: the whole backup is received and its checksum
+// verified before anything is written, and keys attached to a lease are
+// skipped ("skipped_lease" counts them). It is refused with 409 conflict
+// (before the body is read) when the cluster holds keys, or while another
+// restore runs on the same handler; with 400 invalid_argument for a body
+// that is not a complete backup; with 413 payload_too_large past
+// MaxRestoreBytes. The body is passed on as it arrives, without a copy of
+// the handler's; each read of it must make progress within
+// StreamWriteTimeout. Once the whole backup is received, the restore runs
+// to its end even if the client goes away, so that a client's timeout
+// never leaves a cluster half restored: read the keys (a range with
+// count_only) to see where it stands. Restores through the APIs of two
+// members at once are not stopped from both writing: send one. It counts
+// toward MaxStreams.
+//
 // # Errors
 //
 // An error is an HTTP status with the body
@@ -252,12 +270,14 @@
 // or, once a stream has begun, the same object as its last line. Codes:
 //
 //	invalid_argument     400  bad JSON or base64, unknown field, empty or oversized key or
-//	                          value, bad option, name or member address, future revision
+//	                          value, bad option, name or member address, future revision,
+//	                          a backup that is not complete and intact
 //	unauthenticated      401  BearerToken is set and the request does not carry it
 //	not_found            404  unknown lease, member or path; nothing held under the lease here
 //	no_leader            404  /v1/election/leader: nobody leads
 //	method_not_allowed   405  with an Allow header
-//	conflict             409  member exists
+//	conflict             409  member exists; restore into a cluster that holds keys, or
+//	                          while a restore runs
 //	compare_failed       409  if_mod_revision did not match
 //	locked               409  try: the lock is held; wait_ms ran out
 //	lost                 409  a held resource ended (stream lines)

@@ -53,6 +53,8 @@ var (
 	errUnauthenticated = errors.New("httpapi: missing or wrong bearer token")
 	// errWaitExpired: a lock acquire's wait_ms ran out.
 	errWaitExpired = errors.New("httpapi: lock still held when wait_ms ran out")
+	// errRestoreRunning: a restore is running on this handler already.
+	errRestoreRunning = errors.New("httpapi: a restore is already running on this member")
 )
 
 // errorTable maps errors to HTTP, first match wins. The order matters where
@@ -100,6 +102,9 @@ var errorTable = []struct {
 	{lock.ErrNotHeld, http.StatusNotFound, codeNotFound},
 	{election.ErrNotLeader, http.StatusNotFound, codeNotFound},
 	{coord.ErrMemberExists, http.StatusConflict, codeConflict},
+	{coord.ErrNotEmpty, http.StatusConflict, codeConflict},
+	{errRestoreRunning, http.StatusConflict, codeConflict},
+	{coord.ErrBadBackup, http.StatusBadRequest, codeInvalidArgument},
 	{coord.ErrQuorum, http.StatusPreconditionFailed, codeFailedPrecondition},
 	{coord.ErrCompacted, http.StatusGone, codeCompacted},
 	// Refused before it was proposed: another member may take it.

@@ -23,6 +23,11 @@ import (
 // after base64 encoding (4/3 larger) and JSON framing.
 const DefaultMaxRequestBytes = 4 << 20
 
+// DefaultMaxRestoreBytes bounds the backup POST /v1/snapshot/restore takes
+// when neither MaxRestoreBytes nor the Node's quota (coord.Config.MaxStoreBytes)
+// gives a bound.
+const DefaultMaxRestoreBytes = 2 << 30
+
 // Stream defaults (see the package documentation on streams).
 const (
 	// DefaultMaxStreams is the limit on concurrent streams when MaxStreams is
@@ -49,6 +54,7 @@ type config struct {
 	writeTimeout    time.Duration
 	heartbeat       time.Duration
 	token           *string
+	maxRestoreBytes int64
 }
 
 // MaxRequestBytes limits the size of a request body to n bytes; a larger body
@@ -73,6 +79,22 @@ func MaxStreams(n int) Option {
 	return func(c *config) {
 		if n > 0 {
 			c.maxStreams = int64(n)
+		}
+	}
+}
+
+// MaxRestoreBytes limits the backup POST /v1/snapshot/restore takes to n
+// bytes; a larger one is refused with 413 payload_too_large, before it is
+// read when its Content-Length says so. coord.Node.Restore holds the whole
+// backup in memory while it verifies and writes it. Whatever n, a backup
+// larger than the Node's quota could hold (4/3 of Config.MaxStoreBytes per
+// shard, since it carries keys and values in base64) is refused. n <= 0
+// keeps that bound alone, or DefaultMaxRestoreBytes for a Node without a
+// quota.
+func MaxRestoreBytes(n int64) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.maxRestoreBytes = n
 		}
 	}
 }
@@ -141,7 +163,7 @@ func New(n *coord.Node, opts ...Option) http.Handler {
 	}
 	a := &api{
 		n: n, maxBytes: cfg.maxRequestBytes, maxStreams: cfg.maxStreams,
-		writeTimeout: cfg.writeTimeout, heartbeat: cfg.heartbeat,
+		writeTimeout: cfg.writeTimeout, heartbeat: cfg.heartbeat, maxRestore: cfg.maxRestoreBytes,
 		held: map[coord.LeaseID]*holding{}, pubsubs: map[string]*pubsub.PubSub{},
 	}
 	if cfg.token != nil {
@@ -177,6 +199,7 @@ func New(n *coord.Node, opts ...Option) http.Handler {
 		"/v1/pubsub/subscribe":    {method: http.MethodPost, serve: postStream(a, a.subscribe), stream: true},
 		"/v1/pubsub/stats":        {method: http.MethodPost, serve: post(a, a.stats)},
 		"/v1/snapshot":            {method: http.MethodGet, serve: a.snapshot, stream: true},
+		"/v1/snapshot/restore":    {method: http.MethodPost, serve: a.restore, stream: true},
 		"/v1/members":             {method: http.MethodGet, serve: get(a.members)},
 		"/v1/members/add":         {method: http.MethodPost, serve: post(a, a.addMember)},
 		"/v1/members/remove":      {method: http.MethodPost, serve: post(a, a.removeMember)},
@@ -196,13 +219,15 @@ type api struct {
 	maxStreams   int64
 	writeTimeout time.Duration
 	heartbeat    time.Duration
+	maxRestore   int64 // MaxRestoreBytes; 0 when not given
 	routes       map[string]route
 
 	auth     bool
 	denyAll  bool     // BearerToken("")
 	tokenSum [32]byte // SHA-256 of the token: equal lengths for the constant-time compare
 
-	streams atomic.Int64 // open streams
+	streams   atomic.Int64 // open streams
+	restoring atomic.Bool  // a restore runs (one at a time)
 
 	mu      sync.Mutex                 // guards held and pubsubs
 	held    map[coord.LeaseID]*holding // held locks and candidacies, by session lease

@@ -2,9 +2,18 @@ package httpapi_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/coordkit/coordkit/coord"
+	"github.com/coordkit/coordkit/coord/coordtest"
+	"github.com/coordkit/coordkit/coord/httpapi"
 )
 
 type listResp struct {
@@ -96,4 +105,114 @@ func testMoveLeader(t *testing.T, api []*client) {
 	a.fail("POST", "/v1/members/move-leader", `{"name":""}`, 400, "invalid_argument")
 	a.fail("POST", "/v1/members/move-leader", `{"member":"m1"}`, 400, "invalid_argument")
 	a.fail("GET", "/v1/members/move-leader", "", 405, "method_not_allowed")
+}
+
+// testRestore loads backup, a backup of a cluster with /snap keys, into
+// a new cluster through POST /v1/snapshot/restore, after the refusals.
+func testRestore(t *testing.T, backup []byte, snapKeys int) {
+	other := coordtest.New(t, 1)
+	a := serve(t, other.Node(0))
+	for name, body := range map[string][]byte{
+		"truncated": backup[:len(backup)/2],
+		"altered":   bytes.Replace(backup, []byte(`"coordkit-backup"`), []byte(`"coordkit-backuq"`), 1),
+		"empty":     nil,
+	} {
+		msg := a.fail("POST", "/v1/snapshot/restore", string(body), 400, "invalid_argument")
+		if !strings.Contains(msg, "coord: bad backup") {
+			t.Fatalf("%s backup: %q", name, msg)
+		}
+	}
+	// Over MaxRestoreBytes: known from Content-Length, or only once read.
+	small := serve(t, other.Node(0), httpapi.MaxRestoreBytes(int64(len(backup)-1)))
+	small.fail("POST", "/v1/snapshot/restore", string(backup), 413, "payload_too_large")
+	if status, _, b := small.raw("POST", "/v1/snapshot/restore", io.MultiReader(bytes.NewReader(backup))); status != 413 {
+		t.Fatalf("chunked oversized backup: %d %s", status, b)
+	}
+
+	// While one restore is receiving its backup, another is refused.
+	pr, pw := io.Pipe()
+	type answer struct {
+		status int
+		body   []byte
+		err    error
+	}
+	first := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(coordtestContext(t), http.MethodPost, a.srv.URL+"/v1/snapshot/restore", pr)
+		resp, err := a.srv.Client().Do(req)
+		if err != nil {
+			first <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		first <- answer{resp.StatusCode, b, err}
+	}()
+	half := len(backup) / 2
+	if _, err := pw.Write(backup[:half]); err != nil {
+		t.Fatal(err)
+	}
+	coordtest.Eventually(t, 10*time.Second, func() bool {
+		status, _, _ := a.raw("POST", "/v1/snapshot/restore", strings.NewReader("x"))
+		return status == http.StatusConflict
+	}, "a second restore is refused while the first receives its backup")
+	msg := a.fail("POST", "/v1/snapshot/restore", "x", 409, "conflict")
+	if !strings.Contains(msg, "a restore is already running") {
+		t.Fatalf("second restore: %q", msg)
+	}
+	pw.Write(backup[half:])
+	pw.Close()
+	got := <-first
+	var res struct {
+		Keys         int `json:"keys"`
+		SkippedLease int `json:"skipped_lease"`
+	}
+	if got.err != nil || got.status != 200 || json.Unmarshal(got.body, &res) != nil || res.Keys < snapKeys || res.SkippedLease < 1 {
+		t.Fatalf("restore: %d %s %v", got.status, got.body, got.err)
+	}
+	ctx := coordtest.Context(t, 30*time.Second)
+	g, err := other.Node(0).Get(ctx, "/snap", coord.WithPrefix())
+	if err != nil || len(g.KVs) != snapKeys {
+		t.Fatalf("restored /snap keys: %+v %v, want %d (the leased one skipped)", g, err, snapKeys)
+	}
+	// Now the cluster holds keys.
+	msg = a.fail("POST", "/v1/snapshot/restore", string(backup), 409, "conflict")
+	if !strings.Contains(msg, "coord: cluster not empty") {
+		t.Fatalf("restore into a cluster with keys: %q", msg)
+	}
+	a.fail("GET", "/v1/snapshot/restore", "", 405, "method_not_allowed")
+}
+
+// A restore whose client goes away as soon as it has sent the backup still
+// runs to its end.
+func TestRestoreOutlivesItsClient(t *testing.T) {
+	src := coordtest.New(t, 1)
+	ctx := coordtest.Context(t, 30*time.Second)
+	ops := make([]coord.Op, 0, 100)
+	for i := range 100 {
+		ops = append(ops, coord.OpPut(fmt.Sprintf("/many/%03d", i), []byte("v")))
+	}
+	if _, err := src.Node(0).Txn(ctx).Then(ops...).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var backup bytes.Buffer
+	if err := src.Node(0).Snapshot(ctx, &backup); err != nil {
+		t.Fatal(err)
+	}
+	// Small transactions: the restore takes several proposals.
+	dst := coordtest.New(t, 1, coordtest.WithConfig(func(cfg *coord.Config) { cfg.MaxTxnOps = 4 }))
+	a := serve(t, dst.Node(0))
+	conn, err := net.Dial("tcp", a.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /v1/snapshot/restore HTTP/1.1\r\nHost: coordkit\r\nContent-Length: %d\r\n\r\n", backup.Len())
+	if _, err := conn.Write(backup.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	coordtest.Eventually(t, 20*time.Second, func() bool {
+		g, err := dst.Node(0).Get(ctx, "/many/", coord.WithPrefix(), coord.WithCountOnly())
+		return err == nil && g.Count == 100
+	}, "the restore goes on to every key")
 }

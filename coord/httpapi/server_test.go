@@ -22,26 +22,22 @@ func testSnapshot(t *testing.T, api []*client) {
 	key := []byte{'/', 's', 'n', 'a', 'p', 0xff}
 	a.call("/v1/kv/put", map[string]any{"key": key, "value": []byte{0, 1, 2}}, 200, nil)
 	a.call("/v1/kv/put", map[string]any{"key": b64("/snap/b"), "value": b64("b")}, 200, nil)
+	// A key attached to a lease is saved, and skipped by a restore.
+	var g struct {
+		ID int64 `json:"id"`
+	}
+	a.call("/v1/lease/grant", map[string]any{"ttl_ms": 60000}, 200, &g)
+	defer a.call("/v1/lease/revoke", map[string]any{"id": g.ID}, 200, nil)
+	a.call("/v1/kv/put", map[string]any{"key": b64("/snap/leased"), "value": b64("l"), "lease": g.ID}, 200, nil)
 	status, hdr, body := a.raw("GET", "/v1/snapshot", nil)
 	if status != 200 || hdr.Get("Content-Type") != "application/octet-stream" || len(body) == 0 {
 		t.Fatalf("snapshot: %d %v (%d bytes)", status, hdr, len(body))
 	}
+	if !bytes.Contains(body, []byte(`"k":"`+b64("/snap/leased")+`"`)) {
+		t.Fatalf("the leased key is not in the backup:\n%s", body)
+	}
 	a.fail("POST", "/v1/snapshot", "{}", 405, "method_not_allowed")
-
-	other := coordtest.New(t, 1)
-	ctx := coordtest.Context(t, 30*time.Second)
-	res, err := other.Node(0).Restore(ctx, bytes.NewReader(body))
-	if err != nil || res.Keys == 0 {
-		t.Fatalf("restore: %+v %v", res, err)
-	}
-	g, err := other.Node(0).Get(ctx, "/snap", coord.WithPrefix())
-	if err != nil || len(g.KVs) != 2 || g.KVs[0].Key != "/snap/b" || g.KVs[1].Key != string(key) || !bytes.Equal(g.KVs[1].Value, []byte{0, 1, 2}) {
-		t.Fatalf("restored: %+v %v", g, err)
-	}
-	// A truncated backup is refused.
-	if _, err := other.Node(0).Restore(ctx, bytes.NewReader(body[:len(body)/2])); err == nil {
-		t.Fatal("a truncated backup was restored")
-	}
+	testRestore(t, body, 2)
 }
 
 func testBearerToken(t *testing.T, c *coordtest.Cluster) {
