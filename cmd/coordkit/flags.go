@@ -32,6 +32,9 @@ type options struct {
 	logLevel slog.Level
 	// etcdAPI serves etcd's v3 gRPC API on the client URL too.
 	etcdAPI bool
+	// restore is the backup to load on the first start of a founding
+	// member; "" for none.
+	restore string
 }
 
 // usageError is a bad command line: main exits with status 2 for it, as the
@@ -87,6 +90,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		retention    = fs.Int64("auto-compaction-retention", 10000, "`revisions` of history each shard keeps for watches and old reads; 0 turns automatic compaction off")
 		snapCount    = fs.Uint64("snapshot-count", 100000, "`number` of applied entries between snapshots; the Raft log behind a snapshot is compacted")
 		diskReserve  = fs.Int64("disk-reserve-bytes", 64<<20, "free `bytes` on the data directory's filesystem below which this member takes no writes (they fail with 'no space: the member's disk is nearly full') until space is freed; 0 turns the check off")
+		restore      = fs.String("restore", "", "`path` to a backup (coordctl snapshot save) to load into the new cluster once it is ready, on this member's first start (its data directory new); ignored on later starts; give it to one founding member")
 		quota        = fs.Int64("quota-backend-bytes", 0, "bound on each shard's store, in `bytes`: past it, writes that grow it are refused until the NOSPACE alarm is disarmed (0: the default, 1 GiB; negative: none)")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -155,6 +159,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, usagef("--observer: needs --initial-cluster-state existing (a cluster is founded by voters; add the observer with member add first)")
 	}
 	o.cfg.Observer = *observer
+	if *restore != "" {
+		if o.cfg.Join {
+			return nil, usagef("--restore: needs --initial-cluster-state new (a member that joins gets the keys from the cluster)")
+		}
+		if err := regularFile(*restore); err != nil {
+			return nil, usagef("--restore: %v", err)
+		}
+		o.restore = *restore
+	}
 
 	switch {
 	case *caFile == "" && *certFile == "" && *keyFile == "":
@@ -299,6 +312,20 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, usagef("--log-level: %q is not one of debug, info, warn, error", *logLevelFlag)
 	}
 	return o, nil
+}
+
+// regularFile checks that path names a regular file this process can open.
+func regularFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", path)
+	}
+	return err
 }
 
 // hostPort accepts "host:port" or "http://host:port" (https too, as etcd

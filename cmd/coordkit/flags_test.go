@@ -111,6 +111,12 @@ func TestParseFlagsGood(t *testing.T) {
 			expect: "an SRV seed, and the --discovery-srv record",
 		},
 		{
+			name:   "restore",
+			args:   []string{"--restore", "flags_test.go"},
+			check:  func(o *options) bool { return o.restore == "flags_test.go" },
+			expect: "restore flags_test.go",
+		},
+		{
 			name:   "pprof",
 			args:   []string{"--enable-pprof"},
 			check:  func(o *options) bool { return o.pprof && o.clientTLS == nil && o.bearer == "" },
@@ -205,6 +211,9 @@ func TestParseFlagsBad(t *testing.T) {
 		{[]string{"--cert-file", "/nonexistent/c", "--key-file", "/nonexistent/k"}, "--cert-file"},
 		{[]string{"--client-cert-auth"}, "--client-cert-auth"},
 		{[]string{"--bearer-token-file", "/nonexistent/token"}, "--bearer-token-file"},
+		{[]string{"--restore", "/nonexistent/backup"}, "--restore"},
+		{[]string{"--restore", "/"}, "--restore: / is not a regular file"},
+		{[]string{"--restore", "flags_test.go", "--initial-cluster-state", "existing"}, "--restore: needs --initial-cluster-state new"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			_, err := parseFlags(tc.args, io.Discard)

@@ -26,6 +26,22 @@
 // with --initial-cluster-state existing (and --observer for an observer).
 // A restart with the same --data-dir resumes the member with its data.
 //
+// --restore FILE loads a backup (coordctl snapshot save, GET /v1/snapshot)
+// into a new cluster, as etcdutl snapshot restore prepares one: on the
+// member's first start (its --data-dir missing or empty; the flag needs
+// --initial-cluster-state new), once the cluster is ready and before the
+// member says so, it writes the backup's keys through Raft with
+// coord.Node.Restore, prints "member restored N keys from FILE (M attached
+// to leases skipped)", and serves on. Give it to one founding member: if
+// the cluster holds keys already (another member restored it, or the
+// cluster is not new), the backup is not loaded, a warning is logged, and
+// the member serves on. Later starts ignore the flag, so it may stay on
+// the command line. A restore that fails stops the member with status 1:
+// if nothing was written (a backup that is not complete and intact, say),
+// restart the member and load a backup with coordctl snapshot restore; if
+// it failed midway, the cluster holds part of the backup: stop its
+// members, empty their data directories and start again.
+//
 // The flags, as in etcd (coordkit -h describes them): --name, --data-dir,
 // --listen-peer-urls (the Raft address, which peers also dial),
 // --listen-client-urls (the HTTP API; empty for none), --initial-cluster,
@@ -58,6 +74,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -130,6 +147,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer ln.Close() // no-op once the server owns and closes it
 	}
 
+	// --restore acts on the first start only: whether this is one is known
+	// before Open creates the data directory.
+	fresh := o.restore != "" && emptyDir(o.cfg.DataDir)
 	log.Info("opening member", "name", o.cfg.Name, "data-dir", o.cfg.DataDir, "peer", o.cfg.RaftAddress,
 		"client", o.clientAddr, "join", o.cfg.Join, "observer", o.cfg.Observer)
 	node, err := coord.Open(ctx, o.cfg)
@@ -200,6 +220,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		shutdown(srv, log)
 		return err
+	}
+	if o.restore != "" {
+		if err := restoreBackup(ctx, node, o.restore, fresh, stdout, log); err != nil {
+			stopStreams(httpapi.ErrShuttingDown)
+			shutdown(srv, log)
+			return err
+		}
 	}
 	log.Info(fmt.Sprintf("member %s ready", o.cfg.Name))
 	fmt.Fprintf(stdout, "member %s ready\n", o.cfg.Name)
@@ -287,6 +314,43 @@ func waitReady(ctx context.Context, node *coord.Node, log *slog.Logger) error {
 				"waited", waited.Round(time.Second), "err", err)
 		}
 	}
+}
+
+// restoreBackup loads the backup at path into the cluster (--restore) on
+// this member's first start (fresh), and says so on stdout. It leaves a
+// cluster that already holds keys alone, with a warning: another founding
+// member restored it first, or the cluster is not new. Later starts ignore
+// the flag, so that it may stay in a member's command line.
+func restoreBackup(ctx context.Context, node *coord.Node, path string, fresh bool, stdout io.Writer, log *slog.Logger) error {
+	if !fresh {
+		log.Info("--restore ignored: this member has started before (its data directory is not new)", "file", path)
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("--restore: %w", err)
+	}
+	defer f.Close()
+	log.Info("restoring the backup", "file", path)
+	res, err := node.Restore(ctx, f)
+	switch {
+	case errors.Is(err, coord.ErrNotEmpty):
+		log.Warn("--restore: the backup is not loaded: the cluster already holds keys (did another member restore it?)", "file", path, "err", err)
+		return nil
+	case err != nil && res != nil && res.Keys > 0:
+		return fmt.Errorf("--restore %s: %w; the cluster holds part of the backup: stop its members, empty their data directories and start again", path, err)
+	case err != nil:
+		return fmt.Errorf("--restore %s: %w; nothing was restored (later starts ignore --restore: load a backup into the running cluster with coordctl snapshot restore)", path, err)
+	}
+	log.Info("restored the backup", "file", path, "keys", res.Keys, "skipped_lease", res.SkippedLease)
+	fmt.Fprintf(stdout, "member restored %d keys from %s (%d attached to leases skipped)\n", res.Keys, path, res.SkippedLease)
+	return nil
+}
+
+// emptyDir reports whether dir is missing or empty.
+func emptyDir(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	return errors.Is(err, fs.ErrNotExist) || (err == nil && len(entries) == 0)
 }
 
 // shutdown stops the HTTP server gracefully, if there is one.
