@@ -222,21 +222,31 @@ func (c *cli) send(ctx context.Context, ep, path string, body []byte) ([]byte, i
 // request sends a GET when body is nil, else a POST of body as JSON, and
 // returns the response with its body still to read.
 func (c *cli) request(ctx context.Context, ep, path string, body []byte) (*http.Response, error) {
-	method, rd := http.MethodGet, io.Reader(nil)
+	method, rd, ctype := http.MethodGet, io.Reader(nil), ""
 	if body != nil {
-		method, rd = http.MethodPost, bytes.NewReader(body)
+		method, rd, ctype = http.MethodPost, bytes.NewReader(body), "application/json"
 	}
-	req, err := http.NewRequestWithContext(ctx, method, ep+path, rd)
+	req, err := c.newRequest(ctx, method, ep+path, rd, ctype)
 	if err != nil {
 		return nil, err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	return c.httpClient().Do(req)
+}
+
+// newRequest prepares a request with the bearer token, if any; a body is
+// sent with contentType.
+func (c *cli) newRequest(ctx context.Context, method, url string, body io.Reader, contentType string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	return c.httpClient().Do(req)
+	return req, nil
 }
 
 // callAt is call for one endpoint: the release of a lock or a leadership

@@ -233,6 +233,82 @@ func (c *cli) memberChange(args []string, verb, done string) error {
 	return err
 }
 
+const moveLeaderUsage = "move-leader MEMBER [--shard N|all]"
+
+// moveLeader hands the leadership of a shard, or of every shard, to the
+// voter MEMBER, as etcdctl move-leader does, and says who led before, as
+// the endpoint that answers saw it.
+func (c *cli) moveLeader(args []string) error {
+	fs := flag.NewFlagSet("move-leader", flag.ContinueOnError)
+	shardFlag := fs.String("shard", "0", "the shard (Raft group) whose leadership to move, as endpoint status numbers them, or all")
+	pos, err := c.parse(fs, moveLeaderUsage, args, 1)
+	if err != nil {
+		return err
+	}
+	target := pos[0]
+	shard, err := strconv.Atoi(*shardFlag)
+	if *shardFlag != "all" && (err != nil || shard < 0) {
+		return fmt.Errorf("--shard: %q is neither a shard number nor all", *shardFlag)
+	}
+	ctx, cancel := c.context()
+	defer cancel()
+	var st statusResponse
+	if _, err := c.call(ctx, "/v1/status", nil, &st, true); err != nil {
+		return err
+	}
+	var ms struct {
+		Members []member `json:"members"`
+	}
+	if _, err := c.call(ctx, "/v1/members", nil, &ms, true); err != nil {
+		return err
+	}
+	names := map[string]string{} // replica ID -> name
+	for _, m := range ms.Members {
+		names[m.ID] = m.Name
+	}
+	type move struct {
+		Shard int    `json:"shard"`
+		From  string `json:"from"` // "" when no leader was known
+		To    string `json:"to"`
+	}
+	var moves []move
+	for _, s := range st.Shards {
+		if *shardFlag != "all" && s.Shard != shard {
+			continue
+		}
+		// A transfer is safe to repeat: it goes to the next endpoint
+		// after any failure.
+		if _, err := c.call(ctx, "/v1/members/move-leader", map[string]any{"name": target, "shard": s.Shard}, nil, true); err != nil {
+			return err
+		}
+		moves = append(moves, move{Shard: s.Shard, From: names[s.Leader], To: target})
+	}
+	if len(moves) == 0 {
+		return fmt.Errorf("--shard: no shard %d: the cluster has %d (0 to %d)", shard, len(st.Shards), len(st.Shards)-1)
+	}
+	t := newTable("SHARD", "FROM", "TO")
+	var b strings.Builder
+	for _, m := range moves {
+		from := m.From
+		if from == "" {
+			from = "-"
+		}
+		t.add(strconv.Itoa(m.Shard), printable(from), printable(m.To))
+		if m.From == m.To {
+			fmt.Fprintf(&b, "Member %s already leads shard %d.\n", m.To, m.Shard)
+		} else {
+			fmt.Fprintf(&b, "Leadership of shard %d moved from %s to %s.\n", m.Shard, from, m.To)
+		}
+	}
+	switch c.writeOut {
+	case "json":
+		return c.writeJSON(moves)
+	case "table":
+		return t.render(c.stdout)
+	}
+	return c.write([]byte(b.String()))
+}
+
 func (c *cli) endpointStatus(args []string) error {
 	fs := flag.NewFlagSet("endpoint status", flag.ContinueOnError)
 	if _, err := c.parse(fs, "endpoint status", args, 0); err != nil {

@@ -26,75 +26,19 @@ const e2eWait = 30 * time.Second
 
 // TestEndToEnd builds cmd/coordkit and coordctl, starts three member
 // processes on loopback, and drives them with the coordctl binary, as an
-// operator would.
+// operator would. The subtests at its end share the cluster.
 func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds binaries and starts member processes; skipped with -short")
 	}
 	began := time.Now()
 	step := func(what string) { t.Logf("%5.1fs %s", time.Since(began).Seconds(), what) }
-	dir := t.TempDir()
-	bins := proctest.Build(t, dir, "github.com/coordkit/coordkit/cmd/coordkit", "github.com/coordkit/coordkit/cmd/coordctl")
-	member, coordctl := bins[0], bins[1]
-	step("built member and coordctl")
-
-	var procs []*proctest.Proc // coordctl's (the members clean up after themselves)
-	t.Cleanup(func() {
-		for _, p := range procs {
-			p.Kill()
-		}
-		if t.Failed() {
-			for _, p := range procs {
-				lines, err := p.Tail(40)
-				if err != nil {
-					lines = []string{err.Error()}
-				}
-				t.Logf("--- last lines of %s (%s):\n%s", p.Name, p.Log, strings.Join(lines, "\n"))
-			}
-		}
-	})
-	ms := proctest.Founders(t, member, dir, "coordctl-e2e", 3, "--heartbeat-interval", "50", "--election-timeout", "1000")
-	names, peers, clients := make([]string, 3), make([]string, 3), make([]string, 3)
-	var members []*proctest.Proc
-	for i, m := range ms {
-		m.Start(t)
-		members = append(members, m.Proc)
-		names[i], peers[i], clients[i] = m.Name, m.Peer, m.Client
-	}
-	eps := make([]string, 3)
-	for i, c := range clients {
-		eps[i] = "--endpoints=http://" + c
-	}
-	all := "--endpoints=" + strings.Join(clients, ",")
-	// ctl runs the coordctl binary, expecting status 0.
-	ctl := func(args ...string) string {
-		t.Helper()
-		code, out, errOut := runBinary(t, coordctl, args...)
-		if code != 0 {
-			t.Fatalf("coordctl %q: exit %d, stderr %q, stdout %q", args, code, errOut, out)
-		}
-		return out
-	}
-	// await polls f, giving up early if a member exits.
-	await := func(what string, f func() error) {
-		t.Helper()
-		proctest.Eventually(t, e2eWait, 20*time.Millisecond, what, func() error {
-			for _, p := range members {
-				if !p.Running() {
-					t.Fatalf("%s: %s exited: %v", what, p.Name, p.ExitErr())
-				}
-			}
-			return f()
-		})
-	}
-
-	step("wait for the three members to be healthy")
-	await("every endpoint healthy", func() error {
-		if code, out, errOut := runBinary(t, coordctl, all, "endpoint", "health"); code != 0 {
-			return fmt.Errorf("exit %d: %s%s", code, out, errOut)
-		}
-		return nil
-	})
+	e := startE2E(t)
+	step("built member and coordctl; the three members are healthy")
+	names, peers, eps := e.names, e.peers, e.eps
+	coordctl, dir := e.coordctl, e.dir
+	ctl := func(args ...string) string { t.Helper(); return e.ctl(t, args...) }
+	await := func(what string, f func() error) { t.Helper(); e.await(t, what, f) }
 
 	step("member list -w table")
 	header := regexp.MustCompile(`^\| +ID +\| NAME \| +PEER ADDRS +\| ROLE  \| LEADS \| REACHABLE \|$`)
@@ -174,8 +118,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	step("watch through m2, with SIGINT to end it")
-	watch := startProc(t, dir, "watch", coordctl, eps[1], "watch", "/e2e/w", "-w", "json")
-	procs = append(procs, watch)
+	watch := e.start(t, "watch", eps[1], "watch", "/e2e/w", "-w", "json")
 	await("the watch is created", func() error { return contains(watch.Log, `"created":true`) })
 	ctl(eps[2], "put", "/e2e/w", "seen")
 	await("the watch prints the put", func() error { return contains(watch.Log, `"value":"c2Vlbg=="`) })
@@ -230,8 +173,7 @@ func TestEndToEnd(t *testing.T) {
 	checkHolds(t, string(b), len(eps))
 
 	step("a lock whose coordctl is killed is free at once, not after its TTL")
-	holder := startProc(t, dir, "holder", coordctl, eps[0], "lock", "e2e-kill", "--ttl", "60")
-	procs = append(procs, holder)
+	holder := e.start(t, "holder", eps[0], "lock", "e2e-kill", "--ttl", "60")
 	await("the holder prints the key and fence", func() error {
 		if b, err := os.ReadFile(holder.Log); err != nil || !regexp.MustCompile(`^e2e-kill/\S+\n\d+\n$`).Match(b) {
 			return fmt.Errorf("holder's output %q (%v)", b, err)
@@ -247,7 +189,107 @@ func TestEndToEnd(t *testing.T) {
 	if code, out, errOut := runBinary(t, coordctl, eps[0], "lock", "e2e-lock", "--", "sh", "-c", "exit 7"); code != 7 || out != "" || errOut != "" {
 		t.Fatalf("lock -- sh -c 'exit 7': exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
+	step("operator commands, one subtest each")
+	t.Run("ls", e.testLs)
+	t.Run("move-leader", e.testMoveLeader)
+	t.Run("svc", e.testSvc)
+	t.Run("topic", e.testTopic)
+	t.Run("snapshot restore", e.testSnapshotRestore)
 	step("done")
+}
+
+// e2eCluster is TestEndToEnd's cluster: three member processes founded
+// together, and the coordctl binary.
+type e2eCluster struct {
+	dir, member, coordctl string
+	names, peers, clients []string
+	eps                   []string // "--endpoints=http://CLIENT", for each member
+	all                   string   // "--endpoints=" the three clients
+	members               []*proctest.Proc
+	procs                 []*proctest.Proc // coordctl's, killed at the end
+}
+
+// startE2E builds the binaries and starts the three members, and returns
+// once every endpoint is healthy.
+func startE2E(t *testing.T) *e2eCluster {
+	t.Helper()
+	e := &e2eCluster{dir: t.TempDir()}
+	bins := proctest.Build(t, e.dir, "github.com/coordkit/coordkit/cmd/coordkit", "github.com/coordkit/coordkit/cmd/coordctl")
+	e.member, e.coordctl = bins[0], bins[1]
+	t.Cleanup(func() {
+		for _, p := range e.procs {
+			p.Kill()
+		}
+		if t.Failed() {
+			for _, p := range e.procs {
+				lines, err := p.Tail(40)
+				if err != nil {
+					lines = []string{err.Error()}
+				}
+				t.Logf("--- last lines of %s (%s):\n%s", p.Name, p.Log, strings.Join(lines, "\n"))
+			}
+		}
+	})
+	ms := proctest.Founders(t, e.member, e.dir, "coordctl-e2e", 3, "--heartbeat-interval", "50", "--election-timeout", "1000")
+	var clients []string
+	for _, m := range ms {
+		m.Start(t)
+		e.members = append(e.members, m.Proc)
+		e.names, e.peers, clients = append(e.names, m.Name), append(e.peers, m.Peer), append(clients, m.Client)
+		e.eps = append(e.eps, "--endpoints=http://"+m.Client)
+	}
+	e.clients = clients
+	e.all = "--endpoints=" + strings.Join(clients, ",")
+	e.await(t, "every endpoint healthy", func() error {
+		if code, out, errOut := runBinary(t, e.coordctl, e.all, "endpoint", "health"); code != 0 {
+			return fmt.Errorf("exit %d: %s%s", code, out, errOut)
+		}
+		return nil
+	})
+	return e
+}
+
+// ctl runs the coordctl binary, expecting status 0, and returns its
+// standard output.
+func (e *e2eCluster) ctl(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, errOut := runBinary(t, e.coordctl, args...)
+	if code != 0 {
+		t.Fatalf("coordctl %q: exit %d, stderr %q, stdout %q", args, code, errOut, out)
+	}
+	return out
+}
+
+// fails runs the coordctl binary, expecting status 1 and an error naming
+// want.
+func (e *e2eCluster) fails(t *testing.T, want string, args ...string) {
+	t.Helper()
+	code, out, errOut := runBinary(t, e.coordctl, args...)
+	if code != 1 || !strings.HasPrefix(errOut, "Error: ") || !strings.Contains(errOut, want) {
+		t.Fatalf("coordctl %q: exit %d, stderr %q (want it to contain %q), stdout %q", args, code, errOut, want, out)
+	}
+}
+
+// await polls f, giving up early if a member exits.
+func (e *e2eCluster) await(t *testing.T, what string, f func() error) {
+	t.Helper()
+	proctest.Eventually(t, e2eWait, 20*time.Millisecond, what, func() error {
+		for _, p := range e.members {
+			if !p.Running() {
+				t.Fatalf("%s: %s exited: %v", what, p.Name, p.ExitErr())
+			}
+		}
+		return f()
+	})
+}
+
+// start starts a coordctl process that runs until interrupted, its output
+// in the file NAME.log.
+func (e *e2eCluster) start(t *testing.T, name string, args ...string) *proctest.Proc {
+	t.Helper()
+	p := startProc(t, e.dir, name, e.coordctl, args...)
+	e.procs = append(e.procs, p)
+	return p
 }
 
 // checkHolds checks a record of lock holds: n pairs of "start PID FENCE"

@@ -63,7 +63,7 @@ func (c *cli) acquire(sigs <-chan os.Signal, path string, req any) (*held, error
 		}
 		return nil, err
 	}
-	s.arm(streamSilence, fmt.Errorf("no line from %s for %v: the connection or the member is gone", s.ep, streamSilence))
+	s.armSilence()
 	h := &held{s: s, first: first, ended: make(chan error, 1), cancel: cancel}
 	h.wg.Add(1)
 	go func() {
@@ -364,7 +364,7 @@ func (c *cli) observe(name string) error {
 			return fmt.Errorf("%s: observing election %s: %w", s.ep, name, err)
 		}
 		if first {
-			s.arm(streamSilence, fmt.Errorf("no line from %s for %v: the connection or the member is gone", s.ep, streamSilence))
+			s.armSilence()
 		}
 		var line leaderLine
 		if err := json.Unmarshal(raw, &line); err != nil {

@@ -11,6 +11,10 @@
 //	get KEY [--prefix] [--serializable] [--limit N]
 //	                                           read KEY, or every key starting with it
 //	del KEY [--prefix]                         delete KEY, or every key starting with it
+//	ls [DIR] [--serializable]                  list the keys and directories right under
+//	                                           DIR (default /), as ls -p does
+//	txn                                        run a transaction read from stdin, in
+//	                                           etcdctl's interactive format
 //	watch KEY [--prefix] [--rev N] [--prev-kv] print the changes to KEY (or to every key
 //	                                           starting with it) until interrupted
 //	compact REV [--shard N]                    discard the history of a shard before REV
@@ -28,13 +32,29 @@
 //	elect --listen NAME                        print the election's leader and
 //	                                           every change of it
 //	snapshot save FILE                         save a backup of every shard
+//	snapshot restore FILE                      load a backup into a cluster with no key
+//	svc list [SERVICE] [--dir DIR] [--passing-only] [--serializable]
+//	                                           list the services registered, or the
+//	                                           instances of SERVICE
+//	svc watch SERVICE [--dir DIR] [--from-rev N]
+//	                                           print SERVICE's instances, then every
+//	                                           change, until interrupted
+//	topic publish TOPIC MESSAGE [--dir DIR]    publish MESSAGE to TOPIC
+//	topic tail TOPIC [--from F] [--dir DIR]    print TOPIC's messages from F (now,
+//	                                           earliest, an offset, an RFC 3339 time or
+//	                                           a duration ago) until interrupted
+//	topic stats TOPIC [--dir DIR]              TOPIC's message count, bytes and offsets
 //	member list                                list the cluster's members
 //	member add NAME ADDR [--observer] [--force]
 //	                                           add a member whose Raft address is ADDR
 //	member remove NAME [--force]               remove a member
 //	member promote NAME [--force]              turn an observer into a voter
+//	move-leader MEMBER [--shard N|all]         hand the leadership of shard N (default
+//	                                           0), or of every shard, to MEMBER
 //	endpoint status                            every endpoint's view of every shard
 //	endpoint health                            check every endpoint's health
+//	alarm list                                 list the alarms raised
+//	alarm disarm                               clear every alarm
 //	help [COMMAND]                             describe coordctl, or a command
 //	completion bash|zsh|fish|powershell        print a shell completion script
 //
@@ -44,7 +64,8 @@
 //	                   http://127.0.0.1:2379, or $COORDCTL_ENDPOINTS)
 //	-w, --write-out F  output format: simple (default), json or table
 //	--timeout D        bound on the whole command (default 5s); see below
-//	                   for the commands that run until interrupted
+//	                   for the commands that run until interrupted and
+//	                   for snapshot restore
 //
 // A command's flags may come before or after its arguments; "--" ends the
 // flags, for a key or value that starts with "-", and before a lock's
@@ -59,25 +80,33 @@
 // until one answers. A request moves on to the next endpoint when it could
 // not connect; a read also moves on when the connection broke later, but a
 // write then stops, since it may have been applied. endpoint status and
-// endpoint health ask every endpoint. The streams of watch, lock, elect
-// and snapshot save move on after any failure to open them: what a stream
-// holds is released when its connection breaks.
+// endpoint health ask every endpoint. The streams of watch, svc watch,
+// topic tail, lock, elect and snapshot save move on after any failure to
+// open them: what a stream holds is released when its connection breaks.
+// snapshot restore moves on only when it could not connect.
 //
 // Lease IDs are printed and read in hexadecimal, as etcdctl does.
 //
 // Output: simple prints plain text (get prints each key and then its value
 // on lines of their own, as etcdctl does; bytes are printed as they are),
-// json prints the API's response as received (keys and values in base64),
-// table draws a table for get, member list, endpoint status and health,
-// lease timetolive and lease list, and prints as simple for the other
-// commands.
+// json prints the API's response as received (keys and values in base64;
+// for move-leader, endpoint status and health, what coordctl gathered),
+// table draws a table for get, ls, member list, move-leader, endpoint
+// status and health, lease timetolive and lease list, alarm list, svc list
+// and topic stats, and prints as simple for the other commands.
+//
+// ls prints the names of DIR's children relative to DIR, one a line, a
+// directory's with a trailing "/" (a key and a directory may share a
+// name: /a and /a/b give "a" and "a/"); with -w table, each key's value,
+// version, mod revision and lease.
 //
 // Errors go to standard error as "Error: <message>" and the exit status is 1
 // (lock with a COMMAND exits with COMMAND's status, see below).
 //
 // # Commands that run until interrupted
 //
-// watch, lease keep-alive, lock, elect and elect --listen run until SIGINT
+// watch, svc watch, topic tail, lease keep-alive, lock, elect and elect
+// --listen run until SIGINT
 // or SIGTERM (which end them with status 0 once they have let go of what
 // they held) or until their stream fails (status 1). --timeout bounds each
 // request they make and the opening of a watch or an observation, but not
@@ -116,6 +145,17 @@
 // the lock's key and its fence, each on a line (-w json: the stream's
 // first line), holds the lock until interrupted, then releases it.
 //
+// svc watch prints the instances present, each as "added, " and the row
+// svc list prints for it (ID, ADDR, STATUS, WEIGHT, METADATA, REVISION),
+// then "synced", then every change (added, updated or removed) the same
+// way; with -w json, every line of the stream. A svc watch that fails says
+// from which revision to resume it with --from-rev, which prints only the
+// changes after that revision.
+//
+// topic tail prints each message's payload on a line of its own (-w json:
+// every line of the stream, with offsets and times); one that fails says
+// from which offset to resume it with --from.
+//
 // elect campaigns for NAME with VALUE (--ttl as for lock); once elected it
 // prints the leader's key and value, each on a line (-w json: the stream's
 // first line), and holds the leadership until interrupted, then resigns.
@@ -126,6 +166,22 @@
 // snapshot save writes the backup to FILE.part, checks its SHA-256 trailer
 // (so that a transfer cut short is never taken for a backup), syncs it and
 // renames it to FILE. --timeout bounds the wait for each part of it.
+//
+// snapshot restore checks FILE's trailer as save does, then sends it to a
+// member, which loads it into the cluster if the cluster holds no key
+// (restore into a new cluster, as etcdutl snapshot restore does): keys get
+// new revisions, and keys that were attached to a lease are skipped.
+// --timeout bounds each silence of the upload, not the restore, which
+// takes as long as the backup's size needs; once the member has the whole
+// backup, it restores it to the end even if coordctl is interrupted.
+//
+// move-leader asks for the transfer and waits until the member that
+// answers sees MEMBER lead, within --timeout; it says who led before, as
+// that member saw it. Moving the leadership to the leader does nothing.
+//
+// svc and topic read the registry (coord/registry) and the topics
+// (coord/pubsub) under --dir, by default /services and /topics, as the
+// HTTP API does.
 //
 // coordctl talks plain HTTP, or HTTPS with an https:// endpoint: the
 // server's certificate is checked against --cacert (else the system's
@@ -247,6 +303,7 @@ var commands = []command{
 	{"put", "put KEY VALUE [--lease ID]", "set KEY to VALUE", (*cli).put},
 	{"get", "get KEY [--prefix] [--serializable] [--limit N] [--rev R] [--keys-only] [--count-only]", "read a key or a range", (*cli).get},
 	{"del", "del KEY [--prefix]", "delete a key or a range", (*cli).del},
+	{"ls", lsUsage, "list a directory's keys and subdirectories", (*cli).ls},
 	{"txn", txnUsage, "run a transaction read from stdin (etcdctl's format)", (*cli).txn},
 	{"watch", watchUsage, "print the changes to a key or a range until interrupted", (*cli).watch},
 	{"compact", compactUsage, "remove a shard's history before a revision", (*cli).compact},
@@ -258,10 +315,17 @@ var commands = []command{
 	{"lock", lockUsage, "hold a lock until interrupted, or while a command runs", (*cli).lock},
 	{"elect", electUsage, "campaign for a leadership, or follow an election", (*cli).elect},
 	{"snapshot save", "snapshot save FILE", "write a backup to FILE", (*cli).snapshotSave},
+	{"snapshot restore", "snapshot restore FILE", "load a backup into a cluster that holds no key", (*cli).snapshotRestore},
+	{"svc list", svcListUsage, "list the services, or a service's instances", (*cli).svcList},
+	{"svc watch", svcWatchUsage, "print a service's instances and their changes until interrupted", (*cli).svcWatch},
+	{"topic publish", topicPublishUsage, "publish a message to a topic", (*cli).topicPublish},
+	{"topic tail", topicTailUsage, "print a topic's messages until interrupted", (*cli).topicTail},
+	{"topic stats", topicStatsUsage, "show a topic's message count, bytes and offsets", (*cli).topicStats},
 	{"member list", "member list", "list the members", (*cli).memberList},
 	{"member add", "member add NAME ADDR [--observer] [--force]", "add a voter or an observer", (*cli).memberAdd},
 	{"member remove", "member remove NAME [--force]", "remove a member", (*cli).memberRemove},
 	{"member promote", "member promote NAME [--force]", "make an observer a voter", (*cli).memberPromote},
+	{"move-leader", moveLeaderUsage, "hand a shard's leadership to a voter", (*cli).moveLeader},
 	{"endpoint status", "endpoint status", "show each endpoint's member status", (*cli).endpointStatus},
 	{"endpoint health", "endpoint health", "check each endpoint's health", (*cli).endpointHealth},
 	{"alarm list", "alarm list", "list the alarms raised (NOSPACE: a shard at its quota)", (*cli).alarmList},
@@ -274,7 +338,9 @@ var subcommands = map[string]string{
 	"member":   "list, add, remove or promote",
 	"endpoint": "status or health",
 	"lease":    "grant, keep-alive, revoke, timetolive or list",
-	"snapshot": "save",
+	"snapshot": "save or restore",
+	"svc":      "list or watch",
+	"topic":    "publish, tail or stats",
 	"alarm":    "list or disarm",
 }
 

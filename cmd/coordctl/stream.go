@@ -100,6 +100,12 @@ func (s *stream) arm(d time.Duration, cause error) {
 	}
 }
 
+// armSilence bounds every later silence of an open stream to
+// streamSilence: the server sends heartbeats.
+func (s *stream) armSilence() {
+	s.arm(streamSilence, fmt.Errorf("no line from %s for %v: the connection or the member is gone", s.ep, streamSilence))
+}
+
 func (s *stream) expire() {
 	s.mu.Lock()
 	cause := s.cause
@@ -222,4 +228,39 @@ func (c *cli) requestContext(parent context.Context) (context.Context, context.C
 // interrupted reports whether err is, or ctx ended by, an interrupt.
 func interrupted(ctx context.Context, err error) bool {
 	return errors.Is(err, errInterrupted) || errors.Is(context.Cause(ctx), errInterrupted)
+}
+
+// follow runs a stream until interrupted (a POST of req to path): each
+// line but heartbeats goes to each, which prints it, or fails for a
+// malformed one. The stream's silence is bounded from its start, since the
+// server sends heartbeats while its first line may be long in coming. An
+// interrupt ends it with nil; the stream's failure reads "EP: what: ERR",
+// and then "; " and resume(err) when that is not empty: where to resume.
+func (c *cli) follow(path string, req any, what string, each func(ep string, raw json.RawMessage) error, resume func(error) string) error {
+	ictx, stop := c.interruptible()
+	defer stop()
+	s, err := c.openStream(ictx, path, req, c.timeout)
+	if err != nil {
+		if interrupted(ictx, err) {
+			return nil
+		}
+		return err
+	}
+	defer s.close()
+	s.armSilence()
+	for {
+		raw, err := s.next()
+		if err != nil {
+			if interrupted(ictx, err) {
+				return nil
+			}
+			if r := resume(err); r != "" {
+				return fmt.Errorf("%s: %s: %w; %s", s.ep, what, err, r)
+			}
+			return fmt.Errorf("%s: %s: %w", s.ep, what, err)
+		}
+		if err := each(s.ep, raw); err != nil {
+			return err
+		}
+	}
 }

@@ -366,6 +366,6 @@ func TestSnapshotSave(t *testing.T) {
 	if _, err := checkBackup(cut); err == nil || !strings.Contains(err.Error(), "but the trailer says") {
 		t.Fatalf("checkBackup of an altered backup: %v", err)
 	}
-	fails(t, "snapshot needs a subcommand: save", ep, "snapshot")
+	fails(t, "snapshot needs a subcommand: save or restore", ep, "snapshot")
 	fails(t, "no such file or directory", ep, "snapshot", "save", filepath.Join(t.TempDir(), "no", "dir"))
 }
