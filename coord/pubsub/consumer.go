@@ -37,9 +37,17 @@ func MemberTTL(d time.Duration) ConsumerOption { return func(c *consumerConfig) 
 // not end in an Ack: the message is published to the dead-letter topic
 // (default: the topic's name followed by "-dead-letter"), wrapped in a
 // DeadLetter that says why and how often it was delivered, and then
-// acknowledged, so the consumer moves past it. Deliveries are counted by
-// the consumer or group member delivering the message: a group batch
-// claimed again after its member died counts afresh. Default: no limit.
+// acknowledged, so the consumer moves past it. Default: no limit.
+//
+// A consumer group counts deliveries in the store: when a member dies (or
+// closes) with messages unacknowledged, the member that takes its batch
+// over counts on from there, so a message that kills every member it
+// reaches is dead-lettered after n of them. A message the dead member had
+// received counts as delivered to it, as in JetStream, even if the
+// application never read it; the member taking over delivers the batch one
+// message at a time, recording each delivery and each Ack, so only the
+// message in hand is counted when a member dies. A durable Consumer counts
+// in memory: its counts start again when it restarts.
 func MaxDeliveries(n int, deadLetterTopic string) ConsumerOption {
 	return func(c *consumerConfig) { c.maxDeliveries, c.deadLetter = n, deadLetterTopic }
 }
@@ -70,20 +78,35 @@ func newTracker() *tracker {
 	return &tracker{pending: map[Offset]*pendingMsg{}, acked: map[Offset]bool{}}
 }
 
-// delivered records a delivery of m, due for redelivery after wait, and
-// returns how many times it has been delivered.
-func (t *tracker) delivered(m Message, wait time.Duration) int {
+// count returns how many times o has been delivered while pending: 0 when
+// it is not pending.
+func (t *tracker) count(o Offset) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p, ok := t.pending[o]; ok {
+		return p.deliveries
+	}
+	return 0
+}
+
+// delivered records delivery number n of m, due for redelivery after wait.
+// A redelivery (again) of a message no longer pending, acknowledged
+// meanwhile, is not recorded: delivered reports false.
+func (t *tracker) delivered(m Message, wait time.Duration, n int, again bool) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p, ok := t.pending[m.Offset]
 	if !ok {
+		if again {
+			return false
+		}
 		t.order = append(t.order, m.Offset)
 		p = &pendingMsg{m: m}
 		t.pending[m.Offset] = p
 	}
 	p.deadline = time.Now().Add(wait)
-	p.deliveries++
-	return p.deliveries
+	p.deliveries = n
+	return true
 }
 
 // due sets m's redelivery for d from now, if m is pending; it reports
@@ -184,8 +207,11 @@ func (p *PubSub) Consumer(ctx context.Context, topic, name string, opts ...Consu
 	rctx, cancel := context.WithCancel(context.Background())
 	cs := &Consumer{p: p, topic: topic, key: key, ackWait: c.ackWait, out: make(chan Delivery, 64), t: newTracker(), cancel: cancel,
 		ended: make(chan struct{})}
-	send := func(m Message) bool {
-		n := cs.t.delivered(m, c.ackWait)
+	send := func(m Message, again bool) bool {
+		n := cs.t.count(m.Offset) + 1
+		if !cs.t.delivered(m, c.ackWait, n, again) {
+			return true // acknowledged meanwhile
+		}
 		select {
 		case cs.out <- Delivery{Message: m, Deliveries: n}:
 			return true
@@ -194,7 +220,9 @@ func (p *PubSub) Consumer(ctx context.Context, topic, name string, opts ...Consu
 		}
 	}
 	dead := p.deadLetterer(c, "consumer "+name, cs.Ack)
-	deliver(rctx, cancel, cs.out, cs.ended, func(ctx context.Context) error { return p.stream(ctx, topic, from, send) },
+	deliver(rctx, cancel, cs.out, cs.ended, func(ctx context.Context) error {
+		return p.stream(ctx, topic, from, func(m Message) bool { return send(m, false) })
+	},
 		func(ctx context.Context) { redeliver(ctx, cs.t, c, send, dead) })
 	return cs, nil
 }
@@ -228,9 +256,10 @@ func deliver(ctx context.Context, cancel context.CancelFunc, out chan Delivery, 
 	}()
 }
 
-// redeliver sends the overdue messages again, or, past MaxDeliveries,
-// hands them to dead.
-func redeliver(ctx context.Context, t *tracker, c consumerConfig, send func(Message) bool, dead func(context.Context, Message, int)) {
+// redeliver sends the overdue messages again (send with again true), or,
+// past MaxDeliveries, hands them to dead. It returns when ctx ends or send
+// returns false.
+func redeliver(ctx context.Context, t *tracker, c consumerConfig, send func(m Message, again bool) bool, dead func(context.Context, Message, int)) {
 	tick := time.NewTicker(min(max(c.ackWait/4, 10*time.Millisecond), 50*time.Millisecond))
 	defer tick.Stop()
 	for {
@@ -243,7 +272,7 @@ func redeliver(ctx context.Context, t *tracker, c consumerConfig, send func(Mess
 					dead(ctx, p.m, p.deliveries)
 					continue
 				}
-				if !send(p.m) {
+				if !send(p.m, true) {
 					return
 				}
 			}

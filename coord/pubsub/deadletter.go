@@ -42,12 +42,18 @@ func deadLetterTopic(c consumerConfig, topic string) string {
 // leaves the message pending: it is tried again at its next deadline.
 func (p *PubSub) deadLetterer(c consumerConfig, who string, ack func(context.Context, Message) error) func(context.Context, Message, int) {
 	return func(ctx context.Context, m Message, deliveries int) {
-		d := DeadLetter{Topic: m.Topic, Offset: m.Offset, Time: m.Time, Consumer: who, Deliveries: deliveries,
-			Reason: fmt.Sprintf("not acknowledged after %d deliveries", deliveries), Payload: m.Payload}
-		b, _ := json.Marshal(d)
-		if _, err := p.Publish(ctx, deadLetterTopic(c, m.Topic), b); err != nil {
-			return
+		if p.publishDeadLetter(ctx, c, who, m, deliveries) == nil {
+			ack(ctx, m)
 		}
-		ack(ctx, m)
 	}
+}
+
+// publishDeadLetter publishes m, delivered deliveries times without an Ack,
+// to its dead-letter topic.
+func (p *PubSub) publishDeadLetter(ctx context.Context, c consumerConfig, who string, m Message, deliveries int) error {
+	d := DeadLetter{Topic: m.Topic, Offset: m.Offset, Time: m.Time, Consumer: who, Deliveries: deliveries,
+		Reason: fmt.Sprintf("not acknowledged after %d deliveries", deliveries), Payload: m.Payload}
+	b, _ := json.Marshal(d)
+	_, err := p.Publish(ctx, deadLetterTopic(c, m.Topic), b)
+	return err
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/coordkit/coordkit/coord"
@@ -19,10 +20,14 @@ const groupBatch = 64
 // share a topic's messages, each message going to one member. A member
 // claims a batch of messages at a time under its own session; if it dies (or
 // closes) before acknowledging the whole batch, another member claims the
-// batch again and gets its messages redelivered (at-least-once). Safe for
+// batch again and gets its messages redelivered (at-least-once), one at a
+// time, counting their deliveries on (see MaxDeliveries). Safe for
 // concurrent use.
 type GroupMember struct {
 	ackWait time.Duration
+	cfg     consumerConfig
+	who     string // "group NAME", as dead letters name it
+	cur     atomic.Pointer[batch]
 	p       *PubSub
 	topic   string
 	dir     string
@@ -39,6 +44,9 @@ type batch struct {
 	from, to Offset
 	claim    string
 	claimRev coord.Revision
+	// taken over from a member that died or left: delivered one message at a
+	// time, with its deliveries and Acks recorded in the store
+	orphan bool
 }
 
 // JoinGroup adds a member to the consumer group named group on topic. The
@@ -58,22 +66,92 @@ func (p *PubSub) JoinGroup(ctx context.Context, topic, group string, opts ...Con
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	gm := &GroupMember{ackWait: c.ackWait, p: p, topic: topic, dir: p.meta(topic) + "groups/" + group + "/", s: s,
+	gm := &GroupMember{ackWait: c.ackWait, cfg: c, who: "group " + group, p: p, topic: topic,
+		dir: p.meta(topic) + "groups/" + group + "/", s: s,
 		id: fmt.Sprintf("%016x", uint64(s.Lease())), out: make(chan Delivery, 64), t: newTracker(),
 		acks: make(chan struct{}, 1), cancel: cancel, ended: make(chan struct{})}
-	send := func(m Message) bool {
-		n := gm.t.delivered(m, c.ackWait)
-		select {
-		case gm.out <- Delivery{Message: m, Deliveries: n}:
-			return true
-		case <-rctx.Done():
-			return false
+	resend := func(m Message, again bool) bool {
+		gm.handOut(rctx, m, 0, again) // one not recorded stays pending: tried at its next deadline
+		return rctx.Err() == nil
+	}
+	dead := p.deadLetterer(c, gm.who, gm.Ack)
+	deliver(rctx, cancel, gm.out, gm.ended, gm.run, func(ctx context.Context) { redeliver(ctx, gm.t, c, resend, dead) })
+	return gm, nil
+}
+
+// handOut delivers m as its delivery number max(deliveries so far, prior)+1.
+// A delivery after the first is recorded in the store first, under the
+// batch's claim, so that the member taking the batch over if this one dies
+// counts on. A redelivery (again) of a message acknowledged meanwhile is
+// dropped. Errors: ctx's, or the recording's (the message is then not
+// delivered).
+func (gm *GroupMember) handOut(ctx context.Context, m Message, prior int, again bool) error {
+	b := gm.cur.Load()
+	n := max(gm.t.count(m.Offset), prior) + 1
+	if again && n == 1 {
+		return nil // acknowledged meanwhile
+	}
+	if n > 1 {
+		if b == nil || m.Offset < b.from || m.Offset > b.to {
+			return nil // of a batch already retired
+		}
+		if err := gm.record(ctx, b, m.Offset, strconv.Itoa(n)); err != nil {
+			return err
 		}
 	}
-	dead := p.deadLetterer(c, "group "+group, gm.Ack)
-	deliver(rctx, cancel, gm.out, gm.ended, func(ctx context.Context) error { return gm.run(ctx, send) },
-		func(ctx context.Context) { redeliver(ctx, gm.t, c, send, dead) })
-	return gm, nil
+	if !gm.t.delivered(m, gm.ackWait, n, again) {
+		return nil
+	}
+	select {
+	case gm.out <- Delivery{Message: m, Deliveries: n}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// deliveriesKey is where a group records a message's deliveries, or
+// "acked", while its batch is claimed.
+func (gm *GroupMember) deliveriesKey(o Offset) string { return gm.dir + "deliveries/" + batchName(o) }
+
+// acked is the record of a message acknowledged in a batch taken over.
+const acked = "acked"
+
+// record sets the deliveries record of o on the condition that b is still
+// this member's claim: a member that lost its claim (its session expired)
+// must not write over the counts of the member that took over.
+func (gm *GroupMember) record(ctx context.Context, b *batch, o Offset, v string) error {
+	return retrying(ctx, func() error {
+		r, err := gm.p.n.Txn(ctx).If(coord.Compare(coord.CreateRevision(b.claim), "=", b.claimRev)).
+			Then(coord.OpPut(gm.deliveriesKey(o), []byte(v))).Commit()
+		if err == nil && !r.Succeeded {
+			return fmt.Errorf("%w: the member's claim on the batch at %d is gone", coord.ErrSessionExpired, b.from)
+		}
+		return err
+	})
+}
+
+// records reads b's deliveries records: counts by offset, -1 for acked.
+func (gm *GroupMember) records(ctx context.Context, b *batch) (map[Offset]int, error) {
+	var g *coord.GetResponse
+	err := retrying(ctx, func() (err error) {
+		g, err = gm.p.n.Get(ctx, gm.deliveriesKey(b.from), coord.WithRange(gm.deliveriesKey(b.to+1)))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := map[Offset]int{}
+	for _, kv := range g.KVs {
+		o, _ := strconv.ParseInt(strings.TrimPrefix(kv.Key, gm.dir+"deliveries/"), 10, 64)
+		if string(kv.Value) == acked {
+			out[Offset(o)] = -1
+			continue
+		}
+		n, _ := strconv.Atoi(string(kv.Value))
+		out[Offset(o)] = n
+	}
+	return out, nil
 }
 
 // Messages delivers the member's messages. It is closed when the member
@@ -117,7 +195,7 @@ func (gm *GroupMember) Close(ctx context.Context) error {
 
 func batchName(o Offset) string { return fmt.Sprintf("%020d", int64(o)) }
 
-func (gm *GroupMember) run(ctx context.Context, send func(Message) bool) error {
+func (gm *GroupMember) run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		if gm.s.Err() != nil {
 			return fmt.Errorf("%w: %w", coord.ErrSessionExpired, gm.s.Err())
@@ -142,7 +220,7 @@ func (gm *GroupMember) run(ctx context.Context, send func(Message) bool) error {
 			continue
 		}
 		if b != nil {
-			if err := gm.process(ctx, b, send); err != nil {
+			if err := gm.process(ctx, b); err != nil {
 				return err
 			}
 			continue
@@ -191,7 +269,7 @@ func (gm *GroupMember) claimOrphan(ctx context.Context) (*batch, coord.Revision,
 			return nil, 0, err
 		}
 		if r.Succeeded {
-			return &batch{from: Offset(from), to: Offset(to), claim: claim, claimRev: r.Header.Revision}, 0, nil
+			return &batch{from: Offset(from), to: Offset(to), claim: claim, claimRev: r.Header.Revision, orphan: true}, 0, nil
 		}
 	}
 	return nil, bs.Header.Revision, nil
@@ -242,7 +320,15 @@ var errRetry = errors.New("pubsub: retry")
 
 // process delivers a batch's messages and waits until all are acknowledged,
 // then retires the batch for the group.
-func (gm *GroupMember) process(ctx context.Context, b *batch, send func(Message) bool) error {
+func (gm *GroupMember) process(ctx context.Context, b *batch) error {
+	gm.cur.Store(b)
+	var recs map[Offset]int
+	if b.orphan {
+		var err error
+		if recs, err = gm.records(ctx, b); err != nil {
+			return err
+		}
+	}
 	for from := b.from; from <= b.to; {
 		var msgs []Message
 		var more bool
@@ -257,8 +343,13 @@ func (gm *GroupMember) process(ctx context.Context, b *batch, send func(Message)
 			if m.Offset > b.to {
 				break
 			}
-			if !send(m) {
-				return ctx.Err()
+			if b.orphan {
+				err = gm.carefully(ctx, b, m, recs[m.Offset])
+			} else {
+				err = gm.handOut(ctx, m, 0, false)
+			}
+			if err != nil {
+				return err
 			}
 			from = m.Offset + 1
 		}
@@ -266,6 +357,47 @@ func (gm *GroupMember) process(ctx context.Context, b *batch, send func(Message)
 			break
 		}
 	}
+	if err := gm.settled(ctx); err != nil {
+		return err
+	}
+	// Retire the batch. The compare makes a repeat after an unknown outcome
+	// harmless: once applied, the claim is gone and the compare fails.
+	n := gm.p.n
+	return retrying(ctx, func() error {
+		_, err := n.Txn(ctx).If(coord.Compare(coord.CreateRevision(b.claim), "=", b.claimRev)).
+			Then(coord.OpDelete(gm.dir+"batch/"+strings.TrimPrefix(b.claim, gm.dir+"claim/")), coord.OpDelete(b.claim),
+				coord.OpDelete(gm.deliveriesKey(b.from), coord.WithRange(gm.deliveriesKey(b.to+1)))).Commit()
+		return err
+	})
+}
+
+// carefully delivers m, of a batch taken over, alone: rec is its record
+// (its deliveries so far, -1 if acknowledged). The member that died had
+// received it, so it counts as delivered at least once. Past MaxDeliveries
+// it goes to the dead-letter topic undelivered.
+func (gm *GroupMember) carefully(ctx context.Context, b *batch, m Message, rec int) error {
+	if rec < 0 {
+		return nil
+	}
+	prior := max(rec, 1)
+	if limit := gm.cfg.maxDeliveries; limit > 0 && prior >= limit {
+		if err := retrying(ctx, func() error { return gm.p.publishDeadLetter(ctx, gm.cfg, gm.who, m, prior) }); err != nil {
+			return err
+		}
+		return gm.record(ctx, b, m.Offset, acked)
+	}
+	if err := gm.handOut(ctx, m, prior, false); err != nil {
+		return err
+	}
+	if err := gm.settled(ctx); err != nil {
+		return err
+	}
+	return gm.record(ctx, b, m.Offset, acked)
+}
+
+// settled waits until every message delivered is acknowledged (or, past
+// MaxDeliveries, dead-lettered).
+func (gm *GroupMember) settled(ctx context.Context) error {
 	for gm.t.outstanding() > 0 {
 		select {
 		case <-gm.acks:
@@ -275,14 +407,7 @@ func (gm *GroupMember) process(ctx context.Context, b *batch, send func(Message)
 			return ctx.Err()
 		}
 	}
-	// Retire the batch. The compare makes a repeat after an unknown outcome
-	// harmless: once applied, the claim is gone and the compare fails.
-	n := gm.p.n
-	return retrying(ctx, func() error {
-		_, err := n.Txn(ctx).If(coord.Compare(coord.CreateRevision(b.claim), "=", b.claimRev)).
-			Then(coord.OpDelete(gm.dir+"batch/"+strings.TrimPrefix(b.claim, gm.dir+"claim/")), coord.OpDelete(b.claim)).Commit()
-		return err
-	})
+	return nil
 }
 
 // waitWork waits for a new message or a released claim after revision at.

@@ -1,6 +1,7 @@
 package pubsub
 
 import (
+	"context"
 	"strconv"
 	"testing"
 	"time"
@@ -151,5 +152,92 @@ func TestNakAndInProgress(t *testing.T) {
 		cs.Ack(ctx, d.Message)
 	case <-time.After(10 * time.Second):
 		t.Fatal("a Nak'ed message was never redelivered")
+	}
+}
+
+// TestGroupCountsDeliveriesAcrossMemberDeaths: a message that kills every
+// group member it reaches is counted in the store, so each member that
+// takes it over counts on, and after MaxDeliveries members it goes to the
+// dead-letter topic undelivered. Its neighbours are not dragged along: an
+// acknowledged one is not delivered again, one behind it is delivered.
+func TestGroupCountsDeliveriesAcrossMemberDeaths(t *testing.T) {
+	c := coordtest.New(t, 3)
+	ctx := ctxT(t)
+	p := New(c.Node(0), "/topics")
+	for _, payload := range []string{"good-1", "poison", "good-2"} {
+		if _, err := p.Publish(ctx, "crash", []byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts := []ConsumerOption{AckWait(time.Minute), MaxDeliveries(3, ""), MemberTTL(2 * time.Second)}
+	next := func(gm *GroupMember) Delivery {
+		t.Helper()
+		select {
+		case d := <-gm.Messages():
+			if d.Err != nil {
+				t.Fatal(d.Err)
+			}
+			return d
+		case <-time.After(20 * time.Second):
+			t.Fatal("no delivery within 20 s")
+		}
+		return Delivery{}
+	}
+	// work plays a member that acknowledges good messages and dies on the
+	// poison, which must come as delivery number want.
+	work := func(gm *GroupMember, want int, goods ...string) {
+		t.Helper()
+		for _, g := range goods {
+			if d := next(gm); string(d.Payload) != g {
+				t.Fatalf("got %q (delivery %d), want %q", d.Payload, d.Deliveries, g)
+			} else if err := gm.Ack(ctx, d.Message); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if d := next(gm); string(d.Payload) != "poison" || d.Deliveries != want {
+			t.Fatalf("got %q as delivery %d, want the poison as delivery %d", d.Payload, d.Deliveries, want)
+		}
+	}
+	// The first member's process dies: its Node stops, its session expires.
+	a, err := New(c.Node(2), "/topics").JoinGroup(ctx, "crash", "g", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work(a, 1, "good-1")
+	c.Stop(2)
+	drain(t, a.Messages())
+	// The next two die by closing: their batch is released at once. The
+	// first takes the batch over: good-1 again (at-least-once), then the
+	// poison; the second does not see good-1, acknowledged while taken over.
+	for i, goods := range [][]string{{"good-1"}, nil} {
+		gm, err := New(c.Node(i), "/topics").JoinGroup(ctx, "crash", "g", opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		work(gm, 2+i, goods...)
+		if err := gm.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		drain(t, gm.Messages())
+	}
+	// The fourth gets good-2, not the poison, which lands in the dead-letter
+	// topic with its three deliveries.
+	gm, err := p.JoinGroup(ctx, "crash", "g", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gm.Close(ctx)
+	if d := next(gm); string(d.Payload) != "good-2" || d.Deliveries != 2 {
+		t.Fatalf("after the poison was dead-lettered: %q as delivery %d, want good-2 as delivery 2", d.Payload, d.Deliveries)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	dl := <-p.Subscribe(sctx, "crash-dead-letter", FromEarliest())
+	if dl.Err != nil {
+		t.Fatal(dl.Err)
+	}
+	dead, err := ParseDeadLetter(dl.Message)
+	if err != nil || string(dead.Payload) != "poison" || dead.Deliveries != 3 || dead.Consumer != "group g" {
+		t.Fatalf("dead letter %+v (%v), want the poison after 3 deliveries", dead, err)
 	}
 }
