@@ -8,24 +8,31 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"time"
 
 	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/pubsub"
 )
 
-func ExamplePubSub_Subscribe() {
+// openNode opens a single-member cluster in a temporary directory; close
+// it with the function returned.
+func openNode(ctx context.Context) (*coord.Node, func()) {
 	dir, _ := os.MkdirTemp("", "pubsub-example-")
-	defer os.RemoveAll(dir)
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()
 	l.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	n, err := coord.Open(ctx, coord.Config{DataDir: dir, RaftAddress: addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer n.Close()
+	return n, func() { n.Close(); os.RemoveAll(dir) }
+}
+
+func ExamplePubSub_Subscribe() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n, closeNode := openNode(ctx)
+	defer closeNode()
 
 	ps := pubsub.New(n, "/topics")
 	ps.Publish(ctx, "events", []byte("signup"))
@@ -40,4 +47,30 @@ func ExamplePubSub_Subscribe() {
 	// signup
 	// login
 	// logout
+}
+
+func ExamplePubSub_RunRetention() {
+	ctx := context.Background()
+	n, closeNode := openNode(ctx)
+	defer closeNode()
+
+	ps := pubsub.New(n, "/topics")
+	ps.SetRetention(ctx, "metrics", pubsub.Retention{MaxMessages: 2})
+	for _, v := range []string{"1", "2", "3", "4"} {
+		ps.Publish(ctx, "metrics", []byte(v))
+	}
+	// Run the runner on every member: the one leading the topics' shard
+	// trims. Here it stops after its first trim.
+	rctx, stop := context.WithCancel(ctx)
+	err := ps.RunRetention(rctx, time.Second, pubsub.OnTrim(func(topic string, removed int, err error) {
+		fmt.Println("trimmed", topic, removed, err)
+		stop()
+	}))
+	fmt.Println(err)
+	st, _ := ps.Stats(ctx, "metrics")
+	fmt.Println(st.Messages, st.Removed)
+	// Output:
+	// trimmed metrics 2 <nil>
+	// context canceled
+	// 2 2
 }

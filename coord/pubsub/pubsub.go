@@ -1,26 +1,3 @@
-// Package pubsub is durable publish/subscribe on coordkit, built on coord's
-// public API only.
-//
-// A message is a key under prefix/topic/m/. Its offset is derived from the
-// revision that created it (times 1024, plus its position when a batch
-// created several), so offsets strictly increase within a topic; they are
-// not consecutive, since other writes in the topic's shard use revisions too.
-// Publish returns once the message is committed through Raft and fsynced on
-// a quorum: unlike NATS's default, an acknowledged message survives the
-// loss of any minority of members.
-//
-// Subscribe delivers every message from a starting point (now, an offset,
-// the earliest retained, or a time) in offset order with no gap and no
-// duplicate while connected. Durable consumers resume after a restart from
-// their last acknowledged offset (at-least-once). Consumer groups share a
-// topic: each message is processed by one member, and the messages of a
-// member that dies are redelivered to another.
-//
-// A message that keeps failing does not block a consumer forever: with
-// MaxDeliveries it goes, after that many deliveries without an Ack, to a
-// dead-letter topic as a DeadLetter (the reason and the count), and the
-// consumer moves past it. Nak asks for a delayed redelivery; InProgress
-// puts off the redelivery of a long task.
 package pubsub
 
 import (
@@ -30,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -84,7 +62,6 @@ type PubSub struct {
 	n      *coord.Node
 	prefix string
 	seq    atomic.Uint64
-	pubs   atomic.Uint64
 	id     string
 }
 
@@ -119,6 +96,16 @@ func encode(t time.Time, payload []byte) []byte {
 // order, into messages with offsets.
 func toMessages(topic string, kvs []*coord.KeyValue) []Message {
 	out := make([]Message, 0, len(kvs))
+	eachMessage(topic, kvs, func(_ *coord.KeyValue, m Message) bool {
+		out = append(out, m)
+		return true
+	})
+	return out
+}
+
+// eachMessage calls f with each message of kvs, message keys of whole
+// revisions in (revision, key) order, and its key, until f returns false.
+func eachMessage(topic string, kvs []*coord.KeyValue, f func(*coord.KeyValue, Message) bool) {
 	idx := 0
 	for i, kv := range kvs {
 		if i > 0 && kvs[i-1].CreateRevision == kv.CreateRevision {
@@ -129,11 +116,25 @@ func toMessages(topic string, kvs []*coord.KeyValue) []Message {
 		if len(kv.Value) < 8 || idx >= 1<<batchBits {
 			continue
 		}
-		out = append(out, Message{Topic: topic, Offset: offsetOf(kv.CreateRevision, idx),
+		m := Message{Topic: topic, Offset: offsetOf(kv.CreateRevision, idx),
 			Time:    time.Unix(0, int64(binary.BigEndian.Uint64(kv.Value[:8]))),
-			Payload: kv.Value[8:]})
+			Payload: kv.Value[8:]}
+		if !f(kv, m) {
+			return
+		}
 	}
-	return out
+}
+
+// sortByRevision puts message keys read in key order in (revision, key)
+// order: offset order. Sorting what was read here, rather than with
+// coord.WithSort, spares the store copying and sorting every key in range.
+func sortByRevision(kvs []*coord.KeyValue) {
+	sort.Slice(kvs, func(i, j int) bool {
+		if kvs[i].CreateRevision != kvs[j].CreateRevision {
+			return kvs[i].CreateRevision < kvs[j].CreateRevision
+		}
+		return kvs[i].Key < kvs[j].Key
+	})
 }
 
 func (p *PubSub) newKey(topic string) string {
@@ -141,8 +142,10 @@ func (p *PubSub) newKey(topic string) string {
 }
 
 // Publish appends payload to topic and returns its offset once it is
-// durable. Errors: ErrInvalid, and those of coord's Put (a message whose
-// Publish returned coord.ErrOutcomeUnknown may or may not be published).
+// durable: it blocks for one write through Raft, or until ctx ends.
+// Errors: ErrInvalid, and those of coord's Put (a message whose Publish
+// returned coord.ErrOutcomeUnknown may or may not be published). Safe for
+// concurrent use.
 func (p *PubSub) Publish(ctx context.Context, topic string, payload []byte) (Offset, error) {
 	if err := validTopic(topic); err != nil {
 		return 0, err
@@ -151,13 +154,14 @@ func (p *PubSub) Publish(ctx context.Context, topic string, payload []byte) (Off
 	if err != nil {
 		return 0, err
 	}
-	p.maybeTrim(ctx, topic)
 	return offsetOf(r.Header.Revision, 0), nil
 }
 
 // PublishBatch appends payloads to topic in one atomic write, in order,
 // with consecutive offsets, and returns the first. At most the cluster's
-// Config.MaxTxnOps messages (128 by default) per batch.
+// Config.MaxTxnOps messages (128 by default) per batch. Blocking and errors
+// as for Publish (coord.ErrTooManyOps for a batch over MaxTxnOps). Safe for
+// concurrent use.
 func (p *PubSub) PublishBatch(ctx context.Context, topic string, payloads [][]byte) (Offset, error) {
 	if err := validTopic(topic); err != nil {
 		return 0, err
@@ -174,6 +178,5 @@ func (p *PubSub) PublishBatch(ctx context.Context, topic string, payloads [][]by
 	if err != nil {
 		return 0, err
 	}
-	p.maybeTrim(ctx, topic)
 	return offsetOf(r.Header.Revision, 0), nil
 }

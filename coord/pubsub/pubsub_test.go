@@ -218,25 +218,34 @@ func drain(t *testing.T, ch <-chan Delivery) error {
 	}
 }
 
+// publishBatches publishes batches batches of size messages to topic, the
+// decimal numbers from 0 as payloads, and returns their offsets in order.
+func publishBatches(t *testing.T, ps *PubSub, topic string, batches, size int) []Offset {
+	t.Helper()
+	ctx := ctxT(t)
+	var offs []Offset
+	for b := 0; b < batches; b++ {
+		batch := make([][]byte, size)
+		for i := range batch {
+			batch[i] = []byte(fmt.Sprint(b*size + i))
+		}
+		o, err := ps.PublishBatch(ctx, topic, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range batch {
+			offs = append(offs, o+Offset(i))
+		}
+	}
+	return offs
+}
+
 func runGroup(t *testing.T, closeOne bool) (map[Offset]int, []int) {
 	c := coordtest.New(t, 3)
 	ctx := ctxT(t)
 	ps := New(c.Node(0), "/topics")
 	const total = 10000
-	var all []Offset
-	for b := 0; b < total/100; b++ {
-		batch := make([][]byte, 100)
-		for i := range batch {
-			batch[i] = []byte(fmt.Sprint(b*100 + i))
-		}
-		o, err := ps.PublishBatch(ctx, "work", batch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range batch {
-			all = append(all, o+Offset(i))
-		}
-	}
+	all := publishBatches(t, ps, "work", total/100, 100)
 	var mu sync.Mutex
 	seen := map[Offset]int{}
 	var errs []error // a member's stream ended with an error: the group may stall

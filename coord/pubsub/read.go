@@ -3,7 +3,6 @@ package pubsub
 import (
 	"context"
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/coordkit/coordkit/coord"
@@ -40,28 +39,6 @@ func (p *PubSub) page(ctx context.Context, topic string, from Offset) ([]Message
 		}
 	}
 	return out, g.Header.Revision, g.More, nil
-}
-
-// earliest returns the offset of the oldest retained message and the
-// highest offset retention removed (0 when none).
-func (p *PubSub) earliest(ctx context.Context, topic string) (first, trimmed Offset, err error) {
-	g, err := p.n.Get(ctx, p.messages(topic), coord.WithPrefix(),
-		coord.WithSort(coord.SortByCreateRevision, coord.SortAscend), coord.WithLimit(1))
-	if err != nil {
-		return 0, 0, err
-	}
-	if len(g.KVs) > 0 {
-		first = offsetOf(g.KVs[0].CreateRevision, 0)
-	}
-	t, err := p.n.Get(ctx, p.meta(topic)+"trimmed")
-	if err != nil {
-		return 0, 0, err
-	}
-	if len(t.KVs) > 0 {
-		v, _ := strconv.ParseInt(string(t.KVs[0].Value), 10, 64)
-		trimmed = Offset(v)
-	}
-	return first, trimmed, nil
 }
 
 // SubscribeOption chooses where a subscription starts.
@@ -170,12 +147,16 @@ func (p *PubSub) start(ctx context.Context, topic string, opts []SubscribeOption
 			from = msgs[len(msgs)-1].Offset + 1
 		}
 	case c.set == 1:
-		first, trimmed, err := p.earliest(ctx, topic)
+		rec, _, _, err := p.record(ctx, topic)
 		if err != nil {
 			return 0, err
 		}
-		if trimmed > 0 && c.from <= trimmed {
-			return 0, &OutOfRangeError{Requested: c.from, Earliest: first}
+		if rec.Trimmed > 0 && c.from <= rec.Trimmed {
+			t, err := p.tally(ctx, topic)
+			if err != nil {
+				return 0, err
+			}
+			return 0, &OutOfRangeError{Requested: c.from, Earliest: t.First}
 		}
 		return c.from, nil
 	}
