@@ -2,6 +2,8 @@ package pubsub
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -54,6 +56,9 @@ func (p *PubSub) publishDeadLetter(ctx context.Context, c consumerConfig, who st
 	d := DeadLetter{Topic: m.Topic, Offset: m.Offset, Time: m.Time, Consumer: who, Deliveries: deliveries,
 		Reason: fmt.Sprintf("not acknowledged after %d deliveries", deliveries), Payload: m.Payload}
 	b, _ := json.Marshal(d)
-	_, err := p.Publish(ctx, deadLetterTopic(c, m.Topic), b)
+	// One dead letter per message and consumer, even when a publish of
+	// unknown outcome is tried again, or two members race after a death.
+	id := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%d", who, m.Topic, m.Offset)))
+	_, err := p.Publish(ctx, deadLetterTopic(c, m.Topic), b, WithMsgID(hex.EncodeToString(id[:])))
 	return err
 }

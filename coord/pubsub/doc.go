@@ -11,6 +11,12 @@
 // a quorum: unlike NATS's default, an acknowledged message survives the
 // loss of any minority of members.
 //
+// Publish with WithMsgID is idempotent within the topic's duplicate window
+// (Retention.DuplicateWindow, two minutes by default): publishing an ID
+// again, for example after a Publish that failed with
+// coord.ErrOutcomeUnknown, stores nothing and returns the first message's
+// offset, even when several clients publish the ID at once.
+//
 // # Subscribers, consumers and groups
 //
 // Subscribe delivers every message from a starting point (now, an offset,

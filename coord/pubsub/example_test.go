@@ -49,6 +49,27 @@ func ExamplePubSub_Subscribe() {
 	// logout
 }
 
+func ExamplePubSub_Publish_deduplicated() {
+	ctx := context.Background()
+	n, closeNode := openNode(ctx)
+	defer closeNode()
+
+	ps := pubsub.New(n, "/topics")
+	first, err := ps.Publish(ctx, "payments", []byte("charge order 42"), pubsub.WithMsgID("charge-42"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Publishing the ID again within the topic's duplicate window (say, a
+	// retry after coord.ErrOutcomeUnknown) stores nothing.
+	again, err := ps.Publish(ctx, "payments", []byte("charge order 42"), pubsub.WithMsgID("charge-42"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	st, _ := ps.Stats(ctx, "payments")
+	fmt.Println(again == first, st.Messages)
+	// Output: true 1
+}
+
 func ExamplePubSub_RunRetention() {
 	ctx := context.Background()
 	n, closeNode := openNode(ctx)

@@ -63,6 +63,7 @@ type PubSub struct {
 	prefix string
 	seq    atomic.Uint64
 	id     string
+	dedup  dedupLeases
 }
 
 // New returns a PubSub keeping its topics under prefix (a top-level
@@ -142,13 +143,26 @@ func (p *PubSub) newKey(topic string) string {
 }
 
 // Publish appends payload to topic and returns its offset once it is
-// durable: it blocks for one write through Raft, or until ctx ends.
-// Errors: ErrInvalid, and those of coord's Put (a message whose Publish
-// returned coord.ErrOutcomeUnknown may or may not be published). Safe for
+// durable: it blocks for one write through Raft (plus, with WithMsgID, a
+// local read of the topic's settings and now and then a lease grant), or
+// until ctx ends. Options: WithMsgID. Errors: ErrInvalid, and those of
+// coord's Put and Txn; a message whose Publish returned
+// coord.ErrOutcomeUnknown may or may not be published (publish it again
+// with the same WithMsgID to be sure it is published once). Safe for
 // concurrent use.
-func (p *PubSub) Publish(ctx context.Context, topic string, payload []byte) (Offset, error) {
+func (p *PubSub) Publish(ctx context.Context, topic string, payload []byte, opts ...PublishOption) (Offset, error) {
 	if err := validTopic(topic); err != nil {
 		return 0, err
+	}
+	var c publishConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.msgID != "" {
+		return p.publishOnce(ctx, topic, payload, c.msgID)
 	}
 	r, err := p.n.Put(ctx, p.newKey(topic), encode(time.Now(), payload))
 	if err != nil {
@@ -160,8 +174,8 @@ func (p *PubSub) Publish(ctx context.Context, topic string, payload []byte) (Off
 // PublishBatch appends payloads to topic in one atomic write, in order,
 // with consecutive offsets, and returns the first. At most the cluster's
 // Config.MaxTxnOps messages (128 by default) per batch. Blocking and errors
-// as for Publish (coord.ErrTooManyOps for a batch over MaxTxnOps). Safe for
-// concurrent use.
+// as for Publish (coord.ErrTooManyOps for a batch over MaxTxnOps); a batch
+// is not deduplicated. Safe for concurrent use.
 func (p *PubSub) PublishBatch(ctx context.Context, topic string, payloads [][]byte) (Offset, error) {
 	if err := validTopic(topic); err != nil {
 		return 0, err

@@ -17,6 +17,9 @@ type Retention struct {
 	MaxMessages int           `json:"max_messages,omitempty"`
 	MaxBytes    int64         `json:"max_bytes,omitempty"` // payload bytes
 	MaxAge      time.Duration `json:"max_age,omitempty"`
+	// DuplicateWindow is how long a message ID given with WithMsgID is
+	// remembered (see WithMsgID); zero means DefaultDuplicateWindow.
+	DuplicateWindow time.Duration `json:"duplicate_window,omitempty"`
 }
 
 // SetRetention stores topic's retention, replacing the previous one whole.
@@ -28,7 +31,7 @@ func (p *PubSub) SetRetention(ctx context.Context, topic string, r Retention) er
 	if err := validTopic(topic); err != nil {
 		return err
 	}
-	if r.MaxMessages < 0 || r.MaxBytes < 0 || r.MaxAge < 0 {
+	if r.MaxMessages < 0 || r.MaxBytes < 0 || r.MaxAge < 0 || r.DuplicateWindow < 0 {
 		return fmt.Errorf("%w: negative retention", ErrInvalid)
 	}
 	b, _ := json.Marshal(r)
