@@ -60,10 +60,14 @@
 //	POST /v1/registry/watch    ~ {"prefix"?,"service","from_revision"?}
 //	                             -> {"type","instance":Instance|null,"revision"} ...
 //	Pub/sub
-//	POST /v1/pubsub/publish      {"prefix"?,"topic","payload"} -> {"offset"}
+//	POST /v1/pubsub/publish      {"prefix"?,"topic","payload","msg_id"?} -> {"offset"}
+//	                                ("msg_id": stored once within the topic's duplicate window)
 //	POST /v1/pubsub/subscribe  ~ {"prefix"?,"topic","from"?:"now"|"earliest","offset"?,"time"?}
 //	                             -> {"message":{"topic","offset","time","payload"}} ...
 //	POST /v1/pubsub/stats        {"prefix"?,"topic"} -> {"messages","bytes","first","last","removed"}
+//	POST /v1/pubsub/retention    {"prefix"?,"topic","max_messages"?,"max_bytes"?,"max_age_ms"?,
+//	                              "duplicate_window_ms"?} -> {} (replaces the topic's retention; see
+//	                              Retention)
 //	Cluster
 //	GET  /v1/members             -> {"members":[Member]}
 //	POST /v1/members/add         {"name","address","observer"?,"force"?} -> {"member":Member}
@@ -71,9 +75,13 @@
 //	POST /v1/members/promote     {"name","force"?} -> {}
 //	POST /v1/members/move-leader {"name","shard"?} -> {} once "name" leads the shard
 //	GET  /v1/status              -> {"member","replica_id","shards":[...],"disk_low"}
-//	                                (each shard with its "store_bytes" and "nospace" alarm)
-//	GET  /v1/alarms              -> {"alarms":[{"shard","alarm":"NOSPACE"}]}
-//	POST /v1/alarms/disarm       {} -> {} (coord.Node.DisarmAlarms)
+//	                                (each shard with its "store_bytes", and its "nospace" and
+//	                                "corrupt" alarms)
+//	GET  /v1/alarms              -> {"alarms":[{"shard","alarm":"NOSPACE"|"CORRUPT","members"?}]}
+//	                                ("members": for CORRUPT, the members whose copy diverged)
+//	POST /v1/alarms/disarm       {"alarm"?:"NOSPACE"|"CORRUPT"} -> {} (coord.Node.DisarmAlarms;
+//	                                every alarm without "alarm")
+//	POST /v1/hash/check          {} -> {"checks":[HashCheck]} (coord.Node.CheckHash; see Integrity)
 //	GET  /v1/snapshot          ~ -> a backup (application/octet-stream), see Snapshots
 //	POST /v1/snapshot/restore    a backup as the body -> {"keys","skipped_lease"}, see Snapshots
 //	GET  /health                 -> 200 {"health":true} or 503 {"health":false,"reason"}
@@ -261,6 +269,28 @@
 // members at once are not stopped from both writing: send one. It counts
 // toward MaxStreams.
 //
+// # Retention
+//
+// POST /v1/pubsub/retention sets a topic's retention (pubsub.Retention:
+// the most messages, payload bytes and age it keeps, and how long a
+// "msg_id" is remembered; zero or absent: no bound, or the default
+// window). The handler itself removes nothing: retention is applied in the
+// background by pubsub's RunRetention on the member that leads the topics'
+// shard. The member program (cmd/coordkit) runs it for DefaultTopicsPrefix
+// (--pubsub-retention-interval); a program that mounts this handler on its
+// own Node runs it for the prefixes it serves.
+//
+// # Integrity
+//
+// POST /v1/hash/check runs coord.Node.CheckHash: every member hashes each
+// shard's state as of one log entry, and the answer lists, per shard,
+// {"shard","revision","hashes":[{"member","id","hash"}],"missing"?,
+// "corrupt"?}: "hash" in hexadecimal, "missing" the voters that did not
+// report in time (the request's deadline, or a minute), "corrupt" the
+// members whose hash differed from the most common one. A mismatch raises
+// the shard's CORRUPT alarm (GET /v1/alarms): every member then refuses
+// the shard's writes with 503 corrupt until POST /v1/alarms/disarm.
+//
 // # Errors
 //
 // An error is an HTTP status with the body
@@ -288,6 +318,8 @@
 //	payload_too_large    413  see MaxRequestBytes
 //	internal             500
 //	no_quorum            503  no leader reachable
+//	corrupt              503  the write was not applied: the shard's CORRUPT alarm is raised
+//	                          (an integrity check found members whose copies diverged)
 //	too_many_streams     503  see MaxStreams
 //	unavailable          503  the node is closed or the request was cancelled
 //	timeout              504

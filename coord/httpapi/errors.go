@@ -30,6 +30,7 @@ const (
 	codeTooManyStreams     = "too_many_streams"
 	codeNoQuorum           = "no_quorum"
 	codeNoSpace            = "no_space"
+	codeCorrupt            = "corrupt"
 	codeUnavailable        = "unavailable"
 	codeTimeout            = "timeout"
 	codeInternal           = "internal"
@@ -109,6 +110,7 @@ var errorTable = []struct {
 	{coord.ErrCompacted, http.StatusGone, codeCompacted},
 	// Refused before it was proposed: another member may take it.
 	{coord.ErrNoSpace, http.StatusInsufficientStorage, codeNoSpace},
+	{coord.ErrCorruptAlarm, http.StatusServiceUnavailable, codeCorrupt},
 	{coord.ErrClosed, http.StatusServiceUnavailable, codeUnavailable},
 	{ErrShuttingDown, http.StatusServiceUnavailable, codeUnavailable},
 	{context.DeadlineExceeded, http.StatusGatewayTimeout, codeTimeout},

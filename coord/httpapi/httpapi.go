@@ -198,6 +198,7 @@ func New(n *coord.Node, opts ...Option) http.Handler {
 		"/v1/pubsub/publish":      {method: http.MethodPost, serve: post(a, a.publish)},
 		"/v1/pubsub/subscribe":    {method: http.MethodPost, serve: postStream(a, a.subscribe), stream: true},
 		"/v1/pubsub/stats":        {method: http.MethodPost, serve: post(a, a.stats)},
+		"/v1/pubsub/retention":    {method: http.MethodPost, serve: post(a, a.setRetention)},
 		"/v1/snapshot":            {method: http.MethodGet, serve: a.snapshot, stream: true},
 		"/v1/snapshot/restore":    {method: http.MethodPost, serve: a.restore, stream: true},
 		"/v1/members":             {method: http.MethodGet, serve: get(a.members)},
@@ -208,6 +209,7 @@ func New(n *coord.Node, opts ...Option) http.Handler {
 		"/v1/status":              {method: http.MethodGet, serve: get(a.status)},
 		"/v1/alarms":              {method: http.MethodGet, serve: get(a.alarms)},
 		"/v1/alarms/disarm":       {method: http.MethodPost, serve: post(a, a.disarmAlarms)},
+		"/v1/hash/check":          {method: http.MethodPost, serve: post(a, a.checkHash)},
 		"/health":                 {method: http.MethodGet, serve: a.health},
 	}
 	return a

@@ -2,8 +2,10 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/coordkit/coordkit/coord"
 )
@@ -130,6 +132,7 @@ type shardStatus struct {
 	Leases          int    `json:"leases"`
 	StoreBytes      int64  `json:"store_bytes"`
 	NoSpace         bool   `json:"nospace"`
+	Corrupt         bool   `json:"corrupt"`
 }
 
 func (a *api) status(ctx context.Context) (any, error) {
@@ -142,7 +145,7 @@ func (a *api) status(ctx context.Context) (any, error) {
 		out.Shards = append(out.Shards, shardStatus{
 			Shard: s.Shard, Leader: s.Leader, Term: s.Term, Revision: int64(s.Revision),
 			CompactRevision: int64(s.CompactRevision), AppliedIndex: s.AppliedIndex, Leases: s.Leases,
-			StoreBytes: s.StoreBytes, NoSpace: s.NoSpace,
+			StoreBytes: s.StoreBytes, NoSpace: s.NoSpace, Corrupt: s.Corrupt,
 		})
 	}
 	return out, nil
@@ -189,8 +192,9 @@ func (a *api) unhealthy(ctx context.Context) string {
 }
 
 type alarm struct {
-	Shard int    `json:"shard"`
-	Alarm string `json:"alarm"`
+	Shard   int      `json:"shard"`
+	Alarm   string   `json:"alarm"`
+	Members []string `json:"members,omitempty"`
 }
 
 type alarmsResponse struct {
@@ -205,15 +209,60 @@ func (a *api) alarms(ctx context.Context) (any, error) {
 	}
 	out := alarmsResponse{Alarms: make([]alarm, 0, len(as))}
 	for _, x := range as {
-		out.Alarms = append(out.Alarms, alarm{Shard: x.Shard, Alarm: x.Kind})
+		out.Alarms = append(out.Alarms, alarm{Shard: x.Shard, Alarm: x.Kind, Members: x.Members})
 	}
 	return out, nil
 }
 
-// disarmAlarms clears every alarm (coord.Node.DisarmAlarms).
-func (a *api) disarmAlarms(ctx context.Context, _ *struct{}) (any, error) {
-	if err := a.n.DisarmAlarms(ctx); err != nil {
+type disarmRequest struct {
+	Alarm string `json:"alarm"` // empty: every kind
+}
+
+// disarmAlarms clears the alarms of a kind, or every alarm
+// (coord.Node.DisarmAlarms).
+func (a *api) disarmAlarms(ctx context.Context, req *disarmRequest) (any, error) {
+	var kinds []string
+	if req.Alarm != "" {
+		kinds = []string{req.Alarm}
+	}
+	if err := a.n.DisarmAlarms(ctx, kinds...); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil
+}
+
+type memberHash struct {
+	Member string `json:"member"`
+	ID     uint64 `json:"id,string"`
+	Hash   string `json:"hash"` // hexadecimal: a uint64 does not fit a JSON number
+}
+
+type hashCheck struct {
+	Shard    int          `json:"shard"`
+	Revision int64        `json:"revision"`
+	Hashes   []memberHash `json:"hashes"`
+	Missing  []string     `json:"missing,omitempty"`
+	Corrupt  []string     `json:"corrupt,omitempty"`
+}
+
+// checkHash runs an integrity check of every shard (coord.Node.CheckHash).
+// A check that ran out of time is answered with what it holds, its voters
+// that did not report in "missing".
+func (a *api) checkHash(ctx context.Context, _ *struct{}) (any, error) {
+	checks, err := a.n.CheckHash(ctx)
+	if err != nil && (checks == nil || !errors.Is(err, context.DeadlineExceeded)) {
+		return nil, err
+	}
+	out := struct {
+		Checks []hashCheck `json:"checks"`
+	}{Checks: make([]hashCheck, 0, len(checks))}
+	for _, c := range checks {
+		hc := hashCheck{Shard: c.Shard, Revision: int64(c.Revision), Hashes: make([]memberHash, 0, len(c.Hashes)),
+			Missing: c.Missing, Corrupt: c.Corrupt}
+		for _, h := range c.Hashes {
+			hc.Hashes = append(hc.Hashes, memberHash{Member: h.Member, ID: h.ReplicaID, Hash: strconv.FormatUint(h.Hash, 16)})
+		}
+		out.Checks = append(out.Checks, hc)
+	}
+	return out, nil
 }

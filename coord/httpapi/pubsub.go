@@ -4,25 +4,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"time"
 
 	"github.com/coordkit/coordkit/coord/pubsub"
 )
 
-// defaultTopicsPrefix is where topics live when a request names no prefix.
-const defaultTopicsPrefix = "/topics"
+// DefaultTopicsPrefix is where the API keeps topics when a request names
+// no prefix. The handler does not apply retention (see Retention in the
+// package documentation): the member program runs pubsub's RunRetention
+// for this prefix.
+const DefaultTopicsPrefix = "/topics"
 
 // maxPubSubs bounds the PubSub values the handler keeps, one per prefix.
-// A PubSub applies its topics' retention every few publishes it makes, so
-// publishes through the API must share one per prefix for retention to run;
-// past the bound (prefixes are chosen by clients) a fresh value serves the
-// request.
+// A PubSub holds the leases of its message-ID de-duplication, so publishes
+// through the API share one per prefix; past the bound (prefixes are
+// chosen by clients) a fresh value serves the request.
 const maxPubSubs = 64
 
 func (a *api) pubsub(prefix string) *pubsub.PubSub {
 	if prefix == "" {
-		prefix = defaultTopicsPrefix
+		prefix = DefaultTopicsPrefix
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -40,6 +43,7 @@ type publishRequest struct {
 	Prefix  string `json:"prefix"`
 	Topic   string `json:"topic"`
 	Payload []byte `json:"payload"`
+	MsgID   string `json:"msg_id"`
 }
 
 type publishResponse struct {
@@ -51,11 +55,37 @@ func (a *api) publish(ctx context.Context, req *publishRequest) (any, error) {
 	if payload == nil {
 		payload = []byte{}
 	}
-	off, err := a.pubsub(req.Prefix).Publish(ctx, req.Topic, payload)
+	var opts []pubsub.PublishOption
+	if req.MsgID != "" {
+		opts = append(opts, pubsub.WithMsgID(req.MsgID))
+	}
+	off, err := a.pubsub(req.Prefix).Publish(ctx, req.Topic, payload, opts...)
 	if err != nil {
 		return nil, err
 	}
 	return publishResponse{Offset: int64(off)}, nil
+}
+
+type retentionRequest struct {
+	Prefix            string `json:"prefix"`
+	Topic             string `json:"topic"`
+	MaxMessages       int    `json:"max_messages"`
+	MaxBytes          int64  `json:"max_bytes"`
+	MaxAgeMS          int64  `json:"max_age_ms"`
+	DuplicateWindowMS int64  `json:"duplicate_window_ms"`
+}
+
+// setRetention replaces a topic's retention (pubsub.PubSub.SetRetention).
+func (a *api) setRetention(ctx context.Context, req *retentionRequest) (any, error) {
+	if req.MaxAgeMS > math.MaxInt64/int64(time.Millisecond) || req.DuplicateWindowMS > math.MaxInt64/int64(time.Millisecond) {
+		return nil, fmt.Errorf("%w: max_age_ms or duplicate_window_ms too large", pubsub.ErrInvalid)
+	}
+	r := pubsub.Retention{MaxMessages: req.MaxMessages, MaxBytes: req.MaxBytes,
+		MaxAge: time.Duration(req.MaxAgeMS) * time.Millisecond, DuplicateWindow: time.Duration(req.DuplicateWindowMS) * time.Millisecond}
+	if err := a.pubsub(req.Prefix).SetRetention(ctx, req.Topic, r); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
 }
 
 type statsRequest struct {

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,4 +113,25 @@ func testPubSub(t *testing.T, c *coordtest.Cluster, api []*client) {
 	a.fail("POST", "/v1/pubsub/publish", `{"topic":"","payload":"eA=="}`, 400, "invalid_argument")
 	a.fail("POST", "/v1/pubsub/stats", `{"topic":"a/b"}`, 400, "invalid_argument")
 	a.fail("POST", "/v1/pubsub/stats", `{"topic":"orders","from":"now"}`, 400, "invalid_argument")
+
+	// A msg_id publishes once; the retention endpoint sets what Trim applies.
+	var first, again struct {
+		Offset int64 `json:"offset"`
+	}
+	a.call("/v1/pubsub/publish", map[string]any{"topic": "dedup", "payload": b64("x"), "msg_id": "order-7"}, 200, &first)
+	b.call("/v1/pubsub/publish", map[string]any{"topic": "dedup", "payload": b64("x"), "msg_id": "order-7"}, 200, &again)
+	if first.Offset <= 0 || again.Offset != first.Offset {
+		t.Fatalf("a msg_id published twice: offsets %d and %d", first.Offset, again.Offset)
+	}
+	a.call("/v1/pubsub/publish", map[string]any{"topic": "dedup", "payload": b64("y")}, 200, nil)
+	a.call("/v1/pubsub/retention", map[string]any{"topic": "dedup", "max_messages": 1, "max_age_ms": 3600000, "duplicate_window_ms": 60000}, 200, nil)
+	if n, err := ps.Trim(ctx, "dedup"); err != nil || n != 1 {
+		t.Fatalf("Trim after the retention endpoint: removed %d, %v", n, err)
+	}
+	if st, err := ps.Stats(ctx, "dedup"); err != nil || st.Messages != 1 {
+		t.Fatalf("dedup stats: %+v %v", st, err)
+	}
+	a.fail("POST", "/v1/pubsub/retention", `{"topic":"dedup","max_messages":-1}`, 400, "invalid_argument")
+	a.fail("POST", "/v1/pubsub/retention", `{"topic":"dedup","max_age_ms":9223372036854775807}`, 400, "invalid_argument")
+	a.fail("POST", "/v1/pubsub/publish", `{"topic":"dedup","msg_id":"`+strings.Repeat("i", 300)+`"}`, 400, "invalid_argument")
 }
