@@ -26,9 +26,15 @@ func (c *cli) put(args []string) error {
 		}
 		req["lease"] = id
 	}
+	return c.callOK("/v1/kv/put", req)
+}
+
+// callOK sends req to the write endpoint path and prints the answer: as
+// received with -w json, else OK.
+func (c *cli) callOK(path string, req any) error {
 	ctx, cancel := c.context()
 	defer cancel()
-	raw, err := c.call(ctx, "/v1/kv/put", req, nil, false)
+	raw, err := c.call(ctx, path, req, nil, false)
 	if err != nil {
 		return err
 	}

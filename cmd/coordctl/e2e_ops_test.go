@@ -246,6 +246,51 @@ func (e *e2eCluster) testTopic(t *testing.T) {
 	e.fails(t, `--from: "yesterday" is not now, earliest`, e.eps[0], "topic", "tail", "orders", "--from", "yesterday")
 	e.fails(t, `topic "a/b" must be non-empty, without '/'`, e.eps[0], "topic", "publish", "a/b", "x")
 	e.fails(t, "topic stats takes 1 argument(s), got 0", e.eps[0], "topic", "stats")
+
+	// A message ID is published once.
+	d1 := offset(e.ctl(t, e.eps[0], "topic", "publish", "idle", "once", "--msg-id", "job-1"))
+	if d2 := offset(e.ctl(t, e.eps[1], "topic", "publish", "idle", "once", "--msg-id", "job-1")); d2 != d1 {
+		t.Fatalf("a --msg-id published twice: offsets %d and %d", d1, d2)
+	}
+	e.ctl(t, e.eps[2], "topic", "publish", "idle", "other")
+	if out := e.ctl(t, e.eps[1], "topic", "stats", "idle"); !strings.HasPrefix(out, "topic idle: 2 messages,") {
+		t.Fatalf("topic stats after a duplicate: %q", out)
+	}
+	// An idle topic is trimmed by age by the member leading its shard, with
+	// nothing published after the retention is set.
+	if out := e.ctl(t, e.eps[0], "topic", "retention", "idle", "--max-age", "500ms"); out != "OK\n" {
+		t.Fatalf("topic retention: %q", out)
+	}
+	e.await(t, "the idle topic trimmed by age", func() error {
+		if out := e.ctl(t, e.eps[2], "topic", "stats", "idle"); out != "topic idle: 0 messages, 0 bytes, 2 removed by retention\n" {
+			return fmt.Errorf("topic stats: %q", out)
+		}
+		return nil
+	})
+	e.fails(t, "negative", e.eps[0], "topic", "retention", "idle", "--max-messages", "-1")
+}
+
+// testCheckHash: every member's hash of every shard is printed and they
+// agree; the alarms list stays empty.
+func (e *e2eCluster) testCheckHash(t *testing.T) {
+	out := e.ctl(t, e.eps[1], "check", "hash")
+	m := regexp.MustCompile(`^shard 0 at revision \d+: 3 hashes, equal\n  (\S+) ([0-9a-f]+)\n  (\S+) ([0-9a-f]+)\n  (\S+) ([0-9a-f]+)\n$`).FindStringSubmatch(out)
+	if m == nil || m[2] != m[4] || m[4] != m[6] {
+		t.Fatalf("check hash:\n%s", out)
+	}
+	members := []string{m[1], m[3], m[5]}
+	slices.Sort(members)
+	if want := slices.Sorted(slices.Values(e.names)); !slices.Equal(members, want) {
+		t.Fatalf("check hash named %v, want %v", members, want)
+	}
+	out = e.ctl(t, e.eps[0], "check", "hash", "-w", "table")
+	if n := strings.Count(out, "| false    |"); n != 3 {
+		t.Fatalf("check hash -w table (%d rows not diverged):\n%s", n, out)
+	}
+	if out := e.ctl(t, e.eps[2], "alarm", "list"); out != "" {
+		t.Fatalf("alarm list after a clean check: %q", out)
+	}
+	e.fails(t, `alarm kind "BOGUS"`, e.eps[0], "alarm", "disarm", "--alarm", "bogus")
 }
 
 // single starts a one-member cluster named name with extra flags, and

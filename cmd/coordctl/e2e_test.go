@@ -195,6 +195,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("svc", e.testSvc)
 	t.Run("topic", e.testTopic)
 	t.Run("snapshot restore", e.testSnapshotRestore)
+	t.Run("check hash", e.testCheckHash)
 	step("done")
 }
 
@@ -230,7 +231,8 @@ func startE2E(t *testing.T) *e2eCluster {
 			}
 		}
 	})
-	ms := proctest.Founders(t, e.member, e.dir, "coordctl-e2e", 3, "--heartbeat-interval", "50", "--election-timeout", "1000")
+	ms := proctest.Founders(t, e.member, e.dir, "coordctl-e2e", 3, "--heartbeat-interval", "50", "--election-timeout", "1000",
+		"--pubsub-retention-interval", "200ms")
 	var clients []string
 	for _, m := range ms {
 		m.Start(t)

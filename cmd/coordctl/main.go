@@ -39,11 +39,17 @@
 //	svc watch SERVICE [--dir DIR] [--from-rev N]
 //	                                           print SERVICE's instances, then every
 //	                                           change, until interrupted
-//	topic publish TOPIC MESSAGE [--dir DIR]    publish MESSAGE to TOPIC
+//	topic publish TOPIC MESSAGE [--dir DIR] [--msg-id ID]
+//	                                           publish MESSAGE to TOPIC (once per ID
+//	                                           within the topic's duplicate window)
 //	topic tail TOPIC [--from F] [--dir DIR]    print TOPIC's messages from F (now,
 //	                                           earliest, an offset, an RFC 3339 time or
 //	                                           a duration ago) until interrupted
 //	topic stats TOPIC [--dir DIR]              TOPIC's message count, bytes and offsets
+//	topic retention TOPIC [--max-messages N] [--max-bytes N] [--max-age D]
+//	                [--duplicate-window D] [--dir DIR]
+//	                                           set what TOPIC keeps (applied by the
+//	                                           member leading its shard)
 //	member list                                list the cluster's members
 //	member add NAME ADDR [--observer] [--force]
 //	                                           add a member whose Raft address is ADDR
@@ -54,7 +60,9 @@
 //	endpoint status                            every endpoint's view of every shard
 //	endpoint health                            check every endpoint's health
 //	alarm list                                 list the alarms raised
-//	alarm disarm                               clear every alarm
+//	alarm disarm [--alarm NOSPACE|CORRUPT]     clear every alarm, or one kind
+//	check hash                                 compare every member's hash of each
+//	                                           shard; exit 1 when they differ
 //	help [COMMAND]                             describe coordctl, or a command
 //	completion bash|zsh|fish|powershell        print a shell completion script
 //
@@ -321,6 +329,7 @@ var commands = []command{
 	{"topic publish", topicPublishUsage, "publish a message to a topic", (*cli).topicPublish},
 	{"topic tail", topicTailUsage, "print a topic's messages until interrupted", (*cli).topicTail},
 	{"topic stats", topicStatsUsage, "show a topic's message count, bytes and offsets", (*cli).topicStats},
+	{"topic retention", topicRetentionUsage, "set what a topic keeps", (*cli).topicRetention},
 	{"member list", "member list", "list the members", (*cli).memberList},
 	{"member add", "member add NAME ADDR [--observer] [--force]", "add a voter or an observer", (*cli).memberAdd},
 	{"member remove", "member remove NAME [--force]", "remove a member", (*cli).memberRemove},
@@ -328,8 +337,9 @@ var commands = []command{
 	{"move-leader", moveLeaderUsage, "hand a shard's leadership to a voter", (*cli).moveLeader},
 	{"endpoint status", "endpoint status", "show each endpoint's member status", (*cli).endpointStatus},
 	{"endpoint health", "endpoint health", "check each endpoint's health", (*cli).endpointHealth},
-	{"alarm list", "alarm list", "list the alarms raised (NOSPACE: a shard at its quota)", (*cli).alarmList},
-	{"alarm disarm", "alarm disarm", "clear every alarm, once space is freed", (*cli).alarmDisarm},
+	{"alarm list", "alarm list", "list the alarms raised (NOSPACE: a shard at its quota; CORRUPT: copies diverged)", (*cli).alarmList},
+	{"alarm disarm", alarmDisarmUsage, "clear every alarm, or one kind", (*cli).alarmDisarm},
+	{"check hash", "check hash", "compare every member's hash of each shard (integrity check)", (*cli).checkHash},
 }
 
 // subcommands are the commands that take a subcommand, with the list of
@@ -340,8 +350,9 @@ var subcommands = map[string]string{
 	"lease":    "grant, keep-alive, revoke, timetolive or list",
 	"snapshot": "save or restore",
 	"svc":      "list or watch",
-	"topic":    "publish, tail or stats",
+	"topic":    "publish, tail, stats or retention",
 	"alarm":    "list or disarm",
+	"check":    "hash",
 }
 
 // tree is the command tree, for dispatch, help per command and shell

@@ -10,9 +10,10 @@ import (
 )
 
 const (
-	topicPublishUsage = "topic publish TOPIC MESSAGE [--dir DIR]"
-	topicTailUsage    = "topic tail TOPIC [--from now|earliest|OFFSET|TIME|DURATION] [--dir DIR]"
-	topicStatsUsage   = "topic stats TOPIC [--dir DIR]"
+	topicPublishUsage   = "topic publish TOPIC MESSAGE [--dir DIR] [--msg-id ID]"
+	topicRetentionUsage = "topic retention TOPIC [--max-messages N] [--max-bytes N] [--max-age D] [--duplicate-window D] [--dir DIR]"
+	topicTailUsage      = "topic tail TOPIC [--from now|earliest|OFFSET|TIME|DURATION] [--dir DIR]"
+	topicStatsUsage     = "topic stats TOPIC [--dir DIR]"
 	// topicsDir is where topics live when --dir is not given, as the API's.
 	topicsDir = "/topics"
 )
@@ -24,6 +25,7 @@ func topicDir(fs *flag.FlagSet) *string {
 func (c *cli) topicPublish(args []string) error {
 	fs := flag.NewFlagSet("topic publish", flag.ContinueOnError)
 	dir := topicDir(fs)
+	msgID := fs.String("msg-id", "", "a message `ID`: publishing it again within the topic's duplicate window stores nothing and prints the first offset")
 	pos, err := c.parse(fs, topicPublishUsage, args, 2)
 	if err != nil {
 		return err
@@ -33,7 +35,7 @@ func (c *cli) topicPublish(args []string) error {
 	var resp struct {
 		Offset int64 `json:"offset"`
 	}
-	raw, err := c.call(ctx, "/v1/pubsub/publish", map[string]any{"prefix": *dir, "topic": pos[0], "payload": []byte(pos[1])}, &resp, false)
+	raw, err := c.call(ctx, "/v1/pubsub/publish", map[string]any{"prefix": *dir, "topic": pos[0], "payload": []byte(pos[1]), "msg_id": *msgID}, &resp, false)
 	if err != nil {
 		return err
 	}
@@ -149,4 +151,21 @@ func (c *cli) topicStats(args []string) error {
 		out += fmt.Sprintf(", offsets %d to %d", st.First, st.Last)
 	}
 	return c.write(fmt.Appendf(nil, "%s, %d removed by retention\n", out, st.Removed))
+}
+
+// topicRetention replaces a topic's retention. The member leading the
+// topics' shard applies it in the background.
+func (c *cli) topicRetention(args []string) error {
+	fs := flag.NewFlagSet("topic retention", flag.ContinueOnError)
+	dir := topicDir(fs)
+	maxMessages := fs.Int("max-messages", 0, "keep at most `N` messages (0: no bound)")
+	maxBytes := fs.Int64("max-bytes", 0, "keep at most `N` bytes of payload (0: no bound)")
+	maxAge := fs.Duration("max-age", 0, "remove messages older than `D` (0: no bound)")
+	window := fs.Duration("duplicate-window", 0, "remember a --msg-id for `D` (0: the default, 2m)")
+	pos, err := c.parse(fs, topicRetentionUsage, args, 1)
+	if err != nil {
+		return err
+	}
+	return c.callOK("/v1/pubsub/retention", map[string]any{"prefix": *dir, "topic": pos[0], "max_messages": *maxMessages,
+		"max_bytes": *maxBytes, "max_age_ms": maxAge.Milliseconds(), "duplicate_window_ms": window.Milliseconds()})
 }

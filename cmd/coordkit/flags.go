@@ -35,6 +35,10 @@ type options struct {
 	// restore is the backup to load on the first start of a founding
 	// member; "" for none.
 	restore string
+	// retentionEvery is how often the member applies the retention of the
+	// topics under httpapi.DefaultTopicsPrefix while it leads their shard;
+	// 0 for never.
+	retentionEvery time.Duration
 }
 
 // usageError is a bad command line: main exits with status 2 for it, as the
@@ -92,6 +96,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		diskReserve  = fs.Int64("disk-reserve-bytes", 64<<20, "free `bytes` on the data directory's filesystem below which this member takes no writes (they fail with 'no space: the member's disk is nearly full') until space is freed; 0 turns the check off")
 		restore      = fs.String("restore", "", "`path` to a backup (coordctl snapshot save) to load into the new cluster once it is ready, on this member's first start (its data directory new); ignored on later starts; give it to one founding member")
 		quota        = fs.Int64("quota-backend-bytes", 0, "bound on each shard's store, in `bytes`: past it, writes that grow it are refused until the NOSPACE alarm is disarmed (0: the default, 1 GiB; negative: none)")
+		corruptCheck = fs.Duration("corrupt-check-time", 0, "`interval` between integrity checks of each shard, started by its leader: members compare hashes of their copies and a mismatch raises the CORRUPT alarm (0: the default, 30m; negative: only coordctl check hash)")
+		retentionDur = fs.Duration("pubsub-retention-interval", 5*time.Second, "`interval` at which the member leading the topics' shard applies the retention of the topics under /topics (0: never)")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -221,6 +227,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		o.cfg.DiskReserve = *diskReserve
 	}
 	o.cfg.MaxStoreBytes = *quota
+	o.cfg.HashCheckInterval = *corruptCheck
+	if *retentionDur < 0 {
+		return nil, usagef("--pubsub-retention-interval: must not be negative")
+	}
+	o.retentionEvery = *retentionDur
 	o.cfg.HeartbeatInterval = time.Duration(*heartbeat) * time.Millisecond
 	o.cfg.ElectionTimeout = time.Duration(*election) * time.Millisecond
 

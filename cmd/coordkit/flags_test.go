@@ -90,6 +90,20 @@ func TestParseFlagsGood(t *testing.T) {
 			expect: "MaxStoreBytes 8 MiB",
 		},
 		{
+			name: "integrity checks and topic retention",
+			args: []string{"--corrupt-check-time", "10m", "--pubsub-retention-interval", "1s"},
+			check: func(o *options) bool {
+				return o.cfg.HashCheckInterval == 10*time.Minute && o.retentionEvery == time.Second
+			},
+			expect: "HashCheckInterval 10m, retention every 1s",
+		},
+		{
+			name:   "defaults for checks and retention",
+			args:   nil,
+			check:  func(o *options) bool { return o.cfg.HashCheckInterval == 0 && o.retentionEvery == 5*time.Second },
+			expect: "HashCheckInterval left to coord's default, retention every 5s",
+		},
+		{
 			name: "observer of a fleet: seeds, admin address, grace period",
 			args: []string{"--initial-cluster-state", "existing", "--observer",
 				"--join-seeds", "http://127.0.0.1:12381, 127.0.0.1:22381", "--listen-admin-urls", "127.0.0.1:42381",
@@ -201,6 +215,7 @@ func TestParseFlagsBad(t *testing.T) {
 		{[]string{"--auto-compaction-retention", "1h"}, "auto-compaction-retention"},
 		{[]string{"--snapshot-count", "0"}, "--snapshot-count"},
 		{[]string{"--disk-reserve-bytes", "-1"}, "--disk-reserve-bytes"},
+		{[]string{"--pubsub-retention-interval", "-1s"}, "--pubsub-retention-interval"},
 		{[]string{"--join-seeds", "127.0.0.1:1"}, "--join-seeds"},
 		{[]string{"--initial-cluster-state", "existing", "--observer", "--join-seeds", "nope"}, "--join-seeds"},
 		{[]string{"--initial-cluster-state", "existing", "--observer", "--join-seeds", "srv:"}, "--join-seeds"},

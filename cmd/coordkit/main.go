@@ -26,6 +26,13 @@
 // with --initial-cluster-state existing (and --observer for an observer).
 // A restart with the same --data-dir resumes the member with its data.
 //
+// Topics published through the HTTP API under /topics (its default prefix)
+// are trimmed by their retention (coordctl topic retention) every
+// --pubsub-retention-interval (default 5s) by the member that leads their
+// shard, whether or not anything is published to them. The leader of each
+// shard also starts an integrity check every --corrupt-check-time (default
+// 30m; coordctl check hash starts one at once).
+//
 // --restore FILE loads a backup (coordctl snapshot save, GET /v1/snapshot)
 // into a new cluster, as etcdutl snapshot restore prepares one: on the
 // member's first start (its --data-dir missing or empty; the flag needs
@@ -93,6 +100,7 @@ import (
 	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/httpapi"
 	"github.com/coordkit/coordkit/coord/metrics"
+	"github.com/coordkit/coordkit/coord/pubsub"
 	"github.com/coordkit/coordkit/etcdv3"
 )
 
@@ -230,6 +238,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log.Info(fmt.Sprintf("member %s ready", o.cfg.Name))
 	fmt.Fprintf(stdout, "member %s ready\n", o.cfg.Name)
+	if o.retentionEvery > 0 {
+		rctx, stopRetention := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			runRetention(rctx, node, o.retentionEvery, log)
+		}()
+		defer func() { stopRetention(); <-done }()
+	}
 
 	select {
 	case <-ctx.Done():
@@ -238,6 +255,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return shutdown(srv, log)
 	case err := <-serveErr:
 		return fmt.Errorf("HTTP server: %w", err)
+	}
+}
+
+// runRetention applies the retention of the topics the HTTP API keeps
+// under its default prefix, every interval, while this member leads their
+// shard (pubsub.PubSub.RunRetention), until ctx ends or the node closes.
+func runRetention(ctx context.Context, node *coord.Node, every time.Duration, log *slog.Logger) {
+	ps := pubsub.New(node, httpapi.DefaultTopicsPrefix)
+	err := ps.RunRetention(ctx, every, pubsub.OnTrim(func(topic string, removed int, err error) {
+		if err != nil {
+			log.Warn("topic retention not applied; retried at the next interval", "topic", topic, "removed", removed, "err", err)
+			return
+		}
+		log.Debug("topic trimmed by its retention", "topic", topic, "removed", removed)
+	}))
+	if err != nil && ctx.Err() == nil && !errors.Is(err, coord.ErrClosed) {
+		log.Error("topic retention stopped", "err", err)
 	}
 }
 
