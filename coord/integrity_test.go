@@ -8,7 +8,6 @@ import (
 
 	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/coordtest"
-	"github.com/coordkit/coordkit/coord/internal/hooks"
 )
 
 // TestIntegrityCheckRaisesCorruptAlarm corrupts one replica of a 3-member
@@ -37,8 +36,8 @@ func TestIntegrityCheckRaisesCorruptAlarm(t *testing.T) {
 		coordtest.Eventually(t, 5*time.Second, func() bool { return coordtest.Count(t, c.Node(i), "/") == 3 }, "member %d behind", i)
 	}
 	bad := c.Config(2).Name
-	if !hooks.Tamper(c.Node(2), "/b", []byte("flipped")) {
-		t.Fatal("Tamper found no /b")
+	if !c.Diverge(2, "/b", []byte("flipped")) {
+		t.Fatal("Diverge found no /b")
 	}
 	checks, err = c.Node(0).CheckHash(ctx)
 	if err != nil {
@@ -83,7 +82,7 @@ func TestIntegrityCheckRaisesCorruptAlarm(t *testing.T) {
 	}
 	// Repaired (as replacing the member would), checked, disarmed: writes
 	// resume.
-	hooks.Tamper(c.Node(2), "/b", []byte("v/b"))
+	c.Diverge(2, "/b", []byte("v/b"))
 	if checks, err = c.Node(2).CheckHash(ctx); err != nil || checks[0].Corrupt != nil {
 		t.Fatalf("a check after the repair: %v, %+v", err, checks)
 	}
@@ -107,8 +106,8 @@ func TestPeriodicIntegrityCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	coordtest.Eventually(t, 5*time.Second, func() bool { return coordtest.Count(t, c.Node(1), "/") == 1 }, "member 1 behind")
-	if !hooks.Tamper(c.Node(1), "/k", []byte("w")) {
-		t.Fatal("Tamper found no /k")
+	if !c.Diverge(1, "/k", []byte("w")) {
+		t.Fatal("Diverge found no /k")
 	}
 	want := c.Config(1).Name
 	coordtest.Eventually(t, 20*time.Second, func() bool {

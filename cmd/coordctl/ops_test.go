@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/coordtest"
 	"github.com/coordkit/coordkit/coord/httpapi"
 	"github.com/coordkit/coordkit/coord/pubsub"
@@ -91,4 +92,35 @@ func TestSnapshotRestore(t *testing.T) {
 	fails(t, "coord: cluster not empty: it holds 1 keys; restore into a new cluster", ep, "snapshot", "restore", file)
 	fails(t, "no such file or directory", ep, "snapshot", "restore", filepath.Join(t.TempDir(), "none"))
 	fails(t, "snapshot restore takes 1 argument(s), got 0", ep, "snapshot", "restore")
+}
+
+// TestCheckHashFindsADivergedMember: with one member's copy diverged,
+// check hash prints the different hash and exits 1 naming the member, and
+// alarm list names it in the CORRUPT alarm.
+func TestCheckHashFindsADivergedMember(t *testing.T) {
+	c := coordtest.New(t, 3, coordtest.WithConfig(func(cfg *coord.Config) { cfg.HashCheckInterval = -1 }))
+	srv := httptest.NewServer(httpapi.New(c.Node(0)))
+	t.Cleanup(srv.Close)
+	ep := "--endpoints=" + srv.URL
+	ok(t, ep, "put", "/k", "v")
+	for i := range 3 {
+		coordtest.Eventually(t, waitFor, func() bool { return coordtest.Count(t, c.Node(i), "/k") == 1 }, "member %d behind", i)
+	}
+	bad := c.Config(1).Name
+	if !c.Diverge(1, "/k", []byte("w")) {
+		t.Fatal("Diverge found no /k")
+	}
+	code, out, errOut := ctl(t, ep, "check", "hash")
+	if code != 1 || !strings.Contains(errOut, "shard 0: "+bad+" diverged (CORRUPT alarm raised)") ||
+		!regexp.MustCompile(`^shard 0 at revision \d+: 3 hashes, DIFFERENT\n`).MatchString(out) {
+		t.Fatalf("check hash with %s diverged: exit %d, stdout %q, stderr %q", bad, code, out, errOut)
+	}
+	if out := ok(t, ep, "alarm", "list"); out != "shard:0 alarm:CORRUPT members:"+bad+"\n" {
+		t.Fatalf("alarm list: %q", out)
+	}
+	fails(t, "CORRUPT alarm", ep, "put", "/k", "x")
+	c.Diverge(1, "/k", []byte("v"))
+	ok(t, ep, "check", "hash")
+	ok(t, ep, "alarm", "disarm", "--alarm", "corrupt")
+	ok(t, ep, "put", "/k", "x")
 }

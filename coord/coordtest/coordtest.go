@@ -457,6 +457,22 @@ func (c *Cluster) Slow(i int, d time.Duration) {
 	c.nw.setDelay(c.Config(i).RaftAddress, d)
 }
 
+// Diverge sets key's value on member i's copy of the store alone, outside
+// Raft, and reports whether key existed there: a replica whose state
+// diverged, as a flipped bit in memory would leave it, for tests of the
+// integrity check (coord.Node.CheckHash, the CORRUPT alarm) and of what
+// watches the alarms. Member i must be running. The copy stays diverged
+// until Diverge puts the value back or the member recovers a snapshot.
+func (c *Cluster) Diverge(i int, key string, value []byte) bool {
+	c.helper()
+	n := c.Node(i)
+	if n == nil {
+		c.fatalf("coordtest: Diverge: member %d is not running", i)
+		return false
+	}
+	return hooks.Tamper(n, key, value)
+}
+
 // Leader returns the index of the member that leads shard, as agreed by a
 // majority of the running members, or -1.
 func (c *Cluster) Leader(shard int) int {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/coordkit/coordkit/coord"
 	"github.com/coordkit/coordkit/coord/coordtest"
-	"github.com/coordkit/coordkit/coord/internal/hooks"
 )
 
 // TestAlarmsEndpoints: past the quota a put is answered 507 no_space, the
@@ -114,7 +113,7 @@ func TestHashCheckAndCorruptAlarm(t *testing.T) {
 		}
 	}
 	bad := c.Config(2).Name
-	hooks.Tamper(c.Node(2), "/h", []byte("2"))
+	c.Diverge(2, "/h", []byte("2"))
 	a.call("/v1/hash/check", map[string]any{}, 200, &checks)
 	if got := checks.Checks[0].Corrupt; len(got) != 1 || got[0] != bad {
 		t.Fatalf("check after tampering with %s: %+v", bad, checks)
@@ -142,7 +141,7 @@ func TestHashCheckAndCorruptAlarm(t *testing.T) {
 	a.call("/v1/alarms/disarm", map[string]any{"alarm": "NOSPACE"}, 200, nil)
 	a.fail("POST", "/v1/kv/put", `{"key":"L2g=","value":"eA=="}`, 503, "corrupt")
 	a.fail("POST", "/v1/alarms/disarm", `{"alarm":"BOGUS"}`, 400, "invalid_argument")
-	hooks.Tamper(c.Node(2), "/h", []byte("1"))
+	c.Diverge(2, "/h", []byte("1"))
 	checks.Checks = nil // json reuses a slice's elements, and "corrupt" is omitted when empty
 	a.call("/v1/hash/check", map[string]any{}, 200, &checks)
 	if checks.Checks[0].Corrupt != nil {
