@@ -350,3 +350,46 @@ func (e *e2eCluster) testSnapshotRestore(t *testing.T) {
 		t.Fatalf("keys of the member started with --restore: %q", out)
 	}
 }
+
+// testNoSpaceAlarm runs the README's quota session against a member
+// started with a 16 KiB quota: puts until refused, the NOSPACE alarm
+// listed, then delete, compact, disarm and a put that goes in.
+func (e *e2eCluster) testNoSpaceAlarm(t *testing.T) {
+	ep := "--endpoints=http://" + e.single(t, "quota", "--quota-backend-bytes", "16384").Client
+	value := strings.Repeat("x", 900)
+	refused := false
+	for i := 0; i < 40 && !refused; i++ {
+		code, _, errOut := runBinary(t, e.coordctl, ep, "put", fmt.Sprintf("/jobs/%d", i), value)
+		switch {
+		case code == 0:
+		case code == 1 && strings.Contains(errOut, "no space: shard 0 holds"):
+			refused = true
+		default:
+			t.Fatalf("put %d: exit %d, %q", i, code, errOut)
+		}
+	}
+	if !refused {
+		t.Fatal("no put refused after 36 KiB with a 16 KiB quota")
+	}
+	if out := e.ctl(t, ep, "alarm", "list"); out != "shard:0 alarm:NOSPACE\n" {
+		t.Fatalf("alarm list: %q", out)
+	}
+	e.fails(t, "no space", ep, "put", "/jobs/more", "x")
+	e.ctl(t, ep, "del", "/jobs/", "--prefix")
+	var g struct {
+		Header struct {
+			Revision int64 `json:"revision"`
+		} `json:"header"`
+	}
+	if err := json.Unmarshal([]byte(e.ctl(t, ep, "get", "/jobs/", "--prefix", "-w", "json")), &g); err != nil || g.Header.Revision == 0 {
+		t.Fatalf("get -w json: %v", err)
+	}
+	e.ctl(t, ep, "compact", strconv.FormatInt(g.Header.Revision, 10))
+	if out := e.ctl(t, ep, "alarm", "disarm"); out != "OK\n" {
+		t.Fatalf("alarm disarm: %q", out)
+	}
+	e.ctl(t, ep, "put", "/jobs/again", "ok")
+	if out := e.ctl(t, ep, "alarm", "list"); out != "" {
+		t.Fatalf("alarm list after the disarm: %q", out)
+	}
+}

@@ -196,6 +196,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("topic", e.testTopic)
 	t.Run("snapshot restore", e.testSnapshotRestore)
 	t.Run("check hash", e.testCheckHash)
+	t.Run("alarm", e.testNoSpaceAlarm)
 	step("done")
 }
 
