@@ -394,7 +394,7 @@ func DecodeResult(b []byte) (*Result, error) {
 	r := &Result{Code: Code(d.uvar()), Revision: d.svar(), Succeeded: d.flag(), TTL: d.svar()}
 	n := d.count()
 	if n > 0 {
-		r.Ops = make([]OpResult, n)
+		r.Ops = r.opsFor(n)
 	}
 	for i := 0; i < n && d.err == nil; i++ {
 		o := &r.Ops[i]

@@ -214,6 +214,7 @@ func wantEvents(t testing.TB, got, want []sm.Event) {
 // normCommand maps empty slices to nil so DeepEqual compares meaning.
 func normCommand(c *sm.Command) *sm.Command {
 	n := *c
+	n.One = [1]sm.Op{}
 	n.Txn.Compares = nil
 	for _, cp := range c.Txn.Compares {
 		if len(cp.Value) == 0 {
@@ -240,8 +241,7 @@ func normCommand(c *sm.Command) *sm.Command {
 }
 
 func normResult(r *sm.Result) *sm.Result {
-	n := *r
-	n.Ops = nil
+	n := sm.Result{Code: r.Code, Revision: r.Revision, Succeeded: r.Succeeded, TTL: r.TTL}
 	normKVs := func(kvs []*sm.KV) []*sm.KV {
 		var out []*sm.KV
 		for _, kv := range kvs {

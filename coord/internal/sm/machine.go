@@ -189,7 +189,9 @@ func (m *Machine) applyEntry(index uint64, raw []byte, b *batch) (*Result, []byt
 			return res, EncodeResult(res)
 		}
 	}
-	t := &applyCtx{txnCtx: txnCtx{rev: s.rev + 1}}
+	// The command's events are appended to the batch's in place.
+	start := len(b.events)
+	t := &applyCtx{txnCtx: txnCtx{rev: s.rev + 1, events: b.events}}
 	res := s.apply(t, cmd, index)
 	if t.wrote {
 		s.rev = t.rev
@@ -197,10 +199,10 @@ func (m *Machine) applyEntry(index uint64, raw []byte, b *batch) (*Result, []byt
 	res.Revision = s.rev
 	// Events of one revision go out in key order, the order history
 	// (byRev) replays them in, so live and catching-up watchers agree.
-	if len(t.events) > 1 {
-		slices.SortStableFunc(t.events, func(a, b Event) int { return strings.Compare(a.KV.Key, b.KV.Key) })
+	if evs := t.events[start:]; len(evs) > 1 {
+		slices.SortStableFunc(evs, func(a, b Event) int { return strings.Compare(a.KV.Key, b.KV.Key) })
 	}
-	b.events = append(b.events, t.events...)
+	b.events = t.events
 	b.renewed = append(b.renewed, t.leaseRenewed...)
 	b.gone = append(b.gone, t.leaseGone...)
 	if cmd.Kind == CmdHashCheck && res.Code == CodeOK {

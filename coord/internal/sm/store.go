@@ -199,7 +199,7 @@ func (v *View) NoSpace() bool { return v.st.noSpace }
 type txnCtx struct {
 	rev    int64 // the revision the writes get (s.rev+1)
 	wrote  bool
-	events []Event
+	events []Event // the batch's events, this command's appended
 }
 
 // get returns key's live version.
@@ -215,10 +215,12 @@ func (s *state) put(t *txnCtx, key string, value []byte, leaseID int64) *KV {
 	// update in place).
 	old, existed := s.cur.ReplaceOrInsert(kv)
 	s.bytes += size(&kv) // the replaced version stays, as history
-	var prev *KV
+	// The event's copies (the tree holds its own): the new version and,
+	// for an overwrite, the one it replaced, in one allocation.
+	var ev, prev *KV
 	if existed {
-		p := old // allocated on this branch only
-		prev = &p
+		pair := &[2]KV{1: old}
+		ev, prev = &pair[0], &pair[1]
 		kv.CreateRevision = old.CreateRevision
 		kv.Version = old.Version + 1
 		s.cur.ReplaceOrInsert(kv)
@@ -232,7 +234,10 @@ func (s *state) put(t *txnCtx, key string, value []byte, leaseID int64) *KV {
 	}
 	s.byRev.ReplaceOrInsert(revKey{t.rev, key})
 	t.wrote = true
-	ev := &kv // the event's copy: the tree holds its own
+	if ev == nil {
+		ev = new(KV)
+	}
+	*ev = kv
 	t.events = append(t.events, Event{KV: ev, PrevKV: prev})
 	return prev
 }
@@ -532,7 +537,8 @@ func (s *state) applyTxn(t *applyCtx, txn *Txn, index uint64) *Result {
 	if c := s.checkOps(ops); c != CodeOK {
 		return &Result{Code: c, Revision: s.rev}
 	}
-	res := &Result{Succeeded: ok, Ops: make([]OpResult, len(ops))}
+	res := &Result{Succeeded: ok}
+	res.Ops = res.opsFor(len(ops))
 	for i := range ops {
 		op := &ops[i]
 		switch op.Kind {

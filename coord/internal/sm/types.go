@@ -198,6 +198,9 @@ type Command struct {
 	Check    uint64       // CmdHashReport: the check's Raft index
 	Replica  uint64       // CmdHashReport: the reporting replica's ID
 	Hash     uint64       // CmdHashReport
+	// One is room for a Txn of one op (Txn.Then = One[:]), so that a
+	// proposer builds the commonest command, a put, in one allocation.
+	One [1]Op
 }
 
 // MemberRecord names a member that joined after the cluster was founded
@@ -225,4 +228,16 @@ type Result struct {
 	Succeeded bool  // Txn: whether Then ran
 	Ops       []OpResult
 	TTL       int64 // grant, keep-alive: the lease's TTL in ms
+	// one holds Ops for a command of one op, the commonest, so that a
+	// Result takes one allocation, not two.
+	one [1]OpResult
+}
+
+// opsFor returns r's Ops for n ops: r.one for one.
+func (r *Result) opsFor(n int) []OpResult {
+	if n == 1 {
+		r.one = [1]OpResult{}
+		return r.one[:]
+	}
+	return make([]OpResult, n)
 }
