@@ -114,6 +114,21 @@ func (d *decoder) bytes() []byte {
 	return append([]byte(nil), p...)
 }
 
+// liveValue copies a put's value into a buffer with room for a live
+// version's header before it (see live), and returns both; the value is
+// nil when empty, as bytes returns it.
+func (d *decoder) liveValue() (value, buf []byte) {
+	p := d.raw()
+	if d.err != nil {
+		return nil, nil
+	}
+	buf = newLiveBuf(p)
+	if len(p) > 0 {
+		value = buf[liveHeader:len(buf):len(buf)]
+	}
+	return value, buf
+}
+
 func (d *decoder) flag() bool {
 	switch d.u8() {
 	case 0:
@@ -342,7 +357,11 @@ func decodeOps(d *decoder, buf []Op) []Op {
 		op.Kind = d.u8()
 		op.Key = d.str()
 		op.End = d.str()
-		op.Value = d.bytes()
+		if op.Kind == OpPut {
+			op.Value, op.Buf = d.liveValue()
+		} else {
+			op.Value, op.Buf = d.bytes(), nil
+		}
 		op.Lease = d.svar()
 		op.LeaseTTL = d.svar()
 		op.PrevKV = d.flag()

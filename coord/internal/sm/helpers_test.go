@@ -228,6 +228,7 @@ func normCommand(c *sm.Command) *sm.Command {
 			if len(op.Value) == 0 {
 				op.Value = nil
 			}
+			op.Buf = nil
 			out = append(out, op)
 		}
 		return out

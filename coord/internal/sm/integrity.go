@@ -149,8 +149,8 @@ func (m *Machine) Tamper(key string, value []byte) bool {
 	if !ok {
 		return false
 	}
-	kv.Value = slices.Clone(value)
-	m.st.cur.ReplaceOrInsert(kv)
+	kv.Value = value
+	m.st.cur.ReplaceOrInsert(liveOf(&kv))
 	m.stale.Store(true)
 	return true
 }

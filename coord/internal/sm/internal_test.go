@@ -155,8 +155,8 @@ func TestSnapshotRebuildsIndexes(t *testing.T) {
 		t.Fatalf("byRev\n%v\n%v", byRevKeys(m.View()), byRevKeys(&View{st: *b}))
 	}
 	var ca, cb, aa, ab []string
-	a.cur.Ascend(func(kv KV) bool { ca = append(ca, fmt.Sprint(kv)); return true })
-	b.cur.Ascend(func(kv KV) bool { cb = append(cb, fmt.Sprint(kv)); return true })
+	a.cur.Ascend(func(l live) bool { ca = append(ca, fmt.Sprint(l.kv())); return true })
+	b.cur.Ascend(func(l live) bool { cb = append(cb, fmt.Sprint(l.kv())); return true })
 	a.attached.Ascend(func(x attach) bool { aa = append(aa, fmt.Sprint(x)); return true })
 	b.attached.Ascend(func(x attach) bool { ab = append(ab, fmt.Sprint(x)); return true })
 	if fmt.Sprint(ca) != fmt.Sprint(cb) || fmt.Sprint(aa) != fmt.Sprint(ab) || len(aa) != 3 {
@@ -182,7 +182,8 @@ func checkTrees(st *state) error {
 		return fmt.Errorf("bytes counted as the state changed: %d, counted afresh: %d", st.bytes, n)
 	}
 	var err error
-	st.cur.Ascend(func(kv KV) bool {
+	st.cur.Ascend(func(l live) bool {
+		kv := l.kv()
 		if kv.Version <= 0 || kv.ModRevision <= 0 {
 			err = fmt.Errorf("key %q: live version %+v", kv.Key, kv)
 		}

@@ -546,7 +546,7 @@ func decodeSnapshot(b []byte) (*state, error) {
 			s.byRev.ReplaceOrInsert(revKey{r.ModRevision, r.Key})
 		}
 		if (i == 0 || last.Key != r.Key) && !r.tomb() { // the key's newest: live
-			s.cur.ReplaceOrInsert(r.KV)
+			s.cur.ReplaceOrInsert(liveOf(&r.KV))
 			if r.Lease != 0 {
 				s.attached.ReplaceOrInsert(attach{r.Lease, r.Key})
 			}

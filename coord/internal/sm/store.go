@@ -16,9 +16,6 @@ const btreeDegree = 32
 // which marks the whole store on every cycle, follows three pointers per
 // version (its key and value, and the revision index's key) instead of five.
 
-// liveLess orders the current-key tree: a key's live version, by key.
-func liveLess(a, b KV) bool { return a.Key < b.Key }
-
 // rec is one entry of the history: a past version of a key, or a tombstone
 // (Version 0: only Key and ModRevision, the delete's revision, are set).
 // History is ordered by key, newest revision first.
@@ -112,7 +109,7 @@ type state struct {
 	rev        int64 // current revision; starts at 1 like etcd
 	compactRev int64
 	applied    uint64 // Raft index of the last applied entry
-	cur        *btree.BTreeG[KV]
+	cur        *btree.BTreeG[live]
 	// hist holds every version of a key but its live one: versions since
 	// overwritten or deleted, and tombstones. A key's live version is in
 	// cur only, so creating a key writes no history, and history holds only
@@ -203,31 +200,45 @@ type txnCtx struct {
 }
 
 // get returns key's live version.
-func (s *state) get(key string) (KV, bool) { return s.cur.Get(KV{Key: key}) }
+func (s *state) get(key string) (KV, bool) {
+	l, ok := s.cur.Get(liveKey(key))
+	if !ok {
+		return KV{}, false
+	}
+	return l.kv(), true
+}
 
 // put writes a new live version of key and returns the one it replaced,
 // nil when the key did not exist.
-func (s *state) put(t *txnCtx, key string, value []byte, leaseID int64) *KV {
+// put makes value key's live version, in buf when buf is not nil: a
+// buffer of liveHeader bytes followed by value (the decoder's, see
+// Op.Buf), which the store then owns.
+func (s *state) put(t *txnCtx, key string, value, buf []byte, leaseID int64) *KV {
+	if buf == nil {
+		buf = newLiveBuf(value)
+	}
 	kv := KV{Key: key, Value: value, ModRevision: t.rev, Version: 1, Lease: leaseID, CreateRevision: t.rev}
-	// One search finds the live version and replaces it; a new key needs no
-	// other. An overwrite searches again to store the CreateRevision and
-	// Version it learns from the version it replaced (the tree has no
-	// update in place).
-	old, existed := s.cur.ReplaceOrInsert(kv)
+	l := live{Key: key, b: buf}
+	l.setHeader(&kv)
+	// One search finds the live version and replaces it. An overwrite then
+	// learns its CreateRevision and Version from the version it replaced,
+	// and writes them into its own buffer: no view can see the buffer
+	// before this batch ends.
+	old, existed := s.cur.ReplaceOrInsert(l)
 	s.bytes += size(&kv) // the replaced version stays, as history
 	// The event's copies (the tree holds its own): the new version and,
 	// for an overwrite, the one it replaced, in one allocation.
 	var ev, prev *KV
 	if existed {
-		pair := &[2]KV{1: old}
+		pair := &[2]KV{1: old.kv()}
 		ev, prev = &pair[0], &pair[1]
-		kv.CreateRevision = old.CreateRevision
-		kv.Version = old.Version + 1
-		s.cur.ReplaceOrInsert(kv)
-		if old.Lease != 0 && old.Lease != leaseID {
-			s.attached.Delete(attach{old.Lease, key})
+		kv.CreateRevision = prev.CreateRevision
+		kv.Version = prev.Version + 1
+		l.setHeader(&kv)
+		if prev.Lease != 0 && prev.Lease != leaseID {
+			s.attached.Delete(attach{prev.Lease, key})
 		}
-		s.hist.ReplaceOrInsert(rec{old})
+		s.hist.ReplaceOrInsert(rec{*prev})
 	}
 	if leaseID != 0 {
 		s.attached.ReplaceOrInsert(attach{leaseID, key})
@@ -245,7 +256,7 @@ func (s *state) put(t *txnCtx, key string, value []byte, leaseID int64) *KV {
 // del deletes kv, key's live version. kv becomes the event's PrevKV: it must
 // not change afterwards.
 func (s *state) del(t *txnCtx, kv *KV) {
-	s.cur.Delete(*kv)
+	s.cur.Delete(liveKey(kv.Key))
 	if kv.Lease != 0 {
 		s.attached.Delete(attach{kv.Lease, kv.Key})
 	}
@@ -275,11 +286,11 @@ func (s *state) scanCur(key, end string, fn func(KV) bool) {
 		}
 		return
 	}
-	s.cur.AscendGreaterOrEqual(KV{Key: key}, func(kv KV) bool {
-		if end != "\x00" && kv.Key >= end {
+	s.cur.AscendGreaterOrEqual(liveKey(key), func(l live) bool {
+		if end != "\x00" && l.Key >= end {
 			return false
 		}
-		return fn(kv)
+		return fn(l.kv())
 	})
 }
 
@@ -305,8 +316,8 @@ func (s *state) at(key string, rev int64) (KV, bool) {
 // bound), that has a live or a past version.
 func (s *state) nextKey(from, end string) (string, bool) {
 	key, ok := "", false
-	s.cur.AscendGreaterOrEqual(KV{Key: from}, func(kv KV) bool {
-		key, ok = kv.Key, true
+	s.cur.AscendGreaterOrEqual(liveKey(from), func(l live) bool {
+		key, ok = l.Key, true
 		return false
 	})
 	s.hist.AscendGreaterOrEqual(histKey(from, math.MaxInt64), func(r rec) bool {
@@ -550,7 +561,7 @@ func (s *state) applyTxn(t *applyCtx, txn *Txn, index uint64) *Result {
 				s.bytes += leaseOverhead
 				t.leaseRenewed = append(t.leaseRenewed, lease{id: op.Lease, ttl: op.LeaseTTL, renew: index})
 			}
-			prev := s.put(&t.txnCtx, op.Key, op.Value, op.Lease)
+			prev := s.put(&t.txnCtx, op.Key, op.Value, op.Buf, op.Lease)
 			r := OpResult{Kind: OpPut}
 			if op.PrevKV && prev != nil {
 				r.PrevKVs = []*KV{prev}
@@ -604,7 +615,7 @@ func (s *state) revokeLease(t *applyCtx, id int64) {
 // equal.
 func (s *state) recount() int64 {
 	var n int64
-	s.cur.Ascend(func(kv KV) bool { n += size(&kv); return true })
+	s.cur.Ascend(func(l live) bool { kv := l.kv(); n += size(&kv); return true })
 	s.hist.Ascend(func(r rec) bool { n += size(&r.KV); return true })
 	return n + int64(s.leases.Len())*leaseOverhead
 }
@@ -738,7 +749,8 @@ func (s *state) eachVersion(fn func(key string, rev int64, kv *KV) bool) {
 		case l == nil && r == nil:
 			return
 		case l != nil && (r == nil || l.Key <= r.Key): // a key's live version is its newest
-			if !fn(l.Key, l.ModRevision, l) {
+			kv := l.kv()
+			if !fn(l.Key, kv.ModRevision, &kv) {
 				return
 			}
 			lc.next()

@@ -142,6 +142,10 @@ type Op struct {
 	LeaseTTL int64 // ms; >0 lets a Put create the lease here if absent (lease homed in another shard)
 	PrevKV   bool
 	Range    RangeOpts
+	// Buf, for a decoded put, is liveHeader bytes of room followed by
+	// Value, which it holds: the store keeps the buffer as the live
+	// version's (see live). Encoding ignores it.
+	Buf []byte
 }
 
 // Txn is the one write command for keys: Put and Delete are Txns with no compares.

@@ -48,11 +48,11 @@ func (v *View) List(dir string) []ListEntry {
 	from := dir
 	for {
 		var next string
-		v.st.cur.AscendGreaterOrEqual(KV{Key: from}, func(kv KV) bool {
-			if !strings.HasPrefix(kv.Key, dir) {
+		v.st.cur.AscendGreaterOrEqual(liveKey(from), func(l live) bool {
+			if !strings.HasPrefix(l.Key, dir) {
 				return false
 			}
-			rest := kv.Key[len(dir):]
+			rest := l.Key[len(dir):]
 			if rest == "" {
 				return true // the key named like the directory is not its child
 			}
@@ -62,6 +62,7 @@ func (v *View) List(dir string) []ListEntry {
 				next = dir + rest[:i] + "0" // '0' sorts right after '/'
 				return false
 			}
+			kv := l.kv()
 			out = append(out, ListEntry{Name: kv.Key, KV: &kv})
 			return true
 		})
