@@ -20,14 +20,20 @@ import (
 type Shard interface {
 	// Leads reports whether this member leads the shard.
 	Leads() bool
-	// View returns the replica's latest state.
-	View() *sm.View
+	// Revisions returns the replica's revision and compaction revision
+	// without taking a View (a View every tick would make the next writes
+	// copy the store's tree nodes).
+	Revisions() (rev, compactRev int64)
 	// Propose commits a command and returns its result.
 	Propose(ctx context.Context, cmd *sm.Command) (*sm.Result, error)
 }
 
-// Every is how often the compactor looks at the history.
-const Every = 5 * time.Second
+// Every is how often the compactor looks at the history. Between two
+// looks the history grows by whatever is written meanwhile, on top of what
+// it keeps: at 25,000 writes a second, a look every 5 s let it reach 12
+// times a retention of 10,000 revisions, the revision index alone then
+// 15% of the heap under bench's put-256. A look costs two atomic loads.
+const Every = time.Second
 
 // Run compacts s's history to keep revisions, every Every while this member
 // leads the shard, until ctx ends. Each proposal is bounded by timeout.
@@ -43,7 +49,8 @@ func Run(ctx context.Context, s Shard, keep int64, timeout time.Duration, log *s
 		if !s.Leads() {
 			continue
 		}
-		rev, ok := Due(s.View(), keep)
+		cur, compacted := s.Revisions()
+		rev, ok := Due(cur, compacted, keep)
 		if !ok {
 			continue
 		}
@@ -56,11 +63,12 @@ func Run(ctx context.Context, s Shard, keep int64, timeout time.Duration, log *s
 	}
 }
 
-// Due reports whether v's history holds more than keep revisions and a
-// tenth, and the revision to compact to, which leaves keep.
-func Due(v *sm.View, keep int64) (rev int64, ok bool) {
-	if v.Revision()-v.CompactRevision() <= keep+keep/10 {
+// Due reports whether a replica at revision rev, compacted to compactRev,
+// holds more than keep revisions of history and a tenth, and the revision
+// to compact to, which leaves keep.
+func Due(rev, compactRev, keep int64) (to int64, ok bool) {
+	if rev-compactRev <= keep+keep/10 {
 		return 0, false
 	}
-	return v.Revision() - keep, true
+	return rev - keep, true
 }

@@ -65,6 +65,16 @@ func (s *Shard) Usage() (bytes int64, noSpace bool) {
 	return 0, false
 }
 
+// Revisions returns the replica's revision and compaction revision, as of
+// the last batch applied (0, 0 before the replica starts). Cheap: it takes
+// no View.
+func (s *Shard) Revisions() (rev, compactRev int64) {
+	if m := s.machine.Load(); m != nil {
+		return m.Revisions()
+	}
+	return 0, 0
+}
+
 // Machine returns the shard's state machine (for test hooks).
 func (s *Shard) Machine() *sm.Machine { return s.machine.Load() }
 

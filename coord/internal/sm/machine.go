@@ -75,6 +75,9 @@ type Machine struct {
 	// writes copy the trees' nodes).
 	bytes   atomic.Int64
 	noSpace atomic.Bool
+	// rev and compactRev are the state's, as of the last batch applied,
+	// for Revisions.
+	rev, compactRev atomic.Int64
 }
 
 var _ dbsm.IConcurrentStateMachine = (*Machine)(nil)
@@ -83,6 +86,7 @@ var _ dbsm.IConcurrentStateMachine = (*Machine)(nil)
 func New(l Listener) *Machine {
 	m := &Machine{st: newState(), listener: l}
 	m.view.Store(m.st.clone())
+	m.published()
 	return m
 }
 
@@ -107,6 +111,19 @@ func (m *Machine) View() *View {
 // NOSPACE alarm is raised, as of the last batch applied. It is cheap and
 // safe to call from any goroutine: it takes no View.
 func (m *Machine) Usage() (bytes int64, noSpace bool) { return m.bytes.Load(), m.noSpace.Load() }
+
+// Revisions returns the store's revision and compaction revision, as of
+// the last batch applied. It is cheap and safe to call from any goroutine:
+// it takes no View.
+func (m *Machine) Revisions() (rev, compactRev int64) { return m.rev.Load(), m.compactRev.Load() }
+
+// published stores what Usage and Revisions report; m.mu is held.
+func (m *Machine) published() {
+	m.bytes.Store(m.st.bytes)
+	m.noSpace.Store(m.st.noSpace)
+	m.rev.Store(m.st.rev)
+	m.compactRev.Store(m.st.compactRev)
+}
 
 // batch is what a batch's entries produced for the listener.
 type batch struct {
@@ -133,8 +150,7 @@ func (m *Machine) Update(entries []dbsm.Entry) ([]dbsm.Entry, error) {
 		e.Result = dbsm.Result{Value: uint64(res.Code), Data: data}
 	}
 	rev := m.st.rev
-	m.bytes.Store(m.st.bytes)
-	m.noSpace.Store(m.st.noSpace)
+	m.published()
 	m.stale.Store(true)
 	m.mu.Unlock()
 	if l := m.listener; l != nil {
@@ -158,8 +174,7 @@ func (m *Machine) Apply(index uint64, cmd []byte) (*Result, []Event) {
 	var b batch
 	m.mu.Lock()
 	res, _ := m.applyEntry(index, cmd, &b)
-	m.bytes.Store(m.st.bytes)
-	m.noSpace.Store(m.st.noSpace)
+	m.published()
 	m.stale.Store(true)
 	m.mu.Unlock()
 	return res, b.events
@@ -372,8 +387,7 @@ func (m *Machine) RecoverFromSnapshot(r io.Reader, _ []dbsm.SnapshotFile, _ <-ch
 	m.st = st
 	v := st.clone()
 	m.view.Store(v)
-	m.bytes.Store(st.bytes)
-	m.noSpace.Store(st.noSpace)
+	m.published()
 	m.stale.Store(false)
 	m.mu.Unlock()
 	if m.listener != nil {
