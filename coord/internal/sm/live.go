@@ -56,6 +56,9 @@ func (l *live) kv() KV {
 	return kv
 }
 
+// modRevision is l's ModRevision, read without decoding the rest.
+func (l *live) modRevision() int64 { return int64(binary.LittleEndian.Uint64(l.b[8:])) }
+
 // liveOf is kv as the tree holds it, in a buffer of its own.
 func liveOf(kv *KV) live {
 	l := live{Key: kv.Key, b: newLiveBuf(kv.Value)}

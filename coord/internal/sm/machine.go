@@ -533,15 +533,17 @@ func decodeSnapshot(b []byte) (*state, error) {
 	n = d.count()
 	var last rec
 	for i := 0; i < n && d.err == nil; i++ {
-		r := histKey(d.str(), d.svar())
+		kv := KV{Key: d.str(), ModRevision: d.svar()}
+		tomb := false
 		switch d.u8() {
-		case 0: // a tombstone
+		case 0:
+			tomb = true
 		case 1:
-			r.Value = d.bytes()
-			r.CreateRevision = d.svar()
-			r.Version = d.svar()
-			r.Lease = d.svar()
-			if r.Version <= 0 {
+			kv.Value = d.bytes()
+			kv.CreateRevision = d.svar()
+			kv.Version = d.svar()
+			kv.Lease = d.svar()
+			if kv.Version <= 0 {
 				d.fail() // Version 0 is a tombstone's
 			}
 		default:
@@ -549,6 +551,12 @@ func decodeSnapshot(b []byte) (*state, error) {
 		}
 		if d.err != nil {
 			break
+		}
+		r := histKey(kv.Key, kv.ModRevision)
+		var l live
+		if !tomb {
+			l = liveOf(&kv)
+			r.b = l.b
 		}
 		if i > 0 && !recLess(last, r) {
 			return nil, errDecode // out of order or duplicate: corrupt
@@ -559,10 +567,10 @@ func decodeSnapshot(b []byte) (*state, error) {
 		if r.ModRevision >= s.compactRev {
 			s.byRev.ReplaceOrInsert(revKey{r.ModRevision, r.Key})
 		}
-		if (i == 0 || last.Key != r.Key) && !r.tomb() { // the key's newest: live
-			s.cur.ReplaceOrInsert(liveOf(&r.KV))
-			if r.Lease != 0 {
-				s.attached.ReplaceOrInsert(attach{r.Lease, r.Key})
+		if (i == 0 || last.Key != r.Key) && !tomb { // the key's newest: live
+			s.cur.ReplaceOrInsert(l)
+			if kv.Lease != 0 {
+				s.attached.ReplaceOrInsert(attach{kv.Lease, kv.Key})
 			}
 		} else {
 			s.hist.ReplaceOrInsert(r)

@@ -16,24 +16,53 @@ const btreeDegree = 32
 // which marks the whole store on every cycle, follows three pointers per
 // version (its key and value, and the revision index's key) instead of five.
 
-// rec is one entry of the history: a past version of a key, or a tombstone
-// (Version 0: only Key and ModRevision, the delete's revision, are set).
-// History is ordered by key, newest revision first.
-type rec struct{ KV }
+// rec is one entry of the history: a past version of a key, whose buffer
+// (see live: header, then value) moved here from the current-key tree as
+// it was, or a tombstone (b nil; ModRevision is the delete's revision).
+// History is ordered by key, newest revision first. An item is 48 bytes, a
+// version kept whole would be 72, and moving a version into history
+// copies and allocates nothing.
+type rec struct {
+	Key         string
+	ModRevision int64
+	b           []byte
+}
 
-// tomb reports whether r is a tombstone: a real version's Version is >= 1.
-func (r *rec) tomb() bool { return r.Version == 0 }
+// tomb reports whether r is a tombstone.
+func (r *rec) tomb() bool { return r.b == nil }
 
-// version returns the version r holds, nil for a tombstone. It points into
-// r: it is valid as long as r is.
+// kv returns the version r holds (a tombstone's is zero but for Key and
+// ModRevision). Its Value shares r's buffer, which is never written.
+func (r *rec) kv() KV {
+	if r.tomb() {
+		return KV{Key: r.Key, ModRevision: r.ModRevision}
+	}
+	l := live{Key: r.Key, b: r.b}
+	return l.kv()
+}
+
+// version returns the version r holds, nil for a tombstone.
 func (r *rec) version() *KV {
 	if r.tomb() {
 		return nil
 	}
-	return &r.KV
+	kv := r.kv()
+	return &kv
 }
 
-func histKey(key string, rev int64) rec { return rec{KV{Key: key, ModRevision: rev}} }
+// recOf is the history entry of live version l, sharing its buffer.
+func recOf(l live) rec { return rec{Key: l.Key, ModRevision: l.modRevision(), b: l.b} }
+
+// size is what r counts for in the store's bytes, as its version did.
+func (r *rec) size() int64 {
+	n := int64(len(r.Key) + versionOverhead)
+	if !r.tomb() {
+		n += int64(len(r.b) - liveHeader)
+	}
+	return n
+}
+
+func histKey(key string, rev int64) rec { return rec{Key: key, ModRevision: rev} }
 
 func recLess(a, b rec) bool {
 	// One three-way compare: != then < would walk a shared prefix twice.
@@ -238,7 +267,7 @@ func (s *state) put(t *txnCtx, key string, value, buf []byte, leaseID int64) *KV
 		if prev.Lease != 0 && prev.Lease != leaseID {
 			s.attached.Delete(attach{prev.Lease, key})
 		}
-		s.hist.ReplaceOrInsert(rec{*prev})
+		s.hist.ReplaceOrInsert(recOf(old))
 	}
 	if leaseID != 0 {
 		s.attached.ReplaceOrInsert(attach{leaseID, key})
@@ -256,14 +285,15 @@ func (s *state) put(t *txnCtx, key string, value, buf []byte, leaseID int64) *KV
 // del deletes kv, key's live version. kv becomes the event's PrevKV: it must
 // not change afterwards.
 func (s *state) del(t *txnCtx, kv *KV) {
-	s.cur.Delete(liveKey(kv.Key))
+	if old, ok := s.cur.Delete(liveKey(kv.Key)); ok {
+		s.hist.ReplaceOrInsert(recOf(old))
+	}
 	if kv.Lease != 0 {
 		s.attached.Delete(attach{kv.Lease, kv.Key})
 	}
-	s.hist.ReplaceOrInsert(rec{*kv})
 	tomb := histKey(kv.Key, t.rev)
 	s.hist.ReplaceOrInsert(tomb)
-	s.bytes += size(&tomb.KV)
+	s.bytes += tomb.size()
 	s.byRev.ReplaceOrInsert(revKey{t.rev, kv.Key})
 	t.wrote = true
 	t.events = append(t.events, Event{Delete: true, KV: &KV{Key: kv.Key, ModRevision: t.rev}, PrevKV: kv})
@@ -305,7 +335,7 @@ func (s *state) at(key string, rev int64) (KV, bool) {
 	ok := false
 	s.hist.AscendGreaterOrEqual(histKey(key, rev), func(r rec) bool {
 		if r.Key == key && !r.tomb() {
-			kv, ok = r.KV, true
+			kv, ok = r.kv(), true
 		}
 		return false
 	})
@@ -616,7 +646,7 @@ func (s *state) revokeLease(t *applyCtx, id int64) {
 func (s *state) recount() int64 {
 	var n int64
 	s.cur.Ascend(func(l live) bool { kv := l.kv(); n += size(&kv); return true })
-	s.hist.Ascend(func(r rec) bool { n += size(&r.KV); return true })
+	s.hist.Ascend(func(r rec) bool { n += r.size(); return true })
 	return n + int64(s.leases.Len())*leaseOverhead
 }
 
@@ -657,7 +687,7 @@ func (s *state) compact(rev int64) {
 		}
 		for _, r := range old {
 			s.hist.Delete(r)
-			s.bytes -= size(&r.KV)
+			s.bytes -= r.size()
 		}
 	}
 	s.compactRev = rev
@@ -743,19 +773,26 @@ func (c *cursor[T]) fill() {
 // nil for a tombstone; fn must not keep it: it is valid during the call only.
 func (s *state) eachVersion(fn func(key string, rev int64, kv *KV) bool) {
 	lc, hc := newCursor(s.cur), newCursor(s.hist)
+	var kv KV // each version decoded here in turn: fn must not keep it
 	for {
 		l, r := lc.peek(), hc.peek()
 		switch {
 		case l == nil && r == nil:
 			return
 		case l != nil && (r == nil || l.Key <= r.Key): // a key's live version is its newest
-			kv := l.kv()
+			kv = l.kv()
 			if !fn(l.Key, kv.ModRevision, &kv) {
 				return
 			}
 			lc.next()
+		case r.tomb():
+			if !fn(r.Key, r.ModRevision, nil) {
+				return
+			}
+			hc.next()
 		default:
-			if !fn(r.Key, r.ModRevision, r.version()) {
+			kv = r.kv()
+			if !fn(r.Key, r.ModRevision, &kv) {
 				return
 			}
 			hc.next()

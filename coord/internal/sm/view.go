@@ -108,14 +108,14 @@ func (v *View) event(k revKey) Event {
 	} else if r, ok := v.st.hist.Get(histKey(k.key, k.rev)); !ok {
 		return ev // cannot happen: byRev names only versions that exist
 	} else if !r.tomb() {
-		ev = Event{KV: &r.KV}
+		ev = Event{KV: r.version()}
 	} else {
 		ev = Event{Delete: true, KV: &KV{Key: k.key, ModRevision: k.rev}}
 	}
 	// The version before is the key's newest past version older than k.rev.
 	v.st.hist.AscendGreaterOrEqual(histKey(k.key, k.rev-1), func(r rec) bool {
 		if r.Key == k.key && !r.tomb() {
-			ev.PrevKV = &r.KV
+			ev.PrevKV = r.version()
 		}
 		return false
 	})
