@@ -115,8 +115,12 @@ func watchRange(n *coord.Node, from, to int64) ([]refEvent, error) {
 		if err := r.Err(); err != nil {
 			return nil, err
 		}
+		// The response that reaches to may carry later revisions too: they
+		// are not in [from, to].
 		for _, e := range r.Events {
-			out = append(out, toRef(e))
+			if toRef(e).rev <= to {
+				out = append(out, toRef(e))
+			}
 		}
 		if int64(r.Header.Revision) >= to {
 			return out, nil
