@@ -202,6 +202,19 @@ func checkDurability(rep *Report, ops []porcupine.Operation, h *history) {
 	}
 }
 
+// answeredBeforeCut drops the reads answered by a member incarnation after
+// its power failure (cuts): see recorder.powerLoss.
+func answeredBeforeCut(reads []serialRead, cuts map[*coord.Node]int64) []serialRead {
+	out := reads[:0:0]
+	for _, r := range reads {
+		if cut, ok := cuts[r.node]; ok && r.ret >= cut {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
 // checkSerial checks serializable reads: each shows the key as it was at
 // the read's revision, and a member's revisions never go backwards.
 func checkSerial(rep *Report, reads []serialRead, h *history) {
