@@ -11,10 +11,11 @@ import (
 
 const btreeDegree = 32
 
-// The current-key tree and the history hold versions by value, not *KV: a
-// version is then no heap object of its own, and the garbage collector,
-// which marks the whole store on every cycle, follows three pointers per
-// version (its key and value, and the revision index's key) instead of five.
+// The current-key tree and the history hold items by value, not *KV: a
+// version is its key and one buffer (header and value, see live), no heap
+// object of its own, and the garbage collector, which marks the whole
+// store on every cycle, follows three pointers per version (its key and
+// buffer, and the revision index's key) instead of five.
 
 // rec is one entry of the history: a past version of a key, whose buffer
 // (see live: header, then value) moved here from the current-key tree as
