@@ -238,14 +238,16 @@ func (s *state) get(key string) (KV, bool) {
 	return l.kv(), true
 }
 
-// put writes a new live version of key and returns the one it replaced,
-// nil when the key did not exist.
-// put makes value key's live version, in buf when buf is not nil: a
-// buffer of liveHeader bytes followed by value (the decoder's, see
-// Op.Buf), which the store then owns.
+// put makes value key's new live version and returns the one it
+// replaced, nil when the key did not exist. buf, when not nil, is a buffer
+// of liveHeader bytes followed by value (the decoder's, see Op.Buf), which
+// the store then owns; without it, put copies value into one.
 func (s *state) put(t *txnCtx, key string, value, buf []byte, leaseID int64) *KV {
 	if buf == nil {
-		buf = newLiveBuf(value)
+		buf, value = newLiveBuf(value), nil
+		if len(buf) > liveHeader {
+			value = buf[liveHeader:len(buf):len(buf)]
+		}
 	}
 	kv := KV{Key: key, Value: value, ModRevision: t.rev, Version: 1, Lease: leaseID, CreateRevision: t.rev}
 	l := live{Key: key, b: buf}
