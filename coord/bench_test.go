@@ -10,8 +10,8 @@ import (
 )
 
 // BenchmarkPut runs puts of 256-byte values from 64 goroutines against a
-// one-member cluster, each goroutine cycling over 1,000 keys of its own, as
-// bench's put-256-1v does: the whole write path in one process, for
+// one-member cluster, each goroutine cycling over 1,000 keys of its own (as
+// bench's put workloads cycle): the whole write path in one process, for
 // -benchmem (allocations per put) and -cpuprofile. Throughput is measured
 // in bench/, not here.
 func BenchmarkPut(b *testing.B) {

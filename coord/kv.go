@@ -42,22 +42,15 @@ func (n *Node) Put(ctx context.Context, key string, value []byte, opts ...OpOpti
 		value = []byte{}
 	}
 	s := n.m.Shards[n.m.Router().ShardOf(key)]
-	if err := n.m.Room(ctx, s); err != nil {
-		return nil, err
-	}
 	cmd := &sm.Command{Kind: sm.CmdTxn}
 	cmd.Txn.Then = cmd.One[:]
 	cmd.One[0] = sm.Op{Kind: sm.OpPut, Key: key, Value: value, Lease: o.Lease, PrevKV: o.PrevKV}
+	var leased []*sm.Op
 	if o.Lease != 0 {
-		if err := n.m.Leases.Resolve(ctx, s.Index, &cmd.One[0]); err != nil {
-			return nil, err
-		}
+		leased = []*sm.Op{&cmd.One[0]}
 	}
-	res, err := s.Propose(ctx, cmd)
+	res, err := n.commit(ctx, s, cmd, leased)
 	if err != nil {
-		return nil, err
-	}
-	if err := res.Code.Err(); err != nil {
 		return nil, err
 	}
 	resp := &PutResponse{Header: n.header(s, res.Revision)}

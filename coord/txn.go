@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/coordkit/coordkit/coord/internal/member"
 	"github.com/coordkit/coordkit/coord/internal/request"
 	"github.com/coordkit/coordkit/coord/internal/sm"
 )
@@ -192,21 +193,8 @@ func (t *Txn) Commit() (*TxnResponse, error) {
 		return nil, err
 	}
 	s := n.m.Shards[si]
-	if sm.HasPut(&cmd.Txn) {
-		if err := n.m.Room(t.ctx, s); err != nil {
-			return nil, err
-		}
-	}
-	for _, op := range leased {
-		if err := n.m.Leases.Resolve(t.ctx, s.Index, op); err != nil {
-			return nil, err
-		}
-	}
-	res, err := s.Propose(t.ctx, cmd)
+	res, err := n.commit(t.ctx, s, cmd, leased)
 	if err != nil {
-		return nil, err
-	}
-	if err := res.Code.Err(); err != nil {
 		return nil, err
 	}
 	h := n.header(s, res.Revision)
@@ -226,4 +214,30 @@ func (t *Txn) Commit() (*TxnResponse, error) {
 		}
 	}
 	return resp, nil
+}
+
+// commit proposes cmd, a Txn built for shard s, as Txn.Commit and Put do:
+// a Txn that puts must find room in the shard (its quota), and each op of
+// leased, cmd's ops with a lease, gets the lease's TTL from its home shard.
+// It returns the applied result, or the state machine's refusal as an
+// error.
+func (n *Node) commit(ctx context.Context, s *member.Shard, cmd *sm.Command, leased []*sm.Op) (*sm.Result, error) {
+	if sm.HasPut(&cmd.Txn) {
+		if err := n.m.Room(ctx, s); err != nil {
+			return nil, err
+		}
+	}
+	for _, op := range leased {
+		if err := n.m.Leases.Resolve(ctx, s.Index, op); err != nil {
+			return nil, err
+		}
+	}
+	res, err := s.Propose(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if err := res.Code.Err(); err != nil {
+		return nil, err
+	}
+	return res, nil
 }

@@ -237,10 +237,9 @@ type Result struct {
 	one [1]OpResult
 }
 
-// opsFor returns r's Ops for n ops: r.one for one.
+// opsFor returns Ops for n ops of r, a new Result: r.one for one.
 func (r *Result) opsFor(n int) []OpResult {
 	if n == 1 {
-		r.one = [1]OpResult{}
 		return r.one[:]
 	}
 	return make([]OpResult, n)
