@@ -64,8 +64,10 @@ var (
 	ErrInvalidArgument = errdefs.ErrInvalidArgument
 	// ErrCorrupt: Open found a file of the DataDir that fails its checksum,
 	// is cut short, or contradicts the others (the error names it), or the
-	// member found that its Raft log lost entries it had acknowledged (see
-	// Node.Err). The member does not start, or stops: its state cannot be
+	// member found that its Raft log lost entries it had acknowledged, or
+	// dragonboat stopped on a state it cannot go on from (the error quotes
+	// it; every member of the process stops then: which one it was is not
+	// known) (see Node.Err). The member does not start, or stops: its state cannot be
 	// trusted, and it must not vote, lead or serve with it. Its peers hold
 	// every committed write; rebuild the member from them (README, "A
 	// corrupt member").
@@ -86,6 +88,16 @@ var (
 	// add them back with empty DataDirs, so that they copy a good replica,
 	// then Node.DisarmAlarms.
 	ErrCorruptAlarm = errdefs.ErrCorruptAlarm
+	// ErrDiskFailure: a write, sync or file creation in the member's Raft
+	// directory (DataDir/raft) failed: an I/O error, or a full disk past
+	// Config.DiskReserve. The member stopped itself (Node.Err wraps this
+	// and names the file); its Node is closed, and calls fail with
+	// ErrClosed wrapping the same cause. The host process goes on. Nothing
+	// the member could not keep was acknowledged, to a caller or to its
+	// peers. The call into the disk that failed never returns, so the
+	// member's storage stays open until the process exits: mend the disk,
+	// then restart the process to reopen the member from its DataDir.
+	ErrDiskFailure = errdefs.ErrDiskFailure
 )
 
 // CompactedError is the error of a read or watch at a revision that

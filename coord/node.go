@@ -143,7 +143,13 @@ func (n *Node) Close() error {
 }
 
 // Err returns nil while this member runs, and after Close. When the member
-// stopped itself because its state cannot be trusted, it returns why, an
-// error wrapping ErrCorrupt; the Node is then closed, and calls fail with
-// ErrClosed wrapping the same cause. It does not block.
+// stopped itself, because its state cannot be trusted or its disk failed,
+// it returns why, an error wrapping ErrCorrupt or ErrDiskFailure; the Node
+// is then closed, and calls fail with ErrClosed wrapping the same cause. It
+// does not block.
 func (n *Node) Err() error { return n.m.Host.Err() }
+
+// Done returns a channel that is closed when the member stops: by Close
+// or Shutdown, or by itself (Err then says why). A program whose purpose
+// is the member can exit on it, and leave a restart to its supervisor.
+func (n *Node) Done() <-chan struct{} { return n.m.Host.Done() }

@@ -62,6 +62,13 @@ func (l *ackLog) writers(c *coordtest.Cluster) (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
+// count returns how many puts were acknowledged.
+func (l *ackLog) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.at)
+}
+
 // forgetAfter drops the writes acknowledged at or after cut: lostBefore
 // of a later round must not count them.
 func (l *ackLog) forgetAfter(cut time.Time) {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -34,6 +35,7 @@ type options struct {
 	shards        int
 	partitionable bool
 	powerLoss     bool
+	diskFaults    bool
 	tweak         func(*coord.Config)
 }
 
@@ -49,6 +51,12 @@ func WithPartitions() Option { return func(o *options) { o.partitionable = true 
 // can lose what was not synced (vfs.NewStrictMem), for PowerLoss. Nothing
 // is written to disk. It implies WithPartitions.
 func WithPowerLoss() Option { return func(o *options) { o.powerLoss, o.partitionable = true, true } }
+
+// WithDiskFaults is WithPowerLoss, and each member's filesystem fails
+// the writes or syncs that FailDisk asks it to.
+func WithDiskFaults() Option {
+	return func(o *options) { o.powerLoss, o.diskFaults, o.partitionable = true, true, true }
+}
 
 // WithConfig lets a test adjust every member's Config after the harness
 // filled it in.
@@ -73,6 +81,7 @@ type Cluster struct {
 	nodes []*coord.Node
 	nw    *network
 	fss   []*vfs.MemFS // by member, with WithPowerLoss
+	disks []*disk      // by member, with WithDiskFaults
 	fts   []*filtered  // by member, with WithPartitions
 }
 
@@ -204,6 +213,11 @@ func (c *Cluster) open(n int, o options, dir string) error {
 			fs.SetIgnoreSyncs(hooks.AckBeforeSync.Load())
 			hooks.SetFS(&cfg, fs)
 			c.fss = append(c.fss, fs)
+			if o.diskFaults {
+				d := &disk{}
+				hooks.SetFS(&cfg, vfs.Wrap(fs, d))
+				c.disks = append(c.disks, d)
+			}
 		}
 		if c.nw != nil {
 			ft := &filtered{nw: c.nw}
@@ -574,4 +588,79 @@ func Count(tb testing.TB, n *coord.Node, prefix string) int64 {
 		tb.Fatalf("coordtest: count %s: %v", prefix, err)
 	}
 	return g.Count
+}
+
+// disk is the error injector of a member's filesystem (WithDiskFaults).
+type disk struct{ fault atomic.Pointer[diskFault] }
+
+type diskFault struct {
+	op  vfs.Op
+	err error
+}
+
+func (d *disk) MaybeError(op vfs.Op) error {
+	if f := d.fault.Load(); f != nil && f.op == op {
+		return f.err
+	}
+	return nil
+}
+
+// DiskOp names the operations FailDisk can make fail.
+type DiskOp = vfs.Op
+
+// The operations FailDisk can make fail: every write (and file creation,
+// rename, removal), or every sync.
+const (
+	DiskWrite DiskOp = vfs.OpWrite
+	DiskSync  DiskOp = vfs.OpSync
+)
+
+// FailDisk makes every later op of member i's filesystem fail with err
+// (syscall.EIO, syscall.ENOSPC), as a failing disk would: the data of a
+// write that fails is not written, and what a failed sync was to make
+// durable may be lost (ReopenMendedDisk drops it). Needs WithDiskFaults.
+func (c *Cluster) FailDisk(i int, op DiskOp, err error) {
+	c.helper()
+	if len(c.disks) == 0 {
+		c.fatalf("coordtest: FailDisk needs WithDiskFaults")
+	}
+	c.disks[i].fault.Store(&diskFault{op, err})
+}
+
+// ReopenMendedDisk reopens member i, which stopped itself on a disk
+// failure (Node.Err), as its process would be restarted once its disk is
+// mended: from what its filesystem had synced, copied to a new disk that
+// does not fail (the stopped member's storage is left to the goroutines
+// that still hold it). It returns the new Node, or Open's error.
+func (c *Cluster) ReopenMendedDisk(i int) (*coord.Node, error) {
+	c.helper()
+	if len(c.disks) == 0 {
+		c.fatalf("coordtest: ReopenMendedDisk needs WithDiskFaults")
+	}
+	c.mu.Lock()
+	old, cfg := c.nodes[i], c.cfgs[i]
+	c.nodes[i] = nil
+	c.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	src := c.fss[i]
+	src.ResetToSyncedState()
+	fs := vfs.NewStrictMem()
+	if _, err := vfs.Clone(src, fs, cfg.DataDir, cfg.DataDir); err != nil {
+		c.fatalf("coordtest: copying member %d's disk: %v", i, err)
+	}
+	d := &disk{}
+	hooks.SetFS(&cfg, vfs.Wrap(fs, d))
+	c.mu.Lock()
+	c.fss[i], c.disks[i], c.cfgs[i] = fs, d, cfg
+	c.mu.Unlock()
+	n, err := coord.Open(context.Background(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.nodes[i] = n
+	c.mu.Unlock()
+	return n, nil
 }

@@ -33,6 +33,7 @@ var (
 	ErrCorrupt         = errors.New("coord: corrupt data in DataDir")
 	ErrNoSpace         = errors.New("coord: no space")
 	ErrCorruptAlarm    = errors.New("coord: shard writes stopped by a CORRUPT alarm")
+	ErrDiskFailure     = errors.New("coord: the disk failed a write")
 )
 
 // ErrInvalidArgument is coord.ErrInvalidArgument.

@@ -1,7 +1,10 @@
 package raftnode
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/lni/dragonboat/v4/config"
@@ -20,17 +23,72 @@ type guardedTransport struct {
 	config.TransportFactory
 	guard  func(*pb.MessageBatch) bool
 	chunks func() bool
+	muted  func() bool
+	// created is given the transport Create made.
+	created func(raftio.ITransport)
 }
 
 // Create implements config.TransportFactory.
 func (g guardedTransport) Create(nhc config.NodeHostConfig, h raftio.MessageHandler, ch raftio.ChunkHandler) raftio.ITransport {
-	return g.TransportFactory.Create(nhc, func(b pb.MessageBatch) {
+	t := mutedTransport{g.TransportFactory.Create(nhc, func(b pb.MessageBatch) {
 		if g.guard(&b) {
 			h(b)
 		}
 	}, func(c pb.Chunk) bool {
 		return g.chunks() && ch(c)
-	})
+	}), g.muted}
+	g.created(t.ITransport)
+	return t
+}
+
+// mutedTransport sends nothing once muted returns true: a member that
+// stopped itself (fail) says nothing more to its peers, whatever
+// dragonboat, which may go on running, asks it to send.
+type mutedTransport struct {
+	raftio.ITransport
+	muted func() bool
+}
+
+var errMuted = errors.New("coord: this member stopped itself and sends nothing")
+
+func (t mutedTransport) GetConnection(ctx context.Context, target string) (raftio.IConnection, error) {
+	c, err := t.ITransport.GetConnection(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	return mutedConn{c, t.muted}, nil
+}
+
+func (t mutedTransport) GetSnapshotConnection(ctx context.Context, target string) (raftio.ISnapshotConnection, error) {
+	c, err := t.ITransport.GetSnapshotConnection(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	return mutedSnapshotConn{c, t.muted}, nil
+}
+
+type mutedConn struct {
+	raftio.IConnection
+	muted func() bool
+}
+
+func (c mutedConn) SendMessageBatch(b pb.MessageBatch) error {
+	if c.muted() {
+		return errMuted
+	}
+	return c.IConnection.SendMessageBatch(b)
+}
+
+type mutedSnapshotConn struct {
+	raftio.ISnapshotConnection
+	muted func() bool
+}
+
+func (c mutedSnapshotConn) SendChunk(ch pb.Chunk) error {
+	if c.muted() {
+		return errMuted
+	}
+	return c.ISnapshotConnection.SendChunk(ch)
 }
 
 // screen looks at each batch peers send before dragonboat does. It stops
@@ -111,21 +169,45 @@ func holdBack(m *pb.Message, low, checked bool) bool {
 }
 
 // fail stops this member, at most once, because its state cannot be
-// trusted: err is what Err reports. Before Run, the start fails with err
-// instead.
+// trusted: err is what Err reports. From then on the member sends nothing
+// to its peers and takes nothing from them. Before Run, the start fails
+// with err instead.
 func (h *Host) fail(err error) {
 	if !h.failure.CompareAndSwap(nil, &err) {
 		return
 	}
-	h.log.Error("member stopped: its state cannot be trusted; rebuild it from its peers", "err", err)
+	h.mute.Store(true)
+	h.log.Error("member stopped: its state cannot be trusted", "err", err)
 	if h.running.Load() && h.cfg.Failed != nil {
 		go h.cfg.Failed(err)
 	}
 }
 
+// diskFailed stops this member because a write to its disk failed (err
+// names the file): see diskFS, whose goroutine calls it and then blocks.
+func (h *Host) diskFailed(err error) {
+	h.diskBroken.Store(true)
+	h.fail(diskFailure(h.cfg.DataDir, err))
+	h.Stop() // ends a start's waits, too
+}
+
+// live holds the members of this process that run (between Run and
+// Close), for failAll.
+var live sync.Map // *Host -> struct{}
+
+// failAll stops every member of this process that runs with err: dragonboat
+// met a state it cannot go on from (dbLog.Panicf). Which member it was is
+// not known; a process runs one member but in tests.
+func failAll(err error) {
+	live.Range(func(k, _ any) bool {
+		k.(*Host).fail(err)
+		return true
+	})
+}
+
 // Err returns nil while this member runs, and after a clean stop. When the
 // member stopped itself because its state cannot be trusted, it returns
-// why, an error wrapping ErrCorrupt. It does not block.
+// why: an error wrapping ErrCorrupt, or ErrDiskFailure. It does not block.
 func (h *Host) Err() error {
 	if e := h.failure.Load(); e != nil {
 		return *e

@@ -14,6 +14,7 @@ import (
 	"github.com/lni/dragonboat/v4"
 	"github.com/lni/dragonboat/v4/client"
 	"github.com/lni/dragonboat/v4/config"
+	"github.com/lni/dragonboat/v4/raftio"
 	pb "github.com/lni/dragonboat/v4/raftpb"
 	dbsm "github.com/lni/dragonboat/v4/statemachine"
 	"github.com/lni/goutils/random"
@@ -110,6 +111,17 @@ type Host struct {
 	running atomic.Bool
 	// diskLow: the disk's free space is below Config.DiskReserve (watchDisk).
 	diskLow atomic.Bool
+	// disk is the filesystem dragonboat writes through; diskBroken is set
+	// when a write to it failed (diskFailed): a goroutine of dragonboat's
+	// is then blocked for good, and the NodeHost cannot be closed.
+	disk       *diskFS
+	diskBroken atomic.Bool
+	// mute is set when the member stops itself (fail): its transport sends
+	// nothing more. An object of its own, like self: a NodeHost left open
+	// (closeNodeHost) holds it, and not the Host.
+	mute *atomic.Bool
+	// transport is the peer transport dragonboat was given.
+	transport raftio.ITransport
 
 	// ctx ends, with its cause, when the member closes (Stop).
 	ctx    context.Context
@@ -128,7 +140,7 @@ type Host struct {
 func Start(cfg Config, initial map[uint64]string, join bool) (*Host, error) {
 	routeLogs(cfg.Logger)
 	h := &Host{cfg: cfg, log: cfg.Logger.With("member", cfg.Name), rolesChanged: make(chan struct{}, 1),
-		self: new(atomic.Pointer[Host])}
+		self: new(atomic.Pointer[Host]), mute: new(atomic.Bool)}
 	h.ctx, h.cancel = context.WithCancelCause(context.Background())
 	h.self.Store(h)
 	self := h.self
@@ -174,9 +186,13 @@ func Start(cfg Config, initial map[uint64]string, join bool) (*Host, error) {
 		// count an observer reachable when heard within two.
 		ObserverHeartbeatEvery: cfg.ElectionTimeout / 2})
 	nhc.Expert.TransportFactory = h.peers
-	if cfg.FS != nil {
-		nhc.Expert.FS = cfg.FS
-	}
+	var disk *diskFS
+	nhc.Expert.FS, disk = newDiskFS(cfg.FS, nhc.NodeHostDir, func(err error) {
+		if h := self.Load(); h != nil {
+			h.diskFailed(err)
+		}
+	})
+	h.disk = disk
 	if cfg.WrapTransport != nil {
 		nhc.Expert.TransportFactory = cfg.WrapTransport(h.peers)
 	}
@@ -188,6 +204,10 @@ func Start(cfg Config, initial map[uint64]string, join bool) (*Host, error) {
 	}, func() bool { // a snapshot from the leader would fill a nearly full disk
 		h := self.Load()
 		return h == nil || !h.diskLow.Load()
+	}, h.mute.Load, func(t raftio.ITransport) {
+		if h := self.Load(); h != nil {
+			h.transport = t
+		}
 	}}
 	h.nhc = nhc
 	for i := 0; i < cfg.Shards; i++ {
@@ -247,15 +267,30 @@ func (h *Host) startNodeHost(initial map[uint64]dragonboat.Target, join bool) er
 	}
 	h.nh = nh
 	h.host.Store(nh)
+	h.disk.armed.Store(true)
 	for _, s := range h.shards {
 		if err := h.startShard(s, initial, join); err != nil {
 			h.host.Store(nil)
-			nh.Close()
+			h.closeNodeHost(nh)
 			h.nh = nil
 			return err
 		}
 	}
 	return nil
+}
+
+// closeNodeHost closes nh, unless a write to the disk failed: one of its
+// goroutines is then blocked in that write for good (diskFS), and closing
+// would wait for it forever; nh is left as it is, cut off from its peers.
+func (h *Host) closeNodeHost(nh *dragonboat.NodeHost) {
+	if h.diskBroken.Load() {
+		h.log.Error("dragonboat left open: a write to the disk never returned; restart the process to reopen the member", "data_dir", h.cfg.DataDir)
+		if h.transport != nil {
+			h.transport.Close() // frees the Raft port; it sent nothing since the failure (mute)
+		}
+		return
+	}
+	nh.Close()
 }
 
 // startShard starts this member's replica of s.
@@ -337,6 +372,7 @@ func (h *Host) Run(campaign bool, bootstrap uint64) error {
 		go h.watchDisk()
 	}
 	h.running.Store(true)
+	live.Store(h, struct{}{})
 	return h.Err()
 }
 
@@ -436,8 +472,9 @@ func (h *Host) Close() {
 	h.Stop()
 	h.wg.Wait()
 	if nh := h.host.Swap(nil); nh != nil {
-		nh.Close()
+		h.closeNodeHost(nh)
 	}
+	live.Delete(h)
 	h.self.Store(nil) // see self
 }
 

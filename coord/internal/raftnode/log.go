@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"github.com/lni/dragonboat/v4/logger"
+
+	"github.com/coordkit/coordkit/coord/internal/errdefs"
 )
 
 // dragonboat's logger factory is process-wide and may be set only once; it
@@ -59,7 +61,14 @@ func (l *dbLog) Errorf(format string, args ...any) {
 	}
 	l.log(slog.LevelError, format, args)
 }
+
+// Panicf reports that dragonboat met a state it cannot go on from. It
+// stops every member of the process that runs (failAll): dragonboat's
+// step workers recover the panic (see diskFS), so the member would
+// otherwise hang on in silence.
 func (l *dbLog) Panicf(format string, args ...any) {
 	l.log(slog.LevelError, format, args)
-	panic(fmt.Errorf(format, args...))
+	err := fmt.Errorf(format, args...)
+	failAll(fmt.Errorf("%w: dragonboat stopped: %w", errdefs.ErrCorrupt, err))
+	panic(err)
 }
