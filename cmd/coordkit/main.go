@@ -253,6 +253,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Info("shutting down", "cause", context.Cause(ctx))
 		stopStreams(httpapi.ErrShuttingDown)
 		return shutdown(srv, log)
+	case <-node.Done(): // the member stopped itself: its Err says why
+		stopStreams(httpapi.ErrShuttingDown)
+		if err := shutdown(srv, log); err != nil {
+			log.Warn("HTTP server shutdown", "err", err)
+		}
+		return fmt.Errorf("member stopped: %w", node.Err())
 	case err := <-serveErr:
 		return fmt.Errorf("HTTP server: %w", err)
 	}
