@@ -195,8 +195,10 @@ func checkDurability(rep *Report, ops []porcupine.Operation, h *history) {
 		if !ok {
 			continue
 		}
+		rep.Acked++
 		got, ok := at[[2]any{want.rev, want.key}]
 		if !ok || got != want {
+			rep.Lost++
 			rep.violate("acknowledged write lost: %+v, history has %+v (present %v)", want, got, ok)
 		}
 	}

@@ -64,6 +64,8 @@ func TestRobustness(t *testing.T) {
 			total.Unknown += rep.Unknown
 			total.WatchEvents += rep.WatchEvents
 			total.FaultsInjected += rep.FaultsInjected
+			total.Acked += rep.Acked
+			total.Lost += rep.Lost
 			serial += rep.SerialReads
 			total.Violations = append(total.Violations, rep.Violations...)
 			if rep.Linearizable == porcupine.Unknown {
@@ -76,8 +78,8 @@ func TestRobustness(t *testing.T) {
 			}
 		})
 	}
-	t.Logf("SUMMARY scenarios=%d ops=%d unknown=%d watch-events=%d faults=%d violations=%d",
-		len(list), total.Ops, total.Unknown, total.WatchEvents, total.FaultsInjected, len(total.Violations))
+	t.Logf("SUMMARY scenarios=%d ops=%d unknown=%d watch-events=%d faults=%d acked-writes=%d lost=%d violations=%d",
+		len(list), total.Ops, total.Unknown, total.WatchEvents, total.FaultsInjected, total.Acked, total.Lost, len(total.Violations))
 	if *record != "" {
 		kinds := map[string]int{}
 		for _, sc := range list {
@@ -99,12 +101,12 @@ func TestRobustness(t *testing.T) {
 			checks = fmt.Sprintf("%d linearizability checks timed out (inconclusive)", lost)
 		}
 		entry := fmt.Sprintf("\n### %s\n\nAt commit `%s`, on %s (%d CPUs), with %s:\n\n"+
-			"| scenarios | 3 voters / 1 voter | operations | of unknown outcome | serializable reads | faults injected | watch events checked | violations |\n"+
-			"|---:|---:|---:|---:|---:|---:|---:|---:|\n| %d | %d / %d | %d | %d | %d | %d | %d | %d |\n\n"+
+			"| scenarios | 3 voters / 1 voter | operations | of unknown outcome | serializable reads | faults injected | watch events checked | acknowledged writes checked | of them lost | violations |\n"+
+			"|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n| %d | %d / %d | %d | %d | %d | %d | %d | %d | %d | %d |\n\n"+
 			"Fault kinds drawn: %s; %s. %.0f s in all.\n",
 			time.Now().UTC().Format("2006-01-02 15:04 UTC"), at, runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), profile,
 			len(list), threeVoters, len(list)-threeVoters, total.Ops, total.Unknown, serial, total.FaultsInjected, total.WatchEvents,
-			len(total.Violations), strings.Join(drawn, ", "), checks, time.Since(start).Seconds())
+			total.Acked, total.Lost, len(total.Violations), strings.Join(drawn, ", "), checks, time.Since(start).Seconds())
 		appendRecord(t, entry)
 	}
 }

@@ -80,8 +80,11 @@ type Report struct {
 	Ops, Unknown, SerialReads, WatchEvents, FaultsInjected int
 	// NoSpace counts the writes refused under a NOSPACE alarm, Compacted
 	// the revision faultQuota compacted the history to (1: none).
-	NoSpace      int
-	Compacted    int64
+	NoSpace   int
+	Compacted int64
+	// Acked counts the acknowledged writes the durability check looked
+	// for in the committed history, Lost those it did not find there.
+	Acked, Lost  int
 	Linearizable porcupine.CheckResult
 	Violations   []string
 	history      []porcupine.Operation
