@@ -23,6 +23,8 @@ import (
 //	put256,SYSTEM,DURATION     start 3 members, run put-256, report HWM
 //	run,WORKLOAD,SYSTEM,DURATION,WATCHERS,LEASES
 //	                           run a timed workload, report its figure
+//	steady,SYSTEM,DURATION     start 3 members, overwrite a fixed key set,
+//	                           report heap and RSS after each phase (steady.go)
 //
 // For the first two the child prints one line "CHILD rss=KiB hwm=KiB
 // base=KiB ops=N cpu=MS" and exits. base is the RSS before the cluster
@@ -101,6 +103,12 @@ func child(spec string) error {
 		return nil
 	case len(f) == 6 && f[0] == "run":
 		return childRun(f[1:])
+	case len(f) == 3 && f[0] == "steady":
+		d, err := time.ParseDuration(f[2])
+		if err != nil {
+			return err
+		}
+		return childSteady(f[1], d)
 	}
 	return fmt.Errorf("bad spec %q", spec)
 }

@@ -38,7 +38,7 @@ func main() {
 		os.Exit(runChild(spec))
 	}
 	p := defaultParams()
-	workload := flag.String("workload", "all", "workloads to run, comma-separated: all, shards, peers, fleet, or names from the list below")
+	workload := flag.String("workload", "all", "workloads to run, comma-separated: all, shards, peers, fleet, steady, or names from the list below")
 	systems := flag.String("systems", strings.Join(allSystems, ","), "systems to run, comma-separated: coordkit, etcd, raw, and coordkit-v3 (coordkit behind etcd's API and clientv3: put-256, get-lin and watch-1 only)")
 	flag.DurationVar(&p.duration, "duration", p.duration, "measured time per timed case (shards: default 5s; peers: default 20s)")
 	flag.IntVar(&p.watchers, "watchers", p.watchers, "watchers in watch-10k")
@@ -65,6 +65,7 @@ func main() {
 		}
 		fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n", "shards", "coordkit puts at 1, 2, 4 and 8 shards (separate table)")
 		fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n", "peers", "coordkit leader heap and CPU per write with -observers observers, member processes (separate table)")
+		fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n", "steady", "coordkit and etcd: Go heap and RSS per member after each quarter of -duration (default 20s) of overwrites of a fixed key set (separate table)")
 		fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n\nflags:\n", "fleet", "3 voters and -observers observers as member processes: join, idle, paced writes watched from every observer, closed loop, SIGKILLs (separate tables)")
 		flag.PrintDefaults()
 	}
@@ -136,6 +137,20 @@ func main() {
 		}
 		pc.progress = os.Stderr
 		if _, err := peersWorkload(pc, os.Stdout); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
+	if *workload == "steady" {
+		d := 20 * time.Second
+		flag.Visit(func(f *flag.Flag) {
+			if f.Name == "duration" {
+				d = p.duration
+			}
+		})
+		sys := strings.Split(*systems, ",")
+		sys = slices.DeleteFunc(sys, func(s string) bool { return s != sysCoordkit && s != sysEtcd })
+		if err := steadyWorkload(d, sys, os.Stdout); err != nil {
 			log.Fatal(err)
 		}
 		return
