@@ -170,6 +170,29 @@ func TestShardsWorkload(t *testing.T) {
 	}
 }
 
+// TestSteadyWorkload runs -workload steady briefly: each system's child
+// reports every phase, with writes that only grow and memory figures.
+func TestSteadyWorkload(t *testing.T) {
+	for _, kind := range []string{sysCoordkit, sysEtcd} {
+		phases, err := spawnSteady(kind, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, ph := range phases {
+			if ph.writes <= 0 || ph.heapKiB == 0 || ph.rssKiB == 0 || i > 0 && ph.writes < phases[i-1].writes {
+				t.Fatalf("%s phase %d: %+v (all: %+v)", kind, i+1, ph, phases)
+			}
+		}
+	}
+	var out bytes.Buffer
+	if err := steadyWorkload(time.Second, []string{sysCoordkit}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), "| coordkit |"); n != steadyPhases+1 {
+		t.Fatalf("want %d phases and a ratio, got %d rows:\n%s", steadyPhases, n, out.String())
+	}
+}
+
 // TestReport renders a table, the targets and the SVG from made-up figures.
 func TestReport(t *testing.T) {
 	ws := workloads()
