@@ -179,7 +179,7 @@ func TestSteadyWorkload(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, ph := range phases {
-			if ph.writes <= 0 || ph.heapKiB == 0 || ph.rssKiB == 0 || i > 0 && ph.writes < phases[i-1].writes {
+			if ph.writes <= 0 || ph.heapKiB == 0 || ph.goKiB == 0 || ph.rssKiB == 0 || i > 0 && ph.writes < phases[i-1].writes {
 				t.Fatalf("%s phase %d: %+v (all: %+v)", kind, i+1, ph, phases)
 			}
 		}

@@ -65,7 +65,7 @@ func main() {
 		}
 		fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n", "shards", "coordkit puts at 1, 2, 4 and 8 shards (separate table)")
 		fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n", "peers", "coordkit leader heap and CPU per write with -observers observers, member processes (separate table)")
-		fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n", "steady", "coordkit and etcd: Go heap and RSS per member after each quarter of -duration (default 20s) of overwrites of a fixed key set (separate table)")
+		fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n", "steady", "coordkit and etcd: Go heap and RSS per member after each eighth of -duration (default 40s) of overwrites of a fixed key set (separate table)")
 		fmt.Fprintf(flag.CommandLine.Output(), "  %-21s %s\n\nflags:\n", "fleet", "3 voters and -observers observers as member processes: join, idle, paced writes watched from every observer, closed loop, SIGKILLs (separate tables)")
 		flag.PrintDefaults()
 	}
@@ -142,7 +142,7 @@ func main() {
 		return
 	}
 	if *workload == "steady" {
-		d := 20 * time.Second
+		d := 40 * time.Second
 		flag.Visit(func(f *flag.Flag) {
 			if f.Name == "duration" {
 				d = p.duration

@@ -22,20 +22,25 @@ import (
 // holds a flat heap.
 const (
 	steadyKeysPerClient = 64 // 16,384 keys in all
-	steadyPhases        = 4
+	steadyPhases        = 8
 )
 
 // steadyPhase is what a child reports after one phase.
 type steadyPhase struct {
-	writes          int64 // acknowledged since the start
-	heapKiB, rssKiB int64 // per member
+	writes int64 // acknowledged since the start
+	// Per member: the Go heap in use, what the Go runtime holds from the
+	// OS (heap spans in use or idle and not yet returned, stacks, its own
+	// structures), and the RSS. RSS beyond the runtime's is memory
+	// allocated outside Go (pebble's memtables and block cache, with cgo)
+	// and the binary's pages.
+	heapKiB, goKiB, rssKiB int64
 }
 
 // childSteady runs the steady workload on one system in this (child)
 // process and prints a "CHILD-STEADY writes=N heap=KiB rss=KiB" line per
 // phase.
 func childSteady(kind string, d time.Duration) error {
-	baseHeap := heapInuse()
+	baseHeap, baseGo := heapInuse()
 	baseRSS, _, err := memStatus()
 	if err != nil {
 		return err
@@ -58,22 +63,23 @@ func childSteady(kind string, d time.Duration) error {
 		if r.errs > 0 {
 			return fmt.Errorf("%d puts failed, the first: %w", r.errs, r.firstErr)
 		}
-		heap := heapInuse()
+		heap, goHeld := heapInuse()
 		rss, _, err := memStatus()
 		if err != nil {
 			return err
 		}
-		fmt.Printf("CHILD-STEADY writes=%d heap=%d rss=%d\n", writes.Load(), (heap-baseHeap)/3, (rss-baseRSS)/3)
+		fmt.Printf("CHILD-STEADY writes=%d heap=%d go=%d rss=%d\n", writes.Load(), (heap-baseHeap)/3, (goHeld-baseGo)/3, (rss-baseRSS)/3)
 	}
 	return nil
 }
 
-// heapInuse collects garbage and returns the Go heap in use, in KiB.
-func heapInuse() int64 {
+// heapInuse collects garbage and returns the Go heap in use and what the
+// Go runtime holds from the OS, in KiB.
+func heapInuse() (heap, held int64) {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapInuse >> 10)
+	return int64(ms.HeapInuse >> 10), int64((ms.Sys - ms.HeapReleased) >> 10)
 }
 
 // steadyWorkload runs the steady workload on each system, each in a child
@@ -81,22 +87,23 @@ func heapInuse() int64 {
 func steadyWorkload(d time.Duration, systems []string, w io.Writer) error {
 	fmt.Fprintf(w, "## Memory under overwrites: 256 clients, %d keys, 16 B values, 3 members, %s in %d phases\n\n",
 		256*steadyKeysPerClient, d, steadyPhases)
-	fmt.Fprintln(w, "Per member, after a GC at the end of each phase: Go heap in use, RSS (less the process's before the cluster started, / 3).")
+	fmt.Fprintln(w, "Per member, after a GC at the end of each phase (less the process's before the cluster started, / 3): the Go heap in use; what the Go runtime holds from the OS (heap in use or idle and not yet returned, stacks, its own structures); RSS, which adds memory allocated outside Go (pebble's, with cgo).")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| system | phase | writes so far | heap in use | RSS |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| system | phase | writes so far | Go heap in use | Go runtime | RSS |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
 	for _, kind := range systems {
 		phases, err := spawnSteady(kind, d)
 		if err != nil {
 			return err
 		}
 		for i, ph := range phases {
-			fmt.Fprintf(w, "| %s | %d | %d | %s | %s |\n", kind, i+1, ph.writes, mib(ph.heapKiB), mib(ph.rssKiB))
+			fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s |\n", kind, i+1, ph.writes, mib(ph.heapKiB), mib(ph.goKiB), mib(ph.rssKiB))
 		}
 		if n := len(phases); n >= 3 {
-			fmt.Fprintf(w, "| %s | last / second | %.2fx | %.2fx | %.2fx |\n", kind,
+			fmt.Fprintf(w, "| %s | last / second | %.2fx | %.2fx | %.2fx | %.2fx |\n", kind,
 				float64(phases[n-1].writes)/float64(phases[1].writes),
 				float64(phases[n-1].heapKiB)/float64(phases[1].heapKiB),
+				float64(phases[n-1].goKiB)/float64(phases[1].goKiB),
 				float64(phases[n-1].rssKiB)/float64(phases[1].rssKiB))
 		}
 	}
@@ -114,7 +121,7 @@ func spawnSteady(kind string, d time.Duration) ([]steadyPhase, error) {
 	for line := range strings.Lines(out.stdout) {
 		if strings.HasPrefix(line, "CHILD-STEADY ") {
 			var ph steadyPhase
-			if _, err := fmt.Sscanf(line, "CHILD-STEADY writes=%d heap=%d rss=%d", &ph.writes, &ph.heapKiB, &ph.rssKiB); err != nil {
+			if _, err := fmt.Sscanf(line, "CHILD-STEADY writes=%d heap=%d go=%d rss=%d", &ph.writes, &ph.heapKiB, &ph.goKiB, &ph.rssKiB); err != nil {
 				return nil, err
 			}
 			phases = append(phases, ph)
