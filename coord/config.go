@@ -164,7 +164,8 @@ type Config struct {
 	// writes proposed through it with ErrNoSpace, takes no new entries
 	// from its leader, and hands over the leadership of every shard it
 	// leads; it catches up once space is freed. A disk that fills up under
-	// the log would end the process (README, "A corrupt member"). Checked
+	// the log anyway stops the member with ErrDiskFailure (README, "A
+	// failing disk"). Checked
 	// four times a second. Default 64 MiB; negative turns the check off.
 	DiskReserve int64
 	// MaxStoreBytes bounds each shard's store, as etcd's

@@ -63,9 +63,9 @@ type injectNothing struct{}
 
 func (injectNothing) MaybeError(vfs.Op) error { return nil }
 
-// blockForever is where a goroutine whose write failed stays. A variable,
-// so that a test can see that it was reached.
-var blockForever = func() { select {} }
+// blockForever is where a goroutine whose write failed stays, for the
+// life of the process.
+func blockForever() { select {} }
 
 // check returns err, or, when err is a failure of the disk under dir and
 // the filesystem is armed, stops the member and never returns.
