@@ -186,13 +186,11 @@ func Start(cfg Config, initial map[uint64]string, join bool) (*Host, error) {
 		// count an observer reachable when heard within two.
 		ObserverHeartbeatEvery: cfg.ElectionTimeout / 2})
 	nhc.Expert.TransportFactory = h.peers
-	var disk *diskFS
-	nhc.Expert.FS, disk = newDiskFS(cfg.FS, nhc.NodeHostDir, func(err error) {
+	nhc.Expert.FS, h.disk = newDiskFS(cfg.FS, nhc.NodeHostDir, func(err error) {
 		if h := self.Load(); h != nil {
 			h.diskFailed(err)
 		}
 	})
-	h.disk = disk
 	if cfg.WrapTransport != nil {
 		nhc.Expert.TransportFactory = cfg.WrapTransport(h.peers)
 	}
